@@ -1,0 +1,26 @@
+/** The runbook registry: built-in runbooks plus those plugins add. */
+import type { RunbookDefinition } from './definition.js';
+import { UsageError } from '../cli/errors.js';
+
+export const builtinRunbooks: RunbookDefinition[] = [];
+
+export class Catalog {
+  private readonly byName = new Map<string, RunbookDefinition>();
+
+  constructor(definitions: RunbookDefinition[]) {
+    for (const definition of definitions) {
+      if (this.byName.has(definition.name)) throw new Error(`two runbooks are named '${definition.name}'`);
+      this.byName.set(definition.name, definition);
+    }
+  }
+
+  list(): RunbookDefinition[] {
+    return [...this.byName.values()];
+  }
+
+  get(name: string): RunbookDefinition {
+    const definition = this.byName.get(name);
+    if (!definition) throw new UsageError(`unknown runbook '${name}' (known: ${[...this.byName.keys()].join(', ') || 'none'})`);
+    return definition;
+  }
+}

@@ -1,0 +1,118 @@
+/** What every command shares: where Temporal is, who is asking, which config and catalog apply. */
+import { existsSync, readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { builtinRunbooks, Catalog } from '../catalog/index.js';
+import { defaultConfigPath, loadConfig, type RunbooksConfig } from '../config.js';
+import { loadPlugins, pluginPaths, type RunbookPlugin } from '../plugins.js';
+
+export interface GlobalOptions {
+  address?: string;
+  namespace?: string;
+  config?: string;
+  json?: boolean;
+}
+
+/** What `runbook dev` leaves behind for the commands run next to it. */
+export interface DevState {
+  temporalAddress: string;
+  uiUrl: string;
+  awsEndpoint: string;
+  postgresUrl: string;
+  config: string;
+}
+
+export const DEV_STATE_FILE = resolve('.runbook', 'dev.json');
+
+export function readDevState(): DevState | undefined {
+  if (!existsSync(DEV_STATE_FILE)) return undefined;
+  try {
+    return JSON.parse(readFileSync(DEV_STATE_FILE, 'utf8')) as DevState;
+  } catch {
+    return undefined;
+  }
+}
+
+export class CommandContext {
+  private client?: Client;
+  private config?: RunbooksConfig | null;
+  private plugins?: RunbookPlugin[];
+
+  constructor(readonly options: GlobalOptions) {}
+
+  get json(): boolean {
+    return Boolean(this.options.json);
+  }
+
+  get address(): string {
+    return this.options.address ?? this.optionalConfig()?.temporal.address ?? 'localhost:7233';
+  }
+
+  get namespace(): string {
+    return this.options.namespace ?? this.optionalConfig()?.temporal.namespace ?? 'default';
+  }
+
+  /** The Temporal UI for this address: configured, else the dev server's convention (UI port = gRPC port + 1000). */
+  get uiUrl(): string {
+    const configured = process.env.TEMPORAL_UI_URL ?? this.optionalConfig()?.temporal.uiUrl;
+    if (configured) return configured.replace(/\/$/, '');
+    const [host, port] = this.address.split(':');
+    return `http://${host}:${Number(port ?? 7233) + 1000}`;
+  }
+
+  runUrl(workflowId: string): string {
+    return `${this.uiUrl}/namespaces/${encodeURIComponent(this.namespace)}/workflows/${encodeURIComponent(workflowId)}`;
+  }
+
+  configPath(): string | undefined {
+    return this.options.config ?? defaultConfigPath();
+  }
+
+  /** The config, loaded and validated; throws a usage error when there is none. */
+  requireConfig(): RunbooksConfig {
+    const config = this.optionalConfig();
+    if (config) return config;
+    return loadConfig(this.configPath());
+  }
+
+  optionalConfig(): RunbooksConfig | undefined {
+    if (this.config === undefined) {
+      const path = this.configPath();
+      this.config = path ? loadConfig(path) : null;
+    }
+    return this.config ?? undefined;
+  }
+
+  async loadPlugins(): Promise<RunbookPlugin[]> {
+    if (!this.plugins) {
+      const config = this.optionalConfig();
+      this.plugins = await loadPlugins(pluginPaths(config?.plugins, config ? dirname(config.path) : undefined));
+    }
+    return this.plugins;
+  }
+
+  async catalog(): Promise<Catalog> {
+    const plugins = await this.loadPlugins();
+    return new Catalog([...builtinRunbooks, ...plugins.flatMap((p) => p.runbooks)]);
+  }
+
+  async temporal(): Promise<Client> {
+    if (!this.client) {
+      const connection = await Connection.connect({ address: this.address, connectTimeout: '5s' }).catch((err: Error) => {
+        throw new Error(`cannot reach Temporal at ${this.address}: ${err.message} (start one with \`npm start\`, or pass --address)`);
+      });
+      this.client = new Client({ connection, namespace: this.namespace });
+    }
+    return this.client;
+  }
+
+  async close(): Promise<void> {
+    await this.client?.connection.close();
+  }
+}
+
+/** Who is acting: --as, else RUNBOOK_USER, else the OS user. */
+export function identity(as?: string): string {
+  return as ?? process.env.RUNBOOK_USER ?? userInfo().username;
+}

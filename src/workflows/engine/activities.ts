@@ -1,0 +1,28 @@
+import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+
+let runningStepSummary: string | undefined;
+
+/** Set by the engine when a step starts, so every activity it calls carries the step's plain-words summary in the UI. */
+export function setStepSummary(summary: string | undefined): void {
+  runningStepSummary = summary;
+}
+
+/**
+ * Like `proxyActivities`, but each call is labelled in the Temporal UI with the
+ * summary of the step that makes it ("raise desired count of app 2 -> 4").
+ */
+export function stepActivities<A extends object>(options: ActivityOptions): A {
+  const proxy = proxyActivities<Record<string, ActivityFunctionWithOptions>>(options);
+  return new Proxy({} as A, {
+    get(_target, name) {
+      if (typeof name !== 'string') return undefined;
+      const activity = proxy[name]!;
+      return (...args: unknown[]) =>
+        runningStepSummary ? activity.executeWithOptions({ summary: runningStepSummary } as ActivityOptions, args) : activity(...args);
+    },
+  });
+}
+
+type ActivityFunctionWithOptions = ((...args: unknown[]) => Promise<unknown>) & {
+  executeWithOptions(options: ActivityOptions, args: unknown[]): Promise<unknown>;
+};

@@ -1,0 +1,26 @@
+import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+
+/**
+ * The innermost meaningful message of a failure chain: an activity failure's own
+ * message is "Activity task failed", its cause says what went wrong.
+ */
+export function describeError(err: unknown): string {
+  let current: unknown = err;
+  let message = err instanceof Error ? err.message : String(err);
+  while (current instanceof TemporalFailure && current.cause) {
+    current = current.cause;
+    if (current instanceof Error && current.message) message = current.message;
+  }
+  return message;
+}
+
+/** The ApplicationFailure type at the root of a failure chain, if any. */
+export function failureType(err: unknown): string | undefined {
+  let current: unknown = err;
+  let type: string | undefined;
+  while (current instanceof Error) {
+    if (current instanceof ApplicationFailure && current.type) type = current.type;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return type;
+}

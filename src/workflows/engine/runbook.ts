@@ -1,0 +1,386 @@
+/**
+ * The engine every runbook workflow runs on: named steps with status and
+ * timings, checkpoints decided by signal or validated update, an undo stack
+ * run on failure, rejection or cancel, dry-run plumbing, and the status query.
+ * Runbook files only say which steps happen in which order.
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  isCancellation,
+  log,
+  proxyActivities,
+  setCurrentDetails,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  FINAL_STATUS_MEMO,
+  FailureType,
+  approveSignal,
+  decideUpdate,
+  rejectSignal,
+  searchAttributes,
+  statusQuery,
+  type DecideArgs,
+  type Decision,
+  type Phase,
+  type Refusal,
+  type RunStatus,
+  type RunbookInput,
+  type StepStatus,
+  type WaitingFor,
+} from '../../messages.js';
+import type * as notifyActivities from '../../activities/notify.js';
+import { setStepSummary } from './activities.js';
+import { refusalReason } from './approvals.js';
+import { describeError, failureType } from './errors.js';
+import type { Plan } from './plan.js';
+
+export interface Undo<T> {
+  /** What undoing does, in plain words ("restore desired count of app to 2"). */
+  summary: string;
+  /** Must be safe to run whether or not the change happened (it runs after a failed change too). */
+  run: (result: T | undefined) => Promise<unknown>;
+}
+
+export interface StepOptions<T> {
+  /** The step's detail once done, from its result ("3 tasks running"). */
+  detail?: (result: T) => string;
+}
+
+export interface ChangeOptions<T> extends StepOptions<T> {
+  undo?: Undo<T>;
+  /** What a dry run returns in place of the change's result. */
+  dryResult?: T;
+}
+
+const { notifyCheckpoint } = proxyActivities<typeof notifyActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 3 },
+});
+
+export class Runbook<P = unknown> {
+  readonly params: P;
+  readonly dryRun: boolean;
+  readonly env: string;
+
+  private phase: Phase = 'running';
+  private readonly steps: StepStatus[];
+  private currentStep: string | null = null;
+  private waitingFor: WaitingFor | null = null;
+  private pending: Decision | null = null;
+  private readonly decisions: Decision[] = [];
+  private readonly refusals: Refusal[] = [];
+  private readonly undos: { step: string; summary: string; run: () => Promise<unknown> }[] = [];
+  private error: string | null = null;
+  private errorType: string | null = null;
+  private result: unknown = null;
+
+  constructor(
+    private readonly input: RunbookInput<P>,
+    private readonly plan: Plan,
+  ) {
+    this.params = input.params;
+    this.dryRun = input.dryRun;
+    this.env = input.env;
+    this.steps = plan.steps.map((name) => ({ name, status: 'pending' }));
+    this.registerHandlers();
+    // Labelled here rather than only by the starter, so a run started from the Temporal CLI or UI is filterable too.
+    upsertSearchAttributes([
+      { key: searchAttributes.runbook, value: input.runbook },
+      { key: searchAttributes.env, value: input.env },
+      { key: searchAttributes.target, value: input.target },
+      { key: searchAttributes.startedBy, value: input.startedBy },
+      { key: searchAttributes.phase, value: this.phase },
+    ]);
+  }
+
+  /** A step that only reads: it runs for real in a dry run too. */
+  read<T>(name: string, summary: string, run: () => Promise<T>, options: StepOptions<T> = {}): Promise<T> {
+    return this.runStep(name, summary, run, options);
+  }
+
+  /**
+   * A step that changes something. Its undo is registered before it runs, so a
+   * change that fails half-way is still undone. A dry run records what it would do.
+   */
+  async change<T>(name: string, summary: string, run: () => Promise<T>, options: ChangeOptions<T> = {}): Promise<T> {
+    if (this.dryRun) {
+      this.skip(name, `would ${summary}`);
+      return options.dryResult as T;
+    }
+    let result: T | undefined;
+    const undo = options.undo;
+    if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(result) });
+    result = await this.runStep(name, summary, run, options);
+    return result;
+  }
+
+  /** Marks a step as not needed for this run, with the reason. */
+  skip(name: string, why: string): void {
+    Object.assign(this.step(name), { status: 'skipped', detail: why, startedAt: undefined, endedAt: undefined });
+  }
+
+  /**
+   * Waits for a human decision. Resolves when approved; throws when rejected or
+   * when the timeout passes (a timeout is a rejection: it never lets a destructive step run).
+   */
+  async checkpoint(name: string, prompt: string): Promise<Decision> {
+    const step = this.step(name);
+    if (this.dryRun) {
+      this.skip(name, `would wait for approval: ${prompt}`);
+      return { checkpoint: name, decision: 'approved', by: 'dry-run', at: now() };
+    }
+    const { policy } = this.input;
+    const timeoutMs = policy.timeoutsMs?.[name] ?? policy.timeoutMs;
+    this.waitingFor = {
+      checkpoint: name,
+      prompt,
+      since: now(),
+      approvers: policy.approvers,
+      timeoutAt: new Date(Date.now() + timeoutMs).toISOString(),
+    };
+    Object.assign(step, { status: 'running', startedAt: now(), endedAt: undefined, detail: prompt });
+    this.currentStep = name;
+    this.setPhase('waiting');
+    this.showCurrent(`Waiting for approval at **${name}**: ${prompt}`);
+    await this.notifyWaiting(name, prompt);
+
+    let decision: Decision;
+    try {
+      const decided = await condition(() => this.pending !== null, timeoutMs);
+      decision = decided
+        ? this.pending!
+        : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}` };
+    } catch (err) {
+      Object.assign(step, { status: 'failed', endedAt: now(), detail: 'cancelled while waiting' });
+      this.waitingFor = null;
+      throw err;
+    }
+    this.pending = null;
+    this.waitingFor = null;
+    this.decisions.push(decision);
+    this.setPhase('running');
+    step.endedAt = now();
+    const comment = decision.comment ? `: ${decision.comment}` : '';
+    if (decision.decision === 'approved') {
+      Object.assign(step, { status: 'done', detail: `approved by ${decision.by}${comment}` });
+      return decision;
+    }
+    const what = decision.by === 'timeout' ? `timed out (${decision.comment})` : `rejected by ${decision.by}${comment}`;
+    Object.assign(step, { status: 'failed', detail: what });
+    throw ApplicationFailure.create({ type: FailureType.rejected, message: `checkpoint '${name}' ${what}`, nonRetryable: true });
+  }
+
+  status(): RunStatus {
+    return {
+      workflowId: workflowInfo().workflowId,
+      runbook: this.input.runbook,
+      env: this.input.env,
+      target: this.input.target,
+      phase: this.phase,
+      dryRun: this.dryRun,
+      startedBy: this.input.startedBy,
+      currentStep: this.currentStep,
+      steps: this.steps.map((s) => ({ ...s })),
+      waitingFor: this.waitingFor,
+      decisions: [...this.decisions],
+      refusals: [...this.refusals],
+      error: this.error,
+      errorType: this.errorType,
+      result: this.result,
+    };
+  }
+
+  /** Runs the undo stack, newest first; an undo that fails does not stop the others. */
+  async compensate(): Promise<{ undone: number; failed: string[] }> {
+    let undone = 0;
+    const failed: string[] = [];
+    for (const undo of [...this.undos].reverse()) {
+      const step = this.step(undo.step);
+      this.currentStep = undo.step;
+      setStepSummary(`undo: ${undo.summary}`);
+      this.showCurrent(`Undoing **${undo.step}**: ${undo.summary}`);
+      try {
+        await undo.run();
+        Object.assign(step, { status: 'compensated', detail: `undone: ${undo.summary}`, endedAt: now() });
+        undone++;
+      } catch (err) {
+        Object.assign(step, { status: 'failed', detail: `undo failed (${undo.summary}): ${describeError(err)}`, endedAt: now() });
+        failed.push(undo.step);
+      }
+    }
+    this.undos.length = 0;
+    return { undone, failed };
+  }
+
+  /** Records the end of the run; the final status goes into the memo so it can be read without a worker. */
+  end(phase: Phase, outcome: { result?: unknown; error?: string; errorType?: string }): void {
+    this.result = outcome.result ?? null;
+    this.error = outcome.error ?? null;
+    this.errorType = outcome.errorType ?? null;
+    this.currentStep = null;
+    this.waitingFor = null;
+    setStepSummary(undefined);
+    for (const step of this.steps) {
+      if (step.status === 'pending') Object.assign(step, { status: 'skipped', detail: step.detail ?? 'not reached' });
+    }
+    this.setPhase(phase);
+    this.showCurrent(`Run ${phase}${this.error ? `: ${this.error}` : ''}`);
+    upsertMemo({ [FINAL_STATUS_MEMO]: this.status() });
+  }
+
+  private async runStep<T>(name: string, summary: string, run: () => Promise<T>, options: StepOptions<T>): Promise<T> {
+    const step = this.step(name);
+    Object.assign(step, { status: 'running', startedAt: now(), endedAt: undefined, detail: summary });
+    this.currentStep = name;
+    setStepSummary(summary);
+    this.showCurrent(`**${name}**: ${summary}`);
+    try {
+      const result = await run();
+      Object.assign(step, { status: 'done', endedAt: now(), detail: options.detail ? options.detail(result) : summary });
+      return result;
+    } catch (err) {
+      Object.assign(step, { status: 'failed', endedAt: now(), detail: isCancellation(err) ? 'cancelled' : describeError(err) });
+      throw err;
+    } finally {
+      setStepSummary(undefined);
+    }
+  }
+
+  private step(name: string): StepStatus {
+    const step = this.steps.find((s) => s.name === name);
+    if (!step) {
+      throw ApplicationFailure.create({ type: 'PlanMismatch', message: `step '${name}' is not in the plan of ${this.input.runbook}`, nonRetryable: true });
+    }
+    return step;
+  }
+
+  private registerHandlers(): void {
+    setHandler(statusQuery, () => this.status());
+    setHandler(decideUpdate, (args) => this.accept(args), {
+      validator: (args) => {
+        const reason = refusalReason(this.approvalState(), args);
+        if (reason) throw new Error(reason);
+      },
+    });
+    setHandler(approveSignal, (args) => this.decideBySignal({ ...args, decision: 'approved' }));
+    setHandler(rejectSignal, (args) => this.decideBySignal({ ...args, decision: 'rejected' }));
+  }
+
+  /** Signals cannot answer their sender, so a refused one is logged and kept in the status. */
+  private decideBySignal(args: DecideArgs): void {
+    const reason = refusalReason(this.approvalState(), args);
+    if (reason) {
+      this.refusals.push({ checkpoint: args.checkpoint, by: args.by ?? '(nobody)', at: now(), reason });
+      log.warn('decision refused', { reason, by: args.by, checkpoint: args.checkpoint });
+      return;
+    }
+    this.accept(args);
+  }
+
+  private accept(args: DecideArgs): Decision {
+    const comment = args.decision === 'approved' ? args.comment : args.reason;
+    this.pending = {
+      checkpoint: this.waitingFor!.checkpoint,
+      decision: args.decision,
+      by: args.by.trim(),
+      at: now(),
+      ...(comment ? { comment } : {}),
+    };
+    return this.pending;
+  }
+
+  private approvalState() {
+    return {
+      env: this.input.env,
+      startedBy: this.input.startedBy,
+      policy: this.input.policy,
+      waitingFor: this.waitingFor,
+      pending: this.pending,
+      decisions: this.decisions,
+    };
+  }
+
+  private async notifyWaiting(checkpoint: string, prompt: string): Promise<void> {
+    const webhook = this.input.policy.webhook;
+    if (!webhook) return;
+    try {
+      await notifyCheckpoint({
+        webhook,
+        workflowId: workflowInfo().workflowId,
+        runbook: this.input.runbook,
+        env: this.input.env,
+        checkpoint,
+        prompt,
+        approvers: this.input.policy.approvers,
+        uiUrl: this.input.uiUrl,
+      });
+    } catch (err) {
+      // A silent pager must not block the run: the checkpoint still waits and shows in the status.
+      log.warn('checkpoint notification failed', { checkpoint, error: describeError(err) });
+    }
+  }
+
+  private setPhase(phase: Phase): void {
+    if (phase === this.phase) return;
+    this.phase = phase;
+    upsertSearchAttributes([{ key: searchAttributes.phase, value: phase }]);
+  }
+
+  private showCurrent(what: string): void {
+    const position = this.currentStep ? ` (step ${this.plan.steps.indexOf(this.currentStep) + 1}/${this.plan.steps.length})` : '';
+    setCurrentDetails(`${this.input.runbook} on ${this.input.env}${position}${this.dryRun ? ' [dry run]' : ''}\n\n${what}`);
+  }
+}
+
+/**
+ * Runs a runbook body on the engine: on success records the result; on failure,
+ * rejection or cancellation runs the undo stack (even when cancelled) and ends
+ * the run with a phase that says what happened.
+ */
+export async function runRunbook<P, R>(input: RunbookInput<P>, plan: Plan, body: (rb: Runbook<P>) => Promise<R>): Promise<R> {
+  const rb = new Runbook(input, plan);
+  try {
+    const result = await body(rb);
+    rb.end('succeeded', { result });
+    await condition(allHandlersFinished);
+    return result;
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    const reason = cancelled ? 'cancelled' : describeError(err);
+    const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
+    const phase: Phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
+    const error = failed.length
+      ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed`
+      : undone
+        ? `${reason}; ${undone} change(s) undone`
+        : reason;
+    const type = cancelled ? 'Cancelled' : endFailureType(phase, failureType(err));
+    rb.end(phase, { error, errorType: type });
+    await condition(allHandlersFinished);
+    if (cancelled) throw err;
+    throw ApplicationFailure.create({ type, message: error, nonRetryable: true });
+  }
+}
+
+function endFailureType(phase: Phase, cause: string | undefined): string {
+  if (phase === 'rolled-back') return FailureType.rolledBack;
+  if (cause === FailureType.invalidInput || cause === FailureType.rejected) return cause;
+  return FailureType.failed;
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function formatDuration(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
+}

@@ -1,0 +1,2 @@
+/** Every runbook workflow the worker serves. */
+export {};
