@@ -3,7 +3,7 @@
  * updates, queries, search attributes and the status document. Imported by
  * workflow code, so it must stay free of Node and client imports.
  */
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 
 /** The task queue every runbook worker polls. */
@@ -26,6 +26,8 @@ export interface WaitingFor {
   since: string;
   /** Who may decide; `*` means anyone. */
   approvers: string[];
+  /** Whether the requester may approve their own run here. */
+  allowSelfApproval: boolean;
   /** When the checkpoint gives up and rejects on its own. */
   timeoutAt: string;
 }
@@ -36,6 +38,8 @@ export interface Decision {
   by: string;
   at: string;
   comment?: string;
+  /** Echoes the sender's request ID, so a CLI can confirm its own decision. */
+  requestId?: string;
 }
 
 /** A decision the run refused (a signal cannot answer its sender, so it is recorded here). */
@@ -44,6 +48,7 @@ export interface Refusal {
   by: string;
   at: string;
   reason: string;
+  requestId?: string;
 }
 
 export interface RunStatus {
@@ -97,22 +102,30 @@ export interface ApproveArgs {
   checkpoint?: string;
   by: string;
   comment?: string;
+  requestId?: string;
 }
 
 export interface RejectArgs {
   checkpoint?: string;
   by: string;
   reason: string;
+  requestId?: string;
 }
 
 export type DecideArgs =
   | ({ decision: 'approved' } & ApproveArgs)
   | ({ decision: 'rejected' } & RejectArgs);
 
+/**
+ * Decisions are signals, not updates: a signal is ordered in history before the
+ * workflow task that handles it, so replay after a crash is deterministic. An
+ * update accepted in the same task that reached the checkpoint (as happens when a
+ * status query is answered mid-task by a worker recovering from a crash) replays
+ * in a different order and fails the run with a nondeterminism error. Senders
+ * learn the outcome from the status: the decision or refusal carrying their requestId.
+ */
 export const approveSignal = defineSignal<[ApproveArgs]>('approve');
 export const rejectSignal = defineSignal<[RejectArgs]>('reject');
-/** Validated decision: refused at once, with a reason, when it cannot be accepted. */
-export const decideUpdate = defineUpdate<Decision, [DecideArgs]>('decide');
 export const statusQuery = defineQuery<RunStatus>('status');
 
 /** Search attributes the UI and `runbook ls` filter on; registered on the dev server. */

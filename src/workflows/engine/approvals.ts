@@ -1,13 +1,13 @@
 /**
  * Who may decide a checkpoint, as a pure function of the run's state, so the
- * update validator, the signal handlers and the unit tests share one rule.
+ * workflow's signal handlers, the CLI (before it sends) and the unit tests share one rule.
  */
-import type { ApprovalPolicy, DecideArgs, Decision, WaitingFor } from '../../messages.js';
+import type { DecideArgs, Decision, WaitingFor } from '../../messages.js';
 
+/** What the rule looks at: all of it is in the run's status, so the CLI can check before it sends. */
 export interface ApprovalState {
   env: string;
   startedBy: string;
-  policy: ApprovalPolicy;
   waitingFor: WaitingFor | null;
   /** Decision taken but not yet acted on (same workflow task). */
   pending: Decision | null;
@@ -32,7 +32,7 @@ export function refusalReason(state: ApprovalState, args: DecideArgs): string | 
     return `the run waits at checkpoint '${waiting}', not '${args.checkpoint}'`;
   }
 
-  const { approvers, allowSelfApproval } = state.policy;
+  const { approvers, allowSelfApproval } = state.waitingFor;
   const isRequester = by === state.startedBy;
   // The requester may always stop their own run; approving it is what needs a second person.
   if (args.decision === 'rejected' && isRequester) return null;

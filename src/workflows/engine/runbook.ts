@@ -1,6 +1,6 @@
 /**
  * The engine every runbook workflow runs on: named steps with status and
- * timings, checkpoints decided by signal or validated update, an undo stack
+ * timings, checkpoints decided by signals, an undo stack
  * run on failure, rejection or cancel, dry-run plumbing, and the status query.
  * Runbook files only say which steps happen in which order.
  */
@@ -22,7 +22,6 @@ import {
   FINAL_STATUS_MEMO,
   FailureType,
   approveSignal,
-  decideUpdate,
   rejectSignal,
   searchAttributes,
   statusQuery,
@@ -143,6 +142,7 @@ export class Runbook<P = unknown> {
       prompt,
       since: now(),
       approvers: policy.approvers,
+      allowSelfApproval: policy.allowSelfApproval,
       timeoutAt: new Date(Date.now() + timeoutMs).toISOString(),
     };
     Object.assign(step, { status: 'running', startedAt: now(), endedAt: undefined, detail: prompt });
@@ -263,12 +263,6 @@ export class Runbook<P = unknown> {
 
   private registerHandlers(): void {
     setHandler(statusQuery, () => this.status());
-    setHandler(decideUpdate, (args) => this.accept(args), {
-      validator: (args) => {
-        const reason = refusalReason(this.approvalState(), args);
-        if (reason) throw new Error(reason);
-      },
-    });
     setHandler(approveSignal, (args) => this.decideBySignal({ ...args, decision: 'approved' }));
     setHandler(rejectSignal, (args) => this.decideBySignal({ ...args, decision: 'rejected' }));
   }
@@ -277,14 +271,14 @@ export class Runbook<P = unknown> {
   private decideBySignal(args: DecideArgs): void {
     const reason = refusalReason(this.approvalState(), args);
     if (reason) {
-      this.refusals.push({ checkpoint: args.checkpoint, by: args.by ?? '(nobody)', at: now(), reason });
+      this.refusals.push({ checkpoint: args.checkpoint, by: args.by ?? '(nobody)', at: now(), reason, ...(args.requestId ? { requestId: args.requestId } : {}) });
       log.warn('decision refused', { reason, by: args.by, checkpoint: args.checkpoint });
       return;
     }
     this.accept(args);
   }
 
-  private accept(args: DecideArgs): Decision {
+  private accept(args: DecideArgs): void {
     const comment = args.decision === 'approved' ? args.comment : args.reason;
     this.pending = {
       checkpoint: this.waitingFor!.checkpoint,
@@ -292,15 +286,14 @@ export class Runbook<P = unknown> {
       by: args.by.trim(),
       at: now(),
       ...(comment ? { comment } : {}),
+      ...(args.requestId ? { requestId: args.requestId } : {}),
     };
-    return this.pending;
   }
 
   private approvalState() {
     return {
       env: this.input.env,
       startedBy: this.input.startedBy,
-      policy: this.input.policy,
       waitingFor: this.waitingFor,
       pending: this.pending,
       decisions: this.decisions,

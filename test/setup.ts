@@ -1,0 +1,129 @@
+/**
+ * Root hooks: one local stack (Temporal, moto, PostgreSQL), one seeded sandbox,
+ * one prebuilt workflow bundle and one worker process for the whole test run.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { stringify } from 'yaml';
+import { workflowsEntry } from '../src/worker.js';
+import { loadPlugins } from '../src/plugins.js';
+import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
+import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
+import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
+
+export interface TestStack {
+  temporalAddress: string;
+  uiUrl: string;
+  awsEndpoint: string;
+  postgresUrl: string;
+  pgBinDir: string;
+  configPath: string;
+  temporalCli: string;
+  ledgerDir: string;
+  workflowBundlePath: string;
+  /** Environment every CLI and worker process of the tests runs with. */
+  env: Record<string, string>;
+  dir: string;
+}
+
+export const fixturePluginPath = fileURLToPath(new URL('./fixtures/plugin.js', import.meta.url));
+
+let stack: Stack | undefined;
+let sandboxHandle: Sandbox | undefined;
+let shared: TestStack | undefined;
+
+export function testStack(): TestStack {
+  if (!shared) throw new Error('the test stack is not running (root hooks did not run?)');
+  return shared;
+}
+
+export function sandbox(): Sandbox {
+  if (!sandboxHandle) throw new Error('the sandbox is not seeded');
+  return sandboxHandle;
+}
+
+/** Environments the engine tests need besides the sandbox. */
+function testEnvironments(aws: Record<string, unknown>): Record<string, unknown> {
+  return {
+    guarded: {
+      description: 'production-like approvals',
+      protected: true,
+      aws,
+      approvals: { approvers: ['alice', 'bob'], allowSelfApproval: false },
+    },
+    hasty: {
+      aws,
+      approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '2s' } },
+    },
+  };
+}
+
+export const mochaHooks = {
+  async beforeAll(this: Mocha.Context) {
+    this.timeout(15 * 60_000); // a cold machine builds the Temporal CLI first
+    const dir = mkdtempSync(join(tmpdir(), 'runbook-test-'));
+    const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
+    const [started, bundle] = await Promise.all([
+      startStack({ dataDir: join(dir, 'stack'), log: () => {} }),
+      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietLogger })),
+    ]);
+    stack = started;
+    Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
+    sandboxHandle = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+
+    const configPath = join(dir, 'runbooks.config.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        plugins: [fixturePluginPath],
+        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment.aws as Record<string, unknown>) },
+      }),
+    );
+    const workflowBundlePath = join(dir, 'workflow-bundle.js');
+    writeFileSync(workflowBundlePath, bundle.code);
+    const ledgerDir = join(dir, 'ledger');
+    shared = {
+      temporalAddress: stack.temporalAddress,
+      uiUrl: stack.uiUrl,
+      awsEndpoint: stack.awsEndpoint,
+      postgresUrl: stack.postgresUrl,
+      pgBinDir: stack.pgBinDir,
+      configPath,
+      temporalCli,
+      ledgerDir,
+      workflowBundlePath,
+      dir,
+      env: {
+        ...MOTO_AWS_ENV,
+        AWS_REGION: 'us-east-1',
+        TEMPORAL_ADDRESS: stack.temporalAddress,
+        TEMPORAL_UI_URL: stack.uiUrl,
+        RUNBOOK_CONFIG: configPath,
+        RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath,
+        FIXTURE_LEDGER_DIR: ledgerDir,
+        RUNBOOK_USER: 'tester',
+      },
+    };
+    await startSharedWorker();
+  },
+
+  async afterAll(this: Mocha.Context) {
+    this.timeout(60_000);
+    await stopSharedWorker();
+    await sandboxHandle?.stop();
+    await stack?.stop();
+    if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
+  },
+};
+
+const quietLogger = {
+  log: () => {},
+  trace: () => {},
+  debug: () => {},
+  info: () => {},
+  warn: (message: string) => console.warn(message),
+  error: (message: string) => console.error(message),
+};
