@@ -35,7 +35,9 @@ function action<A extends unknown[]>(run: (ctx: CommandContext, ...args: A) => P
 program
   .command('dev')
   .description('start the local stack (Temporal + UI, AWS emulator, PostgreSQL), seed the sandbox and run a worker')
-  .action(action(async (ctx) => (await import('./cli/dev.js')).devCommand(ctx)));
+  .option('--port <port>', 'Temporal frontend port', '7233')
+  .option('--ui-port <port>', 'Temporal UI port', '8233')
+  .action(action(async (ctx, options) => (await import('./cli/dev.js')).devCommand(ctx, options)));
 
 program
   .command('worker')

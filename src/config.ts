@@ -69,10 +69,16 @@ export type AwsConnection = z.infer<typeof awsSchema>;
 
 export class ConfigError extends Error {}
 
-/** Where the config comes from when no --config is given: env, the working dir, then the one `runbook dev` writes. */
+/**
+ * Where the config comes from when no --config is given: RUNBOOK_CONFIG; else,
+ * while `runbook dev` runs here, the config it wrote (the sandbox plus
+ * ./runbooks.config.yaml); else ./runbooks.config.yaml.
+ */
 export function defaultConfigPath(cwd = process.cwd()): string | undefined {
   if (process.env.RUNBOOK_CONFIG) return process.env.RUNBOOK_CONFIG;
-  return [resolve(cwd, 'runbooks.config.yaml'), resolve(cwd, '.runbook/config.yaml')].find((p) => existsSync(p));
+  if (existsSync(resolve(cwd, '.runbook/dev.json'))) return resolve(cwd, '.runbook/config.yaml');
+  const own = resolve(cwd, 'runbooks.config.yaml');
+  return existsSync(own) ? own : undefined;
 }
 
 export function loadConfig(path: string | undefined): RunbooksConfig {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
-import { workflowsEntry } from '../src/worker.js';
+import { installRuntime, workflowsEntry } from '../src/worker.js';
 import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
@@ -64,6 +64,7 @@ function testEnvironments(aws: Record<string, unknown>): Record<string, unknown>
 export const mochaHooks = {
   async beforeAll(this: Mocha.Context) {
     this.timeout(15 * 60_000); // a cold machine builds the Temporal CLI first
+    installRuntime();
     const dir = mkdtempSync(join(tmpdir(), 'runbook-test-'));
     const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
     const [started, bundle] = await Promise.all([

@@ -1,1 +1,95 @@
-import type { CommandContext } from "./context.js"; export async function devCommand(_ctx: CommandContext): Promise<number> { throw new Error("not yet"); }
+/**
+ * `runbook dev` (what `npm start` runs): the local stack, a freshly seeded
+ * sandbox, and a worker, until Ctrl-C. Temporal's history persists across
+ * restarts; AWS emulator state and sandbox databases are seeded anew each time.
+ */
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml, stringify } from 'yaml';
+import { seedSandbox, type Sandbox } from '../stack/sandbox/index.js';
+import { MOTO_AWS_ENV, startStack, type Stack } from '../stack/index.js';
+import { runWorker } from '../worker.js';
+import { createDeps } from '../activities/deps.js';
+import { loadPlugins, pluginPaths } from '../plugins.js';
+import { parseConfig } from '../config.js';
+import { DEV_STATE_FILE, type CommandContext, type DevState } from './context.js';
+import { ExitCode } from './errors.js';
+
+export interface DevOptions {
+  port: string;
+  uiPort: string;
+}
+
+export async function devCommand(_ctx: CommandContext, options: DevOptions): Promise<number> {
+  const dataDir = resolve('.runbook');
+  mkdirSync(dataDir, { recursive: true });
+  let stack: Stack | undefined;
+  let sandbox: Sandbox | undefined;
+  // Ctrl-C before the worker runs must still stop whatever has started.
+  const interrupted = new Promise<void>((resolveInterrupt) => process.once('SIGINT', () => resolveInterrupt()));
+  try {
+    console.log('Starting the local stack (Temporal with UI, AWS emulator, PostgreSQL)…');
+    stack = await startStack({
+      dataDir,
+      temporalPort: Number(options.port),
+      uiPort: Number(options.uiPort),
+      persistTemporal: true,
+      log: (line) => console.log(`  ${line}`),
+    });
+    Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: MOTO_AWS_ENV.AWS_DEFAULT_REGION });
+    sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+
+    const configPath = join(dataDir, 'config.yaml');
+    writeFileSync(configPath, stringify(devConfig(stack, sandbox)));
+    const state: DevState = { temporalAddress: stack.temporalAddress, uiUrl: stack.uiUrl, awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, config: configPath };
+    writeFileSync(DEV_STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+
+    const config = parseConfig(readFileSync(configPath, 'utf8'), configPath);
+    const worker = runWorker(
+      {
+        address: stack.temporalAddress,
+        namespace: 'default',
+        plugins: await loadPlugins(pluginPaths(config.plugins, dataDir)),
+        deps: createDeps(),
+      },
+      () => printBanner(state),
+    );
+    await Promise.race([worker, interrupted]);
+    await worker.catch(() => undefined);
+    return ExitCode.ok;
+  } finally {
+    console.log('Stopping the local stack…');
+    rmSync(DEV_STATE_FILE, { force: true });
+    await sandbox?.stop();
+    await stack?.stop();
+    console.log('Stopped.');
+  }
+}
+
+/** The sandbox environment, plus the environments and plugins of ./runbooks.config.yaml when there is one. */
+function devConfig(stack: Stack, sandbox: Sandbox): Record<string, unknown> {
+  const own = existsSync('runbooks.config.yaml') ? (parseYaml(readFileSync('runbooks.config.yaml', 'utf8')) as Record<string, unknown>) : {};
+  const ownEnvironments = (own.environments ?? {}) as Record<string, unknown>;
+  return {
+    ...own,
+    plugins: ((own.plugins ?? []) as string[]).map((p) => resolve(p)),
+    temporal: { address: stack.temporalAddress, uiUrl: stack.uiUrl },
+    environments: { ...ownEnvironments, sandbox: sandbox.environment },
+  };
+}
+
+function printBanner(state: DevState): void {
+  console.log(`
+Ready.
+  Temporal UI   ${state.uiUrl}
+  Temporal      ${state.temporalAddress}
+  AWS emulator  ${state.awsEndpoint}
+  config        ${state.config}
+
+Next, in another terminal:
+  npx runbook list
+  npx runbook start <runbook> --env sandbox --wait
+  npx runbook ls
+
+Ctrl-C stops everything this started.`);
+}

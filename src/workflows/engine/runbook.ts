@@ -113,11 +113,11 @@ export class Runbook<P = unknown> {
       this.skip(name, `would ${summary}`);
       return options.dryResult as T;
     }
-    let result: T | undefined;
+    const outcome: { result?: T } = {};
     const undo = options.undo;
-    if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(result) });
-    result = await this.runStep(name, summary, run, options);
-    return result;
+    if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(outcome.result) });
+    outcome.result = await this.runStep(name, summary, run, options);
+    return outcome.result;
   }
 
   /** Marks a step as not needed for this run, with the reason. */

@@ -1,0 +1,36 @@
+/**
+ * Committed histories replayed against today's workflow code: a change to the
+ * engine or a runbook that would break runs already in flight fails here
+ * (use `patched()` for such changes). Record new ones with
+ * `temporal workflow show -w <id> -o json > test/histories/<name>.json`.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
+import { testStack } from './setup.js';
+
+const historiesDir = fileURLToPath(new URL('../../test/histories/', import.meta.url));
+const histories = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
+
+describe('replay of recorded histories', () => {
+  it('has histories to replay', () => {
+    assert.ok(histories.length >= 3, `found ${histories.length} in ${historiesDir}`);
+  });
+
+  for (const file of histories) {
+    it(`replays ${file} without nondeterminism`, async () => {
+      const history = historyFromJSON(JSON.parse(readFileSync(historiesDir + file, 'utf8')));
+      await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, file);
+    });
+  }
+
+  it('catches a workflow that no longer matches its history', async () => {
+    const history = historyFromJSON(JSON.parse(readFileSync(historiesDir + 'ledger-swap-approved.json', 'utf8')));
+    // Claim the history came from another workflow type: the replay must refuse it, proving the check bites.
+    const started = history.events![0]!.workflowExecutionStartedEventAttributes!;
+    started.workflowType = { name: 'noSuchWorkflow' };
+    await assert.rejects(Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, 'tampered'));
+  });
+});
