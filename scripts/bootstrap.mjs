@@ -16,13 +16,14 @@ function say(line) {
   console.log(`[bootstrap] ${line}`);
 }
 
-function run(command, args) {
+function run(command, args, { exitOnFailure = true } = {}) {
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
   if (result.error) throw new Error(`${command} could not run: ${result.error.message}`);
-  if (result.status !== 0) {
+  if (result.status !== 0 && exitOnFailure) {
     say(`\`${[command, ...args].join(' ')}\` failed (exit ${result.status ?? result.signal})`);
     process.exit(result.status || 1);
   }
+  return result.status === 0;
 }
 
 /** npm records what it installed in node_modules/.package-lock.json; an older record means a stale install. */
@@ -34,16 +35,21 @@ function installIsStale() {
 }
 
 /** Under `npm run`, the very npm that runs us; otherwise whichever is on PATH. */
-function npm(args) {
+function npm(args, options) {
   const npmCli = process.env.npm_execpath;
-  if (npmCli && npmCli.endsWith('.js')) run(process.execPath, [npmCli, ...args]);
-  else run(process.platform === 'win32' ? 'npm.cmd' : 'npm', args);
+  if (npmCli && npmCli.endsWith('.js')) return run(process.execPath, [npmCli, ...args], options);
+  return run(process.platform === 'win32' ? 'npm.cmd' : 'npm', args, options);
 }
 
 if (installIsStale()) {
-  const ci = existsSync(join(root, 'package-lock.json'));
-  say(`installing dependencies (npm ${ci ? 'ci' : 'install'})`);
-  npm([ci ? 'ci' : 'install', '--no-audit', '--no-fund']);
+  const locked = existsSync(join(root, 'package-lock.json'));
+  say(`installing dependencies (npm ${locked ? 'ci' : 'install'})`);
+  // A registry mirror without some platforms' optional packages (e.g. @swc/core for macOS) leaves them out
+  // of the lock, and npm ci then refuses it as out of sync; npm install still installs what the lock pins.
+  if (!locked || !npm(['ci', '--no-audit', '--no-fund'], { exitOnFailure: false })) {
+    if (locked) say('npm ci refused the lock; installing with npm install from the same lock');
+    npm(['install', '--no-audit', '--no-fund']);
+  }
 } else {
   say('dependencies up to date');
 }

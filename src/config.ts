@@ -7,17 +7,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { parseDuration } from './duration.js';
+import { durationSchema } from './duration.js';
 import type { ApprovalPolicy } from './messages.js';
 
-const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+const duration = durationSchema;
 
 const awsSchema = z
   .object({

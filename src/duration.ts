@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** Durations as operators write them in config: "90s", "30m", "24h", "7d", or plain milliseconds. */
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -12,3 +14,13 @@ export function parseDuration(text: string | number): number {
   if (ms <= 0) throw new Error('must be a positive duration');
   return ms;
 }
+
+/** A zod schema for such durations: validated text in, milliseconds out. */
+export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+    return z.NEVER;
+  }
+});

@@ -1,6 +1,7 @@
 /** The clients activities are built from, as the worker process provides them. */
 import type { ActivityDeps } from './index.js';
+import { awsClients } from './aws.js';
 
 export function createDeps(): ActivityDeps {
-  return {};
+  return { aws: awsClients };
 }

@@ -1,8 +1,9 @@
 /** The runbook registry: built-in runbooks plus those plugins add. */
 import type { RunbookDefinition } from './definition.js';
 import { UsageError } from '../cli/errors.js';
+import { rollingRestartRunbook } from './rolling-restart.js';
 
-export const builtinRunbooks: RunbookDefinition[] = [];
+export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook];
 
 export class Catalog {
   private readonly byName = new Map<string, RunbookDefinition>();

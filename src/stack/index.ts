@@ -59,20 +59,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const toolsDir = options.toolsDir ?? defaultToolsDir;
   const logDir = join(options.dataDir, 'logs');
   const cli = await resolveTemporalCli(toolsDir, log);
-  const [temporalPort, uiPort, motoPort, postgresPort] = await portsFor(options);
   const startedAt = Date.now();
 
-  const [temporal, moto, postgres] = await startAllOrNone([
-    startTemporal({
-      cli,
-      port: temporalPort,
-      uiPort,
-      dbFile: options.persistTemporal ? join(options.dataDir, 'temporal.db') : undefined,
-      logFile: join(logDir, 'temporal.log'),
-    }),
-    startMoto({ port: motoPort, logFile: join(logDir, 'moto.log'), toolsDir, log }),
-    startPostgres({ dataDir: join(options.dataDir, 'postgres'), port: postgresPort, logFile: join(logDir, 'postgres.log'), fresh: true }),
-  ] as const);
+  const startAll = async () => {
+    const [temporalPort, uiPort, motoPort, postgresPort] = await portsFor(options);
+    return startAllOrNone([
+      startTemporal({
+        cli,
+        port: temporalPort,
+        uiPort,
+        dbFile: options.persistTemporal ? join(options.dataDir, 'temporal.db') : undefined,
+        logFile: join(logDir, 'temporal.log'),
+      }),
+      startMoto({ port: motoPort, logFile: join(logDir, 'moto.log'), toolsDir, log }),
+      startPostgres({ dataDir: join(options.dataDir, 'postgres'), port: postgresPort, logFile: join(logDir, 'postgres.log'), fresh: true }),
+    ] as const);
+  };
+  const [temporal, moto, postgres] = await withFreshPortsOnConflict(startAll, options, log);
   log(`Local stack ready in ${Date.now() - startedAt} ms: Temporal ${temporal.address} (UI ${temporal.uiUrl}), ` +
     `AWS ${moto.endpoint}, PostgreSQL 127.0.0.1:${postgres.port}; logs in ${logDir}`);
 
@@ -88,6 +91,23 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     pids: () => servers.flatMap((server) => [server.pid, server.guardPid]),
     stop: () => (stopping ??= stopInReverse(servers)),
   };
+}
+
+/**
+ * A free port is only free until someone binds it: another process may take it
+ * between our probe and the server's bind. When that happens to ports we chose,
+ * choose again; ports the caller fixed are reported as they are.
+ */
+async function withFreshPortsOnConflict<T>(start: () => Promise<T>, options: StackOptions, log: (line: string) => void): Promise<T> {
+  const portsAreOurs = options.temporalPort === undefined && options.uiPort === undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (error) {
+      if (!portsAreOurs || attempt >= 3 || !/address already in use|EADDRINUSE/i.test(messageOf(error))) throw error;
+      log(`a port was taken while the stack started; retrying with other ports (attempt ${attempt + 1})`);
+    }
+  }
 }
 
 async function portsFor(options: StackOptions): Promise<[number, number, number, number]> {

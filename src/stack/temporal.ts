@@ -116,7 +116,6 @@ function devServerArgs(options: TemporalOptions): string[] {
     '--log-level', 'warn',
     '--color', 'never',
     ...Object.values(searchAttributes).flatMap((key) => ['--search-attribute', `${key.name}=${CLI_TYPE_NAMES[key.type]}`]),
-    '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
   ];
 }
 

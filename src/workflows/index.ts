@@ -1,2 +1,2 @@
 /** Every runbook workflow the worker serves. */
-export {};
+export * from './rolling-restart.js';

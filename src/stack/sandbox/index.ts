@@ -3,6 +3,9 @@
  * works on, and returns the environment's config (endpoints and the default
  * inputs of every runbook), so a newcomer can start any runbook with no parameters.
  */
+import { seedEcs } from './ecs.js';
+import { EcsSimulator } from './ecs-simulator.js';
+
 export interface SandboxOptions {
   awsEndpoint: string;
   postgresUrl: string;
@@ -12,6 +15,8 @@ export interface SandboxOptions {
 export interface Sandbox {
   /** The `sandbox` entry of the environments config. */
   environment: Record<string, unknown>;
+  /** Runs ECS services to their desired counts (moto has no scheduler); tests tune its health delay and failures. */
+  ecs: EcsSimulator;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -20,6 +25,10 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const region = options.region ?? 'us-east-1';
   const runbooks: Record<string, Record<string, unknown>> = {};
   const stops: (() => Promise<void>)[] = [];
+  runbooks['rolling-restart'] = { ...(await seedEcs(options.awsEndpoint, region)) };
+  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox');
+  ecs.start();
+  stops.push(() => ecs.stop());
   return {
     environment: {
       description: 'the local stack started by `runbook dev`: anyone may approve, self-approval allowed',
@@ -27,6 +36,7 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '24h' },
       runbooks,
     },
+    ecs,
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },

@@ -153,7 +153,9 @@ export class Runbook<P = unknown> {
 
     let decision: Decision;
     try {
-      const decided = await condition(() => this.pending !== null, timeoutMs);
+      const decided = await condition(() => this.pending !== null, timeoutMs, {
+        summary: `checkpoint ${name}: rejects itself if undecided after ${formatDuration(timeoutMs)}`,
+      });
       decision = decided
         ? this.pending!
         : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}` };
