@@ -6,9 +6,10 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, DefaultLogger, type LogLevel } from '@temporalio/worker';
-import { createActivities, type ActivityDeps } from './activities/index.js';
+import { createActivities, merge, type ActivityDeps } from './activities/index.js';
 import { TASK_QUEUE } from './messages.js';
 import type { RunbookPlugin } from './plugins.js';
+import { lazyTemporalClient } from './activities/runs.js';
 
 const distSrc = dirname(fileURLToPath(import.meta.url));
 const builtinWorkflows = join(distSrc, 'workflows', 'index.js');
@@ -51,8 +52,8 @@ export function workflowsEntry(plugins: RunbookPlugin[]): string {
 export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
   installRuntime();
   const plugins = options.plugins ?? [];
-  const deps = options.deps ?? {};
-  const activities = Object.assign({}, createActivities(deps), ...plugins.map((p) => p.activities?.(deps) ?? {}));
+  const deps: ActivityDeps = { temporal: lazyTemporalClient(options.address, options.namespace), ...options.deps };
+  const activities = merge(createActivities(deps), ...plugins.map((p) => p.activities?.(deps) ?? {}));
   const connection = await NativeConnection.connect({ address: options.address });
   const worker = await Worker.create({
     connection,

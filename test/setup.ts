@@ -45,8 +45,14 @@ export function sandbox(): Sandbox {
   return sandboxHandle;
 }
 
-/** Environments the engine tests need besides the sandbox. */
-function testEnvironments(aws: Record<string, unknown>): Record<string, unknown> {
+/**
+ * Environments the tests need besides the sandbox, all on the sandbox's resources:
+ * production-like approvals (guarded), a short checkpoint timeout (hasty), and a
+ * staging/production pair for the rules that tie production to staging.
+ */
+function testEnvironments(sandboxEnv: Record<string, unknown>): Record<string, unknown> {
+  const aws = sandboxEnv.aws;
+  const runbooks = sandboxEnv.runbooks as Record<string, Record<string, unknown>>;
   return {
     guarded: {
       description: 'production-like approvals',
@@ -57,6 +63,13 @@ function testEnvironments(aws: Record<string, unknown>): Record<string, unknown>
     hasty: {
       aws,
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '2s' } },
+    },
+    staging: { aws, approvals: { approvers: ['*'], allowSelfApproval: true }, runbooks },
+    production: {
+      protected: true,
+      aws,
+      approvals: { approvers: ['*'], allowSelfApproval: false },
+      runbooks: { ...runbooks, 'region-data-update': { ...runbooks['region-data-update'], stagingEnv: 'staging' } },
     },
   };
 }
@@ -80,7 +93,7 @@ export const mochaHooks = {
       configPath,
       stringify({
         plugins: [fixturePluginPath],
-        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment.aws as Record<string, unknown>) },
+        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment) },
       }),
     );
     const workflowBundlePath = join(dir, 'workflow-bundle.js');
@@ -106,6 +119,8 @@ export const mochaHooks = {
         RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath,
         FIXTURE_LEDGER_DIR: ledgerDir,
         RUNBOOK_USER: 'tester',
+        // Where tests arm and open test gates (src/activities/test-gates.ts); inert until a test arms one.
+        RUNBOOK_TEST_GATES_DIR: join(dir, 'gates'),
       },
     };
     await startSharedWorker();

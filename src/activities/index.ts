@@ -4,24 +4,50 @@
  */
 import type { AwsClientFactory } from './aws.js';
 import { createAutoScalingActivities } from './autoscaling.js';
+import { createDbMigrationActivities } from './db-migration.js';
 import { createEcsActivities } from './ecs.js';
 import { createElbActivities } from './elb.js';
 import { notifyCheckpoint } from './notify.js';
+import { createRegionConfigActivities } from './region-config.js';
+import { createRegionDataActivities } from './region-data.js';
+import { createRunsActivities, type TemporalDeps } from './runs.js';
+import { createS3Activities } from './s3.js';
 import { createTaskHealthActivities } from './task-health.js';
+import { createTerraformActivities } from './terraform.js';
 
-export interface ActivityDeps {
+export interface ActivityDeps extends TemporalDeps {
   /** AWS clients per connection; unset, the SDK's default credential chain. */
   aws?: AwsClientFactory;
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
-  return {
-    notifyCheckpoint,
-    ...createAutoScalingActivities(deps),
-    ...createEcsActivities(deps),
-    ...createElbActivities(deps),
-    ...createTaskHealthActivities(deps),
-  };
+  return merge(
+    { notifyCheckpoint },
+    createAutoScalingActivities(deps),
+    createEcsActivities(deps),
+    createElbActivities(deps),
+    createTaskHealthActivities(deps),
+    createS3Activities(deps),
+    createTerraformActivities(),
+    createDbMigrationActivities(deps),
+    createRegionDataActivities(deps),
+    createRegionConfigActivities(),
+    createRunsActivities(deps),
+  );
 }
+
+/** Activity names are one namespace for the whole worker: a second module defining a name would silently win. */
+export function merge<T extends object[]>(...modules: T): UnionToIntersection<T[number]> {
+  const merged: Record<string, unknown> = {};
+  for (const module of modules) {
+    for (const [name, fn] of Object.entries(module)) {
+      if (name in merged) throw new Error(`two activity modules define '${name}'; activity names must be unique across runbooks`);
+      merged[name] = fn;
+    }
+  }
+  return merged as UnionToIntersection<T[number]>;
+}
+
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
 
 export type Activities = ReturnType<typeof createActivities>;

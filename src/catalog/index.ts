@@ -2,8 +2,11 @@
 import type { RunbookDefinition } from './definition.js';
 import { UsageError } from '../cli/errors.js';
 import { rollingRestartRunbook } from './rolling-restart.js';
+import { regionDataUpdateRunbook } from './region-data-update.js';
+import { bucketSwapRunbook } from './bucket-swap.js';
+import { dbMigrationRunbook } from './db-migration.js';
 
-export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook];
+export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook];
 
 export class Catalog {
   private readonly byName = new Map<string, RunbookDefinition>();

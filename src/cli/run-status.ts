@@ -3,6 +3,9 @@ import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription }
 import { FINAL_STATUS_MEMO, TASK_QUEUE, searchAttributes, statusQuery, type Phase, type RunStatus } from '../messages.js';
 import { UsageError } from './errors.js';
 
+/** How long a status query may keep failing while workers poll (a replaced worker takes ~10 s to be asked). */
+const QUERY_PATIENCE_MS = 30_000;
+
 export const TERMINAL_PHASES: readonly Phase[] = ['succeeded', 'failed', 'cancelled', 'rolled-back'];
 
 export interface RunView {
@@ -23,13 +26,29 @@ export async function readRun(client: Client, workflowId: string): Promise<RunVi
   }
   const final = execution.memo?.[FINAL_STATUS_MEMO] as RunStatus | undefined;
   if (final && execution.status.name !== 'RUNNING') return { status: final, execution };
-  try {
-    const status = await client.withDeadline(Date.now() + 8000, () => handle.query(statusQuery));
-    return { status, execution };
-  } catch (err) {
-    const pollers = await countPollers(client);
-    const note = pollers === 0 ? noWorkerHint() : `status query failed: ${(err as Error).message}`;
-    return { status: statusFromDescription(execution), execution, note };
+  return queryWithPatience(client, workflowId, execution);
+}
+
+/**
+ * Asks the run for its status. Just after a worker dies, queries fail until the
+ * server stops routing them to the dead worker (about ten seconds), so while
+ * any worker polls, failures are retried for a while before giving up.
+ */
+async function queryWithPatience(client: Client, workflowId: string, execution: WorkflowExecutionDescription): Promise<RunView> {
+  const handle = client.workflow.getHandle(workflowId);
+  const giveUpAt = Date.now() + QUERY_PATIENCE_MS;
+  for (;;) {
+    try {
+      const status = await client.withDeadline(Date.now() + 8000, () => handle.query(statusQuery));
+      return { status, execution };
+    } catch (err) {
+      const pollers = await countPollers(client);
+      if (pollers === 0 || Date.now() > giveUpAt) {
+        const note = pollers === 0 ? noWorkerHint() : `status query failed: ${(err as Error).message}`;
+        return { status: statusFromDescription(execution), execution, note };
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
   }
 }
 

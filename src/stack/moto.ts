@@ -3,7 +3,7 @@
  */
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { findOnPath, isExecutable } from './executables.js';
 import { startServer, type ManagedServer } from './process.js';
 
@@ -44,7 +44,8 @@ export async function startMoto(options: MotoOptions): Promise<MotoServer> {
     name: 'moto',
     command: moto.command,
     args: [...moto.args, '-H', '127.0.0.1', '-p', String(options.port)],
-    env: { ...process.env, ...MOTO_AWS_ENV },
+    // moto's request recorder (off until /moto-api/recorder/start-recording) writes here, not into our working directory.
+    env: { ...process.env, ...MOTO_AWS_ENV, MOTO_RECORDER_FILEPATH: join(dirname(options.logFile), 'moto-recording.jsonl') },
     logFile: options.logFile,
     ready: { what: `moto on ${endpoint}`, timeoutMs: READY_TIMEOUT_MS, check: () => motoAnswers(endpoint) },
   });

@@ -1,2 +1,6 @@
 /** Every runbook workflow the worker serves. */
+export {};
 export * from './rolling-restart.js';
+export * from './bucket-swap.js';
+export * from './db-migration.js';
+export * from './region-data-update.js';

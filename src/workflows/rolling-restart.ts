@@ -12,14 +12,13 @@
  * If the new tasks never become healthy, they are stopped and every count
  * changed is put back; the old tasks never stop serving.
  */
-import { ApplicationFailure } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
-import { FailureType, type RunbookInput } from '../messages.js';
+import type { RunbookInput } from '../messages.js';
 import type { AutoScalingActivities, Capacity } from '../activities/autoscaling.js';
 import type { EcsActivities, ServiceTask } from '../activities/ecs.js';
 import type { ElbActivities } from '../activities/elb.js';
 import type { HealthyNewTasks, TaskFailure, TaskHealthActivities } from '../activities/task-health.js';
-import { definePlan, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 
 export interface RollingRestartParams {
   /** Where the AWS APIs are; credentials stay with the worker. */
@@ -243,10 +242,6 @@ async function preflight(p: RollingRestartParams): Promise<Before> {
     targetGroupName: targetGroup.name,
     healthyTargets: targetGroup.healthy,
   };
-}
-
-function refuseIf(refused: boolean, field: string, why: string): void {
-  if (refused) throw ApplicationFailure.create({ type: FailureType.invalidInput, message: `${field}: ${why}`, nonRetryable: true });
 }
 
 function formatDuration(ms: number): string {

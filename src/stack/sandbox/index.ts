@@ -3,8 +3,11 @@
  * works on, and returns the environment's config (endpoints and the default
  * inputs of every runbook), so a newcomer can start any runbook with no parameters.
  */
+import { seedBuckets } from './s3.js';
 import { seedEcs } from './ecs.js';
 import { EcsSimulator } from './ecs-simulator.js';
+import { seedRegions, type SandboxRegions } from './regions.js';
+import { seedDatabases, type SandboxDatabases } from './db.js';
 
 export interface SandboxOptions {
   awsEndpoint: string;
@@ -15,8 +18,12 @@ export interface SandboxOptions {
 export interface Sandbox {
   /** The `sandbox` entry of the environments config. */
   environment: Record<string, unknown>;
+  /** db-migration's databases: more source instances for tests, and what they need to inspect them. */
+  db: SandboxDatabases;
   /** Runs ECS services to their desired counts (moto has no scheduler); tests tune its health delay and failures. */
   ecs: EcsSimulator;
+  /** region-data-update's bucket and region_config database, and a way to add regions. */
+  regions: SandboxRegions;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -29,6 +36,12 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox');
   ecs.start();
   stops.push(() => ecs.stop());
+  const regions = await seedRegions({ awsEndpoint: options.awsEndpoint, region, postgresUrl: options.postgresUrl });
+  runbooks['region-data-update'] = regions.defaults;
+  runbooks['bucket-swap'] = await seedBuckets(options.awsEndpoint, region);
+  const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
+  runbooks['db-migration'] = db.defaults;
+  stops.push(() => db.stop());
   return {
     environment: {
       description: 'the local stack started by `runbook dev`: anyone may approve, self-approval allowed',
@@ -36,7 +49,9 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '24h' },
       runbooks,
     },
+    db,
     ecs,
+    regions: regions.regions,
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },

@@ -1,4 +1,5 @@
 import { ApplicationFailure, TemporalFailure } from '@temporalio/common';
+import { FailureType } from '../../messages.js';
 
 /**
  * The innermost meaningful message of a failure chain: an activity failure's own
@@ -23,4 +24,9 @@ export function failureType(err: unknown): string | undefined {
     current = (current as { cause?: unknown }).cause;
   }
   return type;
+}
+
+/** Refuses bad input found in preflight: the CLI reports it with exit 2, and nothing has changed. */
+export function refuseIf(refused: boolean, field: string, why: string): void {
+  if (refused) throw ApplicationFailure.create({ type: FailureType.invalidInput, message: `${field}: ${why}`, nonRetryable: true });
 }

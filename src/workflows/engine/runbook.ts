@@ -77,6 +77,7 @@ export class Runbook<P = unknown> {
   private readonly refusals: Refusal[] = [];
   private readonly undos: { step: string; summary: string; run: () => Promise<unknown> }[] = [];
   private error: string | null = null;
+  private committed: string | null = null;
   private errorType: string | null = null;
   private result: unknown = null;
 
@@ -118,6 +119,16 @@ export class Runbook<P = unknown> {
     if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(outcome.result) });
     outcome.result = await this.runStep(name, summary, run, options);
     return outcome.result;
+  }
+
+  /**
+   * The point of no return: what is done from here on stands, so a later
+   * failure or rejection ends the run `failed` with nothing undone (say, once the
+   * writers run on the new database, putting them back would lose their writes).
+   */
+  commit(why: string): void {
+    this.undos.length = 0;
+    this.committed = why;
   }
 
   /** Marks a step as not needed for this run, with the reason. */
@@ -219,6 +230,11 @@ export class Runbook<P = unknown> {
     }
     this.undos.length = 0;
     return { undone, failed };
+  }
+
+  /** Why the changes so far stand (see `commit`), or null. */
+  standing(): string | null {
+    return this.committed;
   }
 
   /** Records the end of the run; the final status goes into the memo so it can be read without a worker. */
@@ -351,11 +367,14 @@ export async function runRunbook<P, R>(input: RunbookInput<P>, plan: Plan, body:
     const reason = cancelled ? 'cancelled' : describeError(err);
     const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
     const phase: Phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
+    const standing = rb.standing();
     const error = failed.length
       ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed`
       : undone
         ? `${reason}; ${undone} change(s) undone`
-        : reason;
+        : standing
+          ? `${reason}; nothing undone: ${standing}`
+          : reason;
     const type = cancelled ? 'Cancelled' : endFailureType(phase, failureType(err));
     rb.end(phase, { error, errorType: type });
     await condition(allHandlersFinished);

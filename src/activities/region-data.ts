@@ -1,0 +1,170 @@
+/**
+ * Region data on S3: a region's data is the set of objects under one URI
+ * (`s3://bucket/regions/PA/v3`). Checked before anything changes, backed up,
+ * replaced, and restored byte for byte from the backup.
+ */
+import {
+  CopyObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  type S3Client,
+  type _Object,
+} from '@aws-sdk/client-s3';
+import { Context } from '@temporalio/activity';
+import pLimit from 'p-limit';
+import { parseS3Uri, type S3Location } from '../s3-uri.js';
+import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
+
+export interface RegionDataCheck {
+  aws: AwsConnection;
+  uri: string;
+  /** Input field to blame when the data is missing or not TopoJSON. */
+  field: string;
+}
+
+export interface RegionDataSummary {
+  uri: string;
+  objects: number;
+  bytes: number;
+  /** The TopoJSON files found, relative to the URI. */
+  topojson: string[];
+}
+
+export interface CopyRegionData {
+  aws: AwsConnection;
+  from: string;
+  to: string;
+  /** Also delete what lies under `to` but not under `from`, so `to` ends as an exact copy. */
+  exact: boolean;
+}
+
+export interface CopiedRegionData {
+  from: string;
+  to: string;
+  copied: number;
+  bytes: number;
+  removed: number;
+}
+
+const COPY_CONCURRENCY = 16;
+
+export function createRegionDataActivities(deps: AwsDeps) {
+  const clients = clientFactory(deps);
+
+  return {
+    /** Refuses (InvalidInput) data that is missing or whose .json/.topojson files are not TopoJSON topologies. */
+    async inspectRegionData({ aws, uri, field }: RegionDataCheck): Promise<RegionDataSummary> {
+      const s3 = clients(aws).s3;
+      const location = parseOrRefuse(uri, field);
+      const objects = await listAll(s3, location, field);
+      if (objects.length === 0) throw invalidInput(field, `no data at ${uri}`);
+      const topojson = objects.map((o) => relativeKey(location, o.Key!)).filter((key) => /\.(topo)?json$/i.test(key));
+      if (topojson.length === 0) throw invalidInput(field, `${uri} holds no .topojson or .json file`);
+      for (const key of topojson) {
+        const problem = topologyProblem(await readText(s3, location.bucket, location.prefix + key));
+        if (problem) throw invalidInput(field, `${uri}/${key} is not valid TopoJSON: ${problem}`);
+        Context.current().heartbeat(key);
+      }
+      return { uri, objects: objects.length, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), topojson };
+    },
+
+    /**
+     * Copies every object under `from` to the same relative key under `to`,
+     * server-side; with `exact`, then deletes what `to` has beyond that.
+     * Repeating it gives the same result, so a retry after a crash is safe.
+     */
+    async copyRegionData({ aws, from, to, exact }: CopyRegionData): Promise<CopiedRegionData> {
+      const s3 = clients(aws).s3;
+      const source = parseOrRefuse(from, 'from');
+      const target = parseOrRefuse(to, 'to');
+      const objects = await listAll(s3, source, 'from');
+      const limit = pLimit(COPY_CONCURRENCY);
+      let copied = 0;
+      await Promise.all(
+        objects.map((object) =>
+          limit(async () => {
+            const key = relativeKey(source, object.Key!);
+            await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
+              s3.send(
+                new CopyObjectCommand({
+                  Bucket: target.bucket,
+                  Key: target.prefix + key,
+                  CopySource: encodeURIComponent(`${source.bucket}/${object.Key}`),
+                  MetadataDirective: 'COPY',
+                  TaggingDirective: 'COPY',
+                }),
+                abortable(),
+              ),
+            );
+            Context.current().heartbeat(++copied);
+          }),
+        ),
+      );
+      const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
+      return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
+    },
+  };
+}
+
+export type RegionDataActivities = ReturnType<typeof createRegionDataActivities>;
+
+/** What is wrong with a TopoJSON document, or null: a Topology with named objects and an arcs array. */
+export function topologyProblem(text: string): string | null {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
+  }
+  if (typeof doc !== 'object' || doc === null) return 'not a JSON object';
+  const topology = doc as { type?: unknown; objects?: unknown; arcs?: unknown };
+  if (topology.type !== 'Topology') return `type is ${JSON.stringify(topology.type)}, not "Topology"`;
+  if (typeof topology.objects !== 'object' || topology.objects === null || Object.keys(topology.objects).length === 0) return 'it has no objects';
+  if (!Array.isArray(topology.arcs)) return 'it has no arcs array';
+  return null;
+}
+
+function parseOrRefuse(uri: string, field: string): S3Location {
+  try {
+    return parseS3Uri(uri);
+  } catch (err) {
+    throw invalidInput(field, (err as Error).message);
+  }
+}
+
+function relativeKey(location: S3Location, key: string): string {
+  return key.slice(location.prefix.length);
+}
+
+/** Region data is a handful of files, so one listing in memory is fine; pages keep each request bounded. */
+async function listAll(s3: S3Client, location: S3Location, field: string): Promise<_Object[]> {
+  const objects: _Object[] = [];
+  let token: string | undefined;
+  do {
+    const page = await callAws(
+      `list s3://${location.bucket}/${location.prefix}`,
+      () => s3.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix, ContinuationToken: token }), abortable()),
+      field,
+    );
+    objects.push(...(page.Contents ?? []));
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  return objects;
+}
+
+async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
+  const object = await callAws(`read s3://${bucket}/${key}`, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable()));
+  return (await object.Body?.transformToString()) ?? '';
+}
+
+async function removeExtra(s3: S3Client, target: S3Location, keep: Set<string>): Promise<number> {
+  const extra = (await listAll(s3, target, 'to')).map((o) => o.Key!).filter((key) => !keep.has(relativeKey(target, key)));
+  for (let i = 0; i < extra.length; i += 1000) {
+    const batch = extra.slice(i, i + 1000);
+    await callAws(`delete ${batch.length} objects under s3://${target.bucket}/${target.prefix}`, () =>
+      s3.send(new DeleteObjectsCommand({ Bucket: target.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), abortable()),
+    );
+  }
+  return extra.length;
+}

@@ -1,0 +1,113 @@
+/**
+ * Region data for `region-data-update`: a bucket of small TopoJSON files per
+ * region (current data and new data), and a `districtbuilder` database with
+ * the `region_config` table, whose password sits in the emulator's Secrets Manager.
+ */
+import { randomBytes } from 'node:crypto';
+import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import pg from 'pg';
+
+export const REGION_BUCKET = 'sandbox-region-data';
+const DB_NAME = 'districtbuilder';
+const DB_USER = 'districtbuilder';
+
+export interface RegionSeedOptions {
+  awsEndpoint: string;
+  region: string;
+  /** Superuser URL of the sandbox's PostgreSQL. */
+  postgresUrl: string;
+}
+
+/** What tests and the sandbox use to make regions: each one's current data, its new data, and its row. */
+export interface SandboxRegions {
+  bucket: string;
+  /** Superuser URL of the database holding region_config (for tests to inspect it). */
+  databaseUrl: string;
+  /** A region with current data at version `version`, in region_config, and new data ready. */
+  addRegion(id: string, version: number): Promise<{ uri: string; newDataUri: string }>;
+  /** New data only, for a region not yet in region_config. */
+  addNewData(id: string): Promise<string>;
+  putObject(key: string, body: string): Promise<void>;
+}
+
+export async function seedRegions(options: RegionSeedOptions): Promise<{ defaults: Record<string, unknown>; regions: SandboxRegions }> {
+  const aws = { region: options.region, endpoint: options.awsEndpoint, forcePathStyle: true };
+  const s3 = new S3Client(aws);
+  const password = randomBytes(18).toString('base64url');
+  const server = new URL(options.postgresUrl);
+  await createDatabase(options.postgresUrl, password);
+  const databaseUrl = Object.assign(new URL(options.postgresUrl), { pathname: `/${DB_NAME}` }).toString();
+  const secret = await new SecretsManagerClient(aws).send(
+    new CreateSecretCommand({ Name: 'sandbox/districtbuilder-db', SecretString: JSON.stringify({ username: DB_USER, password }) }),
+  );
+  await s3.send(new CreateBucketCommand({ Bucket: REGION_BUCKET }));
+
+  const putObject = async (key: string, body: string) => {
+    await s3.send(new PutObjectCommand({ Bucket: REGION_BUCKET, Key: key, Body: body, ContentType: 'application/json' }));
+  };
+  const putRegionData = async (prefix: string, label: string) => {
+    for (const layer of ['counties', 'blockgroups']) await putObject(`${prefix}/${layer}.topojson`, JSON.stringify(topology(layer, label)));
+  };
+  const regions: SandboxRegions = {
+    bucket: REGION_BUCKET,
+    databaseUrl,
+    async addRegion(id, version) {
+      await putRegionData(`regions/${id}/v${version}`, `${id} v${version}`);
+      const newDataUri = await regions.addNewData(id);
+      const uri = `s3://${REGION_BUCKET}/regions/${id}/v${version}`;
+      await withDb(databaseUrl, (db) => db.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, $3)', [id, uri, version]));
+      return { uri, newDataUri };
+    },
+    async addNewData(id) {
+      await putRegionData(`incoming/${id}`, `${id} new`);
+      return `s3://${REGION_BUCKET}/incoming/${id}`;
+    },
+    putObject,
+  };
+
+  const existing = [await regions.addRegion('PA', 3), await regions.addRegion('MI', 7)];
+  const added = await regions.addNewData('WI');
+  return {
+    regions,
+    defaults: {
+      regions: [
+        { id: 'PA', newDataUri: existing[0]!.newDataUri },
+        { id: 'MI', newDataUri: existing[1]!.newDataUri },
+        { id: 'WI', newDataUri: added, new: true },
+      ],
+      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, password: `secretsmanager:${secret.ARN}#password`, tls: false },
+    },
+  };
+}
+
+/** A small but real TopoJSON topology: one polygon per layer, labelled so tests can tell data sets apart. */
+export function topology(layer: string, label: string): object {
+  return {
+    type: 'Topology',
+    objects: { [layer]: { type: 'GeometryCollection', geometries: [{ type: 'Polygon', arcs: [[0]], properties: { name: label, layer } }] } },
+    arcs: [[[0, 0], [1, 0], [0, 1], [-1, -1]]],
+  };
+}
+
+async function createDatabase(superuserUrl: string, password: string): Promise<void> {
+  await withDb(superuserUrl, async (db) => {
+    await db.query(`CREATE ROLE ${DB_USER} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
+    await db.query(`CREATE DATABASE ${DB_NAME} OWNER ${DB_USER}`);
+  });
+  const url = Object.assign(new URL(superuserUrl), { pathname: `/${DB_NAME}` }).toString();
+  await withDb(url, async (db) => {
+    await db.query('CREATE TABLE region_config (id text PRIMARY KEY, s3_uri text NOT NULL, version integer NOT NULL DEFAULT 1)');
+    await db.query(`ALTER TABLE region_config OWNER TO ${DB_USER}`);
+  });
+}
+
+async function withDb<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
+  const db = new pg.Client({ connectionString: url });
+  await db.connect();
+  try {
+    return await fn(db);
+  } finally {
+    await db.end();
+  }
+}

@@ -1,0 +1,222 @@
+/**
+ * Seed 003, "Updating Region Data":
+ *
+ *   make a test map of each affected region on staging
+ *   per region: back up its data (cp --recursive <uri> <uri>-backup-<yyyy-mm-dd>)
+ *     and copy the new data over it (or, on staging only, point region_config.s3_uri at it)
+ *   restart the services so they load it (the rolling restart, as a child run)
+ *   QA opens the test maps and edits them
+ *   bump region_config.version of every updated region that already existed, so cached maps refresh
+ *
+ * A QA rejection, a timeout or any failure after the data changed restores
+ * every region from its backup byte for byte (or the old s3_uri), restarts the
+ * services again, and leaves the versions alone.
+ */
+import { executeChild, workflowInfo } from '@temporalio/workflow';
+import type { AwsConnection } from '../config.js';
+import type { RunbookInput } from '../messages.js';
+import type { Login } from '../activities/pg-connect.js';
+import type { RegionConfigActivities, RegionRow } from '../activities/region-config.js';
+import type { RegionDataActivities } from '../activities/region-data.js';
+import type { FoundRun, RunsActivities } from '../activities/runs.js';
+import { definePlan, refuseIf, runRunbook, stepActivities } from './engine/index.js';
+import { rollingRestart, type RollingRestartParams, type RollingRestartResult } from './rolling-restart.js';
+
+export interface RegionUpdate {
+  id: string;
+  newDataUri: string;
+  /** Not yet in region_config: added at version 1, nothing to back up or bump. */
+  isNew: boolean;
+}
+
+export interface RegionDataUpdateParams {
+  aws: AwsConnection;
+  regions: RegionUpdate[];
+  mode: 's3-overwrite' | 'db-uri';
+  /** Where this update must have succeeded first (production: staging). */
+  stagingEnv?: string;
+  requireStagingRun: boolean;
+  /** Why the staging rule is waived, recorded with the run. */
+  stagingOverrideReason?: string;
+  /** The database holding region_config. */
+  database: Login;
+  restart: RollingRestartParams;
+}
+
+export interface RegionReport {
+  id: string;
+  /** Where the region's data lives after the run. */
+  uri: string;
+  newDataUri: string;
+  backupUri: string | null;
+  oldVersion: number | null;
+  newVersion: number;
+  isNew: boolean;
+}
+
+export interface RegionDataUpdateResult {
+  mode: RegionDataUpdateParams['mode'];
+  regions: RegionReport[];
+  staging: FoundRun | { waived: string } | null;
+  restart: { newTaskArns: string[]; stoppedTaskArns: string[] };
+}
+
+export const regionDataUpdatePlan = definePlan({
+  steps: ['preflight', 'test-maps', 'back-up-data', 'replace-data', 'add-new-regions', 'restart-services', 'qa', 'bump-versions'],
+  checkpoints: ['test-maps', 'qa'],
+});
+
+const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
+const regionConfig = stepActivities<RegionConfigActivities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '10 seconds', maximumAttempts: 10 } });
+const runs = stepActivities<RunsActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
+
+interface Preflight {
+  existing: (RegionUpdate & { row: RegionRow })[];
+  added: RegionUpdate[];
+  staging: RegionDataUpdateResult['staging'];
+}
+
+export async function regionDataUpdate(input: RunbookInput<RegionDataUpdateParams>): Promise<RegionDataUpdateResult> {
+  return runRunbook(input, regionDataUpdatePlan, async (rb) => {
+    const p = rb.params;
+    const db = { aws: p.aws, login: p.database };
+    const ids = p.regions.map((r) => r.id).join(', ');
+
+    const found = await rb.read('preflight', `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
+      () => preflight(input), { detail: (f) => preflightDetail(f) });
+    const { existing, added } = found;
+    const existingIds = existing.map((r) => r.id).join(', ') || 'none';
+
+    await rb.checkpoint('test-maps', `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`);
+
+    const date = new Date().toISOString().slice(0, 10);
+    const backups = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: `${r.row.s3Uri}-backup-${date}` }));
+    const overwrite = p.mode === 's3-overwrite';
+    if (overwrite && backups.length) {
+      await rb.change('back-up-data', `back up the data of ${existingIds} to <uri>-backup-${date}`,
+        () => Promise.all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.uri, to: b.backupUri, exact: true }))),
+        { detail: (copies) => copies.map((c) => `${c.to} (${c.copied} objects)`).join('; ') });
+    } else {
+      rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
+    }
+
+    const restartAfterUndo = () => restartServices(input, 'reload the restored data');
+    if (!existing.length) {
+      rb.skip('replace-data', 'no existing region to update');
+    } else if (overwrite) {
+      await rb.change('replace-data', `copy the new data over the data of ${existingIds}`,
+        () => Promise.all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact: true }))), {
+          undo: {
+            summary: `restore ${existingIds} from their backups and restart ${p.restart.service}`,
+            run: async () => {
+              await Promise.all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.backupUri, to: b.uri, exact: true })));
+              await restartAfterUndo();
+            },
+          },
+        });
+    } else {
+      const changes = existing.map((r) => ({ id: r.id, from: r.row.s3Uri, to: r.newDataUri }));
+      await rb.change('replace-data', `point region_config.s3_uri of ${existingIds} at the new data`, () => regionConfig.setRegionUris({ db, changes }), {
+        undo: {
+          summary: `point ${existingIds} back at their old data and restart ${p.restart.service}`,
+          run: async () => {
+            await regionConfig.setRegionUris({ db, changes: changes.map((c) => ({ id: c.id, from: c.to, to: c.from })) });
+            await restartAfterUndo();
+          },
+        },
+      });
+    }
+
+    if (added.length) {
+      const addedIds = added.map((r) => r.id).join(', ');
+      await rb.change('add-new-regions', `add ${addedIds} to region_config at version 1`,
+        () => regionConfig.addRegions({ db, regions: added.map((r) => ({ id: r.id, s3Uri: r.newDataUri })) }),
+        { undo: { summary: `remove ${addedIds} from region_config`, run: () => regionConfig.removeRegions({ db, ids: added.map((r) => r.id) }) } });
+    } else {
+      rb.skip('add-new-regions', 'no new region');
+    }
+
+    const restart = await rb.change('restart-services', `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
+      () => restartServices(input, 'load the new data'), {
+        detail: (r) => `${r.newTaskArns.length} new tasks serving, ${r.stoppedTaskArns.length} old tasks stopped`,
+        dryResult: { newTaskArns: [], stoppedTaskArns: [] },
+      });
+
+    await rb.checkpoint('qa', `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`);
+
+    const bumped = existing.length
+      ? await rb.change('bump-versions', `bump region_config.version of ${existingIds} by one so cached maps refresh`,
+          () => regionConfig.bumpVersions({ db, bumps: existing.map((r) => ({ id: r.id, from: r.row.version })) }),
+          { detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '), dryResult: [] })
+      : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), []);
+
+    return {
+      mode: p.mode,
+      staging: found.staging,
+      restart: { newTaskArns: restart.newTaskArns, stoppedTaskArns: restart.stoppedTaskArns },
+      regions: [
+        ...existing.map((r) => ({
+          id: r.id,
+          uri: overwrite ? r.row.s3Uri : r.newDataUri,
+          newDataUri: r.newDataUri,
+          backupUri: overwrite ? `${r.row.s3Uri}-backup-${date}` : null,
+          oldVersion: r.row.version,
+          newVersion: bumped.find((b) => b.id === r.id)?.version ?? r.row.version,
+          isNew: false,
+        })),
+        ...added.map((r) => ({ id: r.id, uri: r.newDataUri, newDataUri: r.newDataUri, backupUri: null, oldVersion: null, newVersion: 1, isNew: true })),
+      ],
+    };
+  });
+}
+
+/** The rolling restart runs as a child under its own workflow ID, so it also holds the service's lock. */
+async function restartServices(input: RunbookInput<RegionDataUpdateParams>, why: string): Promise<RegionDataUpdateResult['restart']> {
+  const restart = input.params.restart;
+  const result: RollingRestartResult = await executeChild(rollingRestart, {
+    workflowId: restartWorkflowId(input),
+    args: [{ runbook: 'rolling-restart', env: input.env, target: restart.service, startedBy: input.startedBy, dryRun: false, policy: input.policy, params: restart }],
+    staticSummary: `restart ${restart.service} on ${input.env} to ${why} (for ${workflowInfo().workflowId})`,
+  });
+  return { newTaskArns: result.newTaskArns, stoppedTaskArns: result.stoppedTaskArns };
+}
+
+function restartWorkflowId(input: RunbookInput<RegionDataUpdateParams>): string {
+  return `rolling-restart:${input.env}:${input.params.restart.service}`;
+}
+
+/** Reads everything the run depends on and refuses, changing nothing, what it must not do. */
+async function preflight(input: RunbookInput<RegionDataUpdateParams>): Promise<Preflight> {
+  const p = input.params;
+  const ids = p.regions.map((r) => r.id);
+  const stagingRequired = Boolean(p.stagingEnv) && p.requireStagingRun;
+  const [rows, otherRuns, restartHeldBy, stagingRun] = await Promise.all([
+    regionConfig.readRegions({ db: { aws: p.aws, login: p.database }, ids }),
+    runs.findOpenRuns({ runbook: input.runbook, env: input.env, except: workflowInfo().workflowId }),
+    runs.isRunOpen({ workflowId: restartWorkflowId(input) }),
+    stagingRequired ? runs.findSucceededRun({ runbook: input.runbook, env: p.stagingEnv!, regionIds: ids }) : Promise.resolve(null),
+  ]);
+  refuseIf(otherRuns.length > 0, 'regions', `another region data update is running on ${input.env} (${otherRuns.join(', ')}); one at a time`);
+  refuseIf(restartHeldBy, 'restart.service', `${p.restart.service} is being restarted by ${restartWorkflowId(input)}; start once it has finished`);
+  refuseIf(stagingRequired && !stagingRun, 'requireStagingRun',
+    `${input.env} takes region data only after it succeeded on ${p.stagingEnv}: no succeeded, non-dry region-data-update run on ${p.stagingEnv} covers ${ids.join(', ')}` +
+    ` (run it there first, or set requireStagingRun=false with a stagingOverrideReason)`);
+  p.regions.forEach((region, i) => {
+    const row = rows.find((r) => r.id === region.id);
+    refuseIf(region.isNew && Boolean(row), `regions.${i}.new`, `${region.id} is marked new but region_config already has it`);
+    refuseIf(!region.isNew && !row, `regions.${i}.id`, `${region.id} is not in region_config (mark it "new": true to add it)`);
+    refuseIf(Boolean(row) && row!.s3Uri === region.newDataUri, `regions.${i}.newDataUri`, `${region.id} already uses ${region.newDataUri}`);
+  });
+  await Promise.all(p.regions.map((r, i) => regionData.inspectRegionData({ aws: p.aws, uri: r.newDataUri, field: `regions.${i}.newDataUri` })));
+  return {
+    existing: p.regions.filter((r) => !r.isNew).map((r) => ({ ...r, row: rows.find((row) => row.id === r.id)! })),
+    added: p.regions.filter((r) => r.isNew),
+    staging: stagingRun ?? (p.stagingEnv && !p.requireStagingRun ? { waived: p.stagingOverrideReason ?? '' } : null),
+  };
+}
+
+function preflightDetail(found: Preflight): string {
+  const regions = [...found.existing.map((r) => `${r.id} v${r.row.version} at ${r.row.s3Uri}`), ...found.added.map((r) => `${r.id} (new)`)].join('; ');
+  const staging = !found.staging ? '' : 'waived' in found.staging ? `; staging rule waived: ${found.staging.waived}` : `; staging run ${found.staging.workflowId} succeeded at ${found.staging.closedAt}`;
+  return `${regions}${staging}`;
+}

@@ -1,0 +1,409 @@
+/**
+ * `db-migration` end to end: the real CLI and worker against the sandbox
+ * (RDS, ECS, EC2, S3 and Secrets Manager in moto; each instance's database on
+ * the local PostgreSQL server; the ECS scheduler simulator running the
+ * writers). Every test moves its own freshly seeded source instance, and
+ * checks the outcome the way an operator would: RDS, ECS, the security group,
+ * and the databases themselves.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
+import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import pg from 'pg';
+import type { RunStatus } from '../src/messages.js';
+import type { DbMigrationResult } from '../src/workflows/db-migration.js';
+import { verifyGate } from '../src/activities/postgres.js';
+import { dbMigrationRunbook } from '../src/catalog/db-migration.js';
+import { validateParams } from '../src/catalog/inputs.js';
+import { environment, loadConfig } from '../src/config.js';
+import { WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
+import { sandbox, testStack } from './setup.js';
+import { runbook, runbookJson } from './helpers/cli.js';
+import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
+import { worker } from './helpers/worker.js';
+
+const MOTO = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+/** The marker the runbook puts on its temporary security-group rules. */
+const ruleMarker = (source: string) => `runbook ${idFor(source)}`;
+const idFor = (source: string) => `db-migration:sandbox:${source}`;
+const newInstanceOf = (source: string) => `${source}-new`;
+
+interface WriterView {
+  desiredCount: number;
+  running: { arn: string; taskDefinition: string }[];
+  taskDefinition: string;
+}
+
+let counter = 0;
+
+describe('db-migration on the sandbox', function () {
+  this.timeout(4 * 60_000);
+  let rds: RDSClient;
+  let ecs: ECSClient;
+  let ec2: EC2Client;
+
+  before(() => {
+    const config = { endpoint: testStack().awsEndpoint, ...MOTO };
+    rds = new RDSClient(config);
+    ecs = new ECSClient(config);
+    ec2 = new EC2Client(config);
+    mkdirSync(gatesDir(), { recursive: true });
+  });
+
+  beforeEach(() => worker().start());
+
+  after(() => {
+    for (const client of [rds, ecs, ec2]) client?.destroy();
+  });
+
+  // --- the sandbox, as an operator sees it ---------------------------------------------------------
+
+  /** A fresh source instance with its own writer service, so no two tests share a target. */
+  async function seedSource(label: string, orders?: number): Promise<SeededAppDatabase> {
+    const instance = `mig-${label}-${process.pid}-${++counter}`;
+    return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}) });
+  }
+
+  function startArgs(source: SeededAppDatabase, extra: string[] = []): string[] {
+    return [
+      'start', 'db-migration', '--env', 'sandbox',
+      '--set', `sourceInstance=${source.instance}`,
+      '--set', `newInstance.identifier=${newInstanceOf(source.instance)}`,
+      '--set', `writers=${JSON.stringify([source.writer])}`,
+      ...extra,
+    ];
+  }
+
+  async function instance(identifier: string) {
+    try {
+      return (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: identifier }))).DBInstances?.[0];
+    } catch (err) {
+      if ((err as Error).name.startsWith('DBInstanceNotFound')) return undefined;
+      throw err;
+    }
+  }
+
+  async function writer(service: string): Promise<WriterView> {
+    const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [service] }));
+    const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster: WRITERS_CLUSTER, desiredStatus: 'RUNNING' }));
+    const { tasks = [] } = taskArns.length ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns })) : { tasks: [] };
+    return {
+      desiredCount: services[0]!.desiredCount!,
+      taskDefinition: services[0]!.taskDefinition!,
+      running: tasks
+        .filter((t) => t.group === `service:${service}` && t.lastStatus === 'RUNNING')
+        .map((t) => ({ arn: t.taskArn!, taskDefinition: t.taskDefinitionArn! })),
+    };
+  }
+
+  async function databaseHostOf(taskDefinition: string): Promise<string | undefined> {
+    const { taskDefinition: definition } = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition }));
+    return definition?.containerDefinitions?.[0]?.environment?.find((e) => e.name === 'DATABASE_HOST')?.value;
+  }
+
+  /** The ingress rules this run's marker labels, on the instance's security groups. */
+  async function temporaryRules(identifier: string, source: string): Promise<string[]> {
+    const found = await instance(identifier);
+    const groupIds = (found?.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!);
+    if (!groupIds.length) return [];
+    const { SecurityGroups = [] } = await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: groupIds }));
+    return SecurityGroups.flatMap((g) => g.IpPermissions ?? []).flatMap((p) => (p.IpRanges ?? []).filter((r) => r.Description === ruleMarker(source)).map((r) => r.CidrIp!));
+  }
+
+  async function query<T extends pg.QueryResultRow>(instanceId: string, sql: string): Promise<T[]> {
+    const client = new pg.Client({ connectionString: sandbox().db.databaseUrl(instanceId) });
+    await client.connect();
+    try {
+      return (await client.query<T>(sql)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+
+  async function databaseExists(instanceId: string): Promise<boolean> {
+    const rows = await query<{ exists: boolean }>('postgres', `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${instanceId}') AS exists`);
+    return rows[0]!.exists;
+  }
+
+  async function rowCounts(instanceId: string): Promise<Record<string, number>> {
+    const tables = ['customers', 'products', 'orders', 'order_items', 'audit_log', 'schema_migration'];
+    const [row] = await query<Record<string, number>>(instanceId, `SELECT ${tables.map((t) => `(SELECT count(*)::int FROM ${t}) AS ${t}`).join(', ')}`);
+    return row!;
+  }
+
+  /**
+   * Holds an exclusive lock on a table of the source, so pg_dump (which first
+   * locks every table it dumps) waits inside the backup step for as long as the
+   * test needs: a point in the middle of the backup, without sleeps or hooks.
+   */
+  async function holdTableLock(instanceId: string, table: string): Promise<{ release(): Promise<void> }> {
+    const client = new pg.Client({ connectionString: sandbox().db.databaseUrl(instanceId) });
+    await client.connect();
+    await client.query('BEGIN');
+    await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+    return {
+      release: async () => {
+        await client.query('ROLLBACK');
+        await client.end();
+      },
+    };
+  }
+
+  async function waitForTool(tool: 'pg_dump' | 'pg_restore', database: string, waitingOnLock = false): Promise<void> {
+    await waitUntil(
+      async () => (await query('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${tool}'${waitingOnLock ? ` AND wait_event_type = 'Lock'` : ''}`)).length > 0,
+      { timeoutMs: 60_000, intervalMs: 20, what: `${tool} working on ${database}` },
+    );
+  }
+
+  function gatesDir(): string {
+    return testStack().env.RUNBOOK_TEST_GATES_DIR!;
+  }
+
+  async function approve(id: string, checkpoint: 'cutover' | 'delete-old'): Promise<void> {
+    await waitForStatus(id, (s) => s.waitingFor?.checkpoint === checkpoint, 120_000);
+    const result = await runbook(['approve', id, '--checkpoint', checkpoint]);
+    assert.equal(result.exitCode, 0, result.stderr);
+  }
+
+  /** How many times each activity type was started in the run: more than once means it was retried. */
+  async function activityAttempts(id: string): Promise<Record<string, number>> {
+    const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
+    const typeBySchedule = new Map<string, string>();
+    const attempts: Record<string, number> = {};
+    for (const event of history.events ?? []) {
+      const scheduled = event.activityTaskScheduledEventAttributes;
+      if (scheduled) typeBySchedule.set(String(event.eventId), scheduled.activityType!.name!);
+      const started = event.activityTaskStartedEventAttributes;
+      if (started) {
+        const type = typeBySchedule.get(String(started.scheduledEventId))!;
+        attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 1);
+      }
+    }
+    return attempts;
+  }
+
+  /** Every password the sandbox handed out, searched in the run's raw history (payloads decoded), its status and the worker logs. */
+  async function assertNoSecretsLeaked(id: string): Promise<void> {
+    const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
+    const texts: string[] = [];
+    const collect = (value: unknown): void => {
+      if (typeof value === 'string') texts.push(value);
+      else if (value instanceof Uint8Array) texts.push(Buffer.from(value).toString('utf8'), Buffer.from(value).toString('base64'));
+      else if (value && typeof value === 'object') for (const inner of Object.values(value)) collect(inner);
+    };
+    collect(history);
+    const status = await runbookJson<RunStatus>(['status', id]);
+    texts.push(JSON.stringify(status.json));
+    for (const log of readdirSync(testStack().dir).filter((f) => f.startsWith('worker-'))) texts.push(readFileSync(join(testStack().dir, log), 'utf8'));
+    const all = texts.join('\n');
+    // The search sees what the payloads hold: the secret references the run was given.
+    assert.ok(all.includes('"password":"secretsmanager:arn:'), 'the search covers the decoded payloads');
+    for (const password of sandbox().db.passwords) {
+      assert.ok(!all.includes(password), 'a password appears in the history, the status or the worker logs');
+      assert.ok(!all.includes(encodeURIComponent(password)), 'a URL-encoded password appears in the history, the status or the worker logs');
+    }
+  }
+
+  async function runToSuccess(id: string): Promise<DbMigrationResult> {
+    await approve(id, 'cutover');
+    await approve(id, 'delete-old');
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
+    assert.equal(status.phase, 'succeeded', status.error ?? '');
+    return status.result as DbMigrationResult;
+  }
+
+  // --- the tests ------------------------------------------------------------------------------------
+
+  it('moves the database: writers stopped during the copy and restarted on the new one, every table verified, the old instance deleted after a final snapshot', async () => {
+    const source = await seedSource('e2e');
+    const target = newInstanceOf(source.instance);
+    const id = idFor(source.instance);
+    const before = await writer(source.writer.service);
+    const seededRows = await rowCounts(source.instance);
+
+    const lock = await holdTableLock(source.instance, 'orders');
+    const started = await runbook(startArgs(source));
+    assert.equal(started.exitCode, 0, started.stderr);
+    try {
+      await waitForTool('pg_dump', source.instance, true);
+      const during = await writer(source.writer.service);
+      assert.equal(during.desiredCount, 0, 'writers scaled to 0 during the copy');
+      assert.deepEqual(during.running, [], 'no writer task runs during the copy');
+      assert.equal((await instance(source.instance))?.PubliclyAccessible, true, 'the old database is reachable for the copy');
+      assert.deepEqual(await temporaryRules(source.instance, source.instance), ['127.0.0.1/32']);
+    } finally {
+      await lock.release();
+    }
+
+    await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'cutover', 120_000);
+    assert.deepEqual((await writer(source.writer.service)).running, [], 'writers stay stopped until the cutover is approved');
+    assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'temporary access closed after the copy');
+    assert.deepEqual(await temporaryRules(source.instance, source.instance), []);
+    const atCutover = await queryStatus(id);
+    assert.match(atCutover.steps.find((s) => s.name === 'verify')?.detail ?? '', /6 tables and \d+ rows equal; 4 sequences at the same values; 5 schema migrations/);
+
+    await approve(id, 'cutover');
+    await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
+    const after = await writer(source.writer.service);
+    const newEndpoint = (await instance(target))!.Endpoint!.Address!;
+    assert.equal(after.desiredCount, before.desiredCount, 'desired count restored');
+    assert.equal(after.running.length, before.desiredCount);
+    assert.notEqual(after.taskDefinition, before.taskDefinition, 'a new task-definition revision');
+    for (const task of after.running) assert.equal(task.taskDefinition, after.taskDefinition, 'every running writer uses the new revision');
+    assert.equal(await databaseHostOf(after.taskDefinition), newEndpoint, 'the writers point at the new instance');
+    assert.ok(await instance(source.instance), 'the old instance stays until delete-old is approved');
+
+    await approve(id, 'delete-old');
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
+    assert.equal(status.phase, 'succeeded', status.error ?? '');
+    const result = status.result as DbMigrationResult;
+    assert.ok(result.oldInstance.deleted, 'the result reports the old instance deleted');
+    assert.equal(await instance(source.instance), undefined, 'the old instance is gone');
+    const { DBSnapshots = [] } = await rds.send(new DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: result.oldInstance.finalSnapshot }));
+    assert.equal(DBSnapshots[0]?.DBInstanceIdentifier, source.instance, 'a final snapshot of the old instance exists');
+    assert.equal(await databaseExists(source.instance), false, 'the old database went with its instance');
+    assert.deepEqual(await rowCounts(target), seededRows, 'the new database holds every row');
+    assert.equal(result.verified.tables, 6);
+
+    await assertNoSecretsLeaked(id);
+  });
+
+  it('a row changed in the copy before verification: no cutover, writers back on the old database, run rolled-back', async () => {
+    const source = await seedSource('tamper');
+    const target = newInstanceOf(source.instance);
+    const id = idFor(source.instance);
+    const before = await writer(source.writer.service);
+    const gate = join(gatesDir(), verifyGate(target));
+    writeFileSync(`${gate}.hold`, '');
+
+    const started = await runbook(startArgs(source));
+    assert.equal(started.exitCode, 0, started.stderr);
+    await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 120_000, what: 'verification to reach its test gate' });
+    await query(target, `UPDATE customers SET name = name || ' (changed)' WHERE id = 42`);
+    writeFileSync(`${gate}.open`, '');
+
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
+    assert.equal(status.phase, 'rolled-back', status.error ?? '');
+    assert.match(status.error ?? '', /public\.customers: rows .* differ \(500 in the source, 500 in the copy, content changed\)/);
+    assert.match(status.error ?? '', new RegExp(`the new instance ${target} is left for inspection`));
+    const steps = Object.fromEntries(status.steps.map((s) => [s.name, s.status]));
+    assert.deepEqual(
+      [steps['stop-writers'], steps['open-access'], steps.verify, steps.cutover, steps['repoint-writers'], steps['delete-old-instance']],
+      ['compensated', 'compensated', 'failed', 'skipped', 'skipped', 'skipped'],
+    );
+
+    const after = await writer(source.writer.service);
+    assert.equal(after.taskDefinition, before.taskDefinition, 'the writers keep their task definition');
+    assert.equal(after.desiredCount, before.desiredCount);
+    assert.equal(after.running.length, before.desiredCount, 'the writers run again');
+    assert.equal(await databaseHostOf(after.taskDefinition), source.endpoint, 'on the old database');
+    assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'the old instance is private again');
+    assert.deepEqual(await temporaryRules(source.instance, source.instance), []);
+    assert.ok(await instance(target), 'the new instance is left for inspection');
+    await assertNoSecretsLeaked(id);
+  });
+
+  it('SIGKILL of the worker during the backup: a new worker finishes the run', async () => {
+    const source = await seedSource('crash-backup');
+    const id = idFor(source.instance);
+    const seededRows = await rowCounts(source.instance);
+    const lock = await holdTableLock(source.instance, 'orders');
+    try {
+      const started = await runbook(startArgs(source));
+      assert.equal(started.exitCode, 0, started.stderr);
+      await waitForTool('pg_dump', source.instance, true);
+      await worker().kill('SIGKILL');
+      await worker().start();
+    } finally {
+      await lock.release();
+    }
+    const result = await runToSuccess(id);
+    assert.ok((await activityAttempts(id)).backupDatabase! >= 2, 'the backup was retried after the crash');
+    assert.deepEqual(await rowCounts(result.newInstance.instance), seededRows, 'the copy is complete');
+  });
+
+  it('SIGKILL of the worker during the restore: the restore starts over cleanly and the run finishes', async () => {
+    // Large enough that pg_restore works for a while, so the kill lands while it runs.
+    const source = await seedSource('crash-restore', 60_000);
+    const target = newInstanceOf(source.instance);
+    const id = idFor(source.instance);
+    const seededRows = await rowCounts(source.instance);
+    const started = await runbook(startArgs(source));
+    assert.equal(started.exitCode, 0, started.stderr);
+    await waitForTool('pg_restore', target);
+    await worker().kill('SIGKILL');
+    // A dead host takes its pg_restore along; a killed worker process leaves it orphaned. End it, as losing the host would.
+    await query('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${target}' AND application_name = 'pg_restore'`);
+    await worker().start();
+
+    await runToSuccess(id);
+    assert.ok((await activityAttempts(id)).restoreBackup! >= 2, 'the restore was retried after the crash');
+    assert.deepEqual(await rowCounts(target), seededRows, 'the copy is complete');
+  });
+
+  it('bad input exits 2 and changes nothing', async () => {
+    const source = await seedSource('bad-input');
+    const before = await writer(source.writer.service);
+    const runsBefore = await runbookJson<unknown[]>(['ls', '--runbook', 'db-migration', '--limit', '1000']);
+
+    const quoted = await runbook(startArgs(source, ['--set', `sourceInstance=${source.instance}"; DROP TABLE orders; --`]));
+    assert.equal(quoted.exitCode, 2);
+    assert.match(quoted.stderr, /sourceInstance: must not contain quotes, semicolons, backslashes or whitespace/);
+    const semicolon = await runbook(startArgs(source, ['--set', 'credentials.app.username=app;drop']));
+    assert.equal(semicolon.exitCode, 2);
+    assert.match(semicolon.stderr, /credentials\.app\.username: must not contain quotes, semicolons/);
+    const runsAfter = await runbookJson<unknown[]>(['ls', '--runbook', 'db-migration', '--limit', '1000']);
+    assert.equal(runsAfter.json.length, runsBefore.json.length, 'invalid input starts nothing');
+
+    const unknown = await runbook(startArgs({ ...source, instance: `nosuch-${process.pid}` }));
+    assert.equal(unknown.exitCode, 2, unknown.stdout + unknown.stderr);
+    assert.match(unknown.stdout + unknown.stderr, /sourceInstance: no RDS instance 'nosuch-\d+'/);
+
+    const targetExists = await runbook(startArgs(source, ['--set', 'newInstance.identifier=sandbox-appdb']));
+    assert.equal(targetExists.exitCode, 2, targetExists.stdout + targetExists.stderr);
+    assert.match(targetExists.stdout + targetExists.stderr, /newInstance\.identifier: RDS instance 'sandbox-appdb' already exists/);
+    await waitClosed(idFor(source.instance));
+
+    const noWriter = await runbook(startArgs(source, ['--set', `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: 'nosuch-writer' }])}`]));
+    assert.equal(noWriter.exitCode, 2, noWriter.stdout + noWriter.stderr);
+    assert.match(noWriter.stdout + noWriter.stderr, /writers\.0\.service: no active ECS service 'nosuch-writer'/);
+    await waitClosed(idFor(source.instance));
+
+    const after = await writer(source.writer.service);
+    assert.deepEqual({ ...after, running: after.running.length }, { ...before, running: before.running.length }, 'the writers were not touched');
+    assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'access was not opened');
+    assert.equal(await instance(newInstanceOf(source.instance)), undefined, 'no instance was created');
+  });
+
+  it('validates names, secret references and access rules before anything starts, naming the field', () => {
+    const sandboxEnv = environment(loadConfig(testStack().configPath), 'sandbox');
+    const refused = (sets: string[], env = sandboxEnv) => {
+      try {
+        validateParams(dbMigrationRunbook, env, { sets });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return assert.fail(`accepted ${sets.join(' ')}`);
+    };
+    assert.match(refused(['database=app db']), /database: must not contain quotes, semicolons, backslashes or whitespace/);
+    assert.match(refused(["credentials.admin.username=x'y"]), /credentials\.admin\.username: must not contain quotes/);
+    assert.match(refused(['newInstance.identifier=two--hyphens']), /newInstance\.identifier: an RDS identifier/);
+    assert.match(refused([`writers=${JSON.stringify([{ cluster: 'a b', service: 'x' }])}`]), /writers\.0\.cluster: must not contain/);
+    assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app\.password: expected a secret reference .*never the secret itself/);
+    assert.doesNotMatch(refused(['credentials.app.password=hunter2hunter2']), /hunter2/, 'a password given by mistake is not echoed');
+    assert.match(refused(['temporaryAccess.cidr=0.0.0.0/0']), /temporaryAccess\.cidr: must not open the database to \(nearly\) the whole internet/);
+    assert.match(refused(['newInstance.identifier=sandbox-appdb']), /newInstance\.identifier: must differ from sourceInstance/);
+    assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);
+    const realAws = { ...sandboxEnv, aws: { region: 'us-east-1' } };
+    assert.match(refused([], realAws), /endpointMap: only for emulated environments/);
+  });
+
+  async function waitClosed(id: string): Promise<void> {
+    const handle = (await temporalClient()).workflow.getHandle(id);
+    await waitUntil(async () => (await handle.describe()).status.name !== 'RUNNING', { timeoutMs: 30_000, what: `${id} to close` });
+  }
+});
