@@ -23,6 +23,7 @@ import type { SecretSources } from '../src/activities/secrets.js';
 import type { AwsConnection } from '../src/config.js';
 import { MOTO_AWS_ENV, startStack, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
+import { withClient } from '../src/stack/sandbox/pg.js';
 
 /** ~150,000 orders (three items each) make about 100 MiB; a margin keeps us above it. */
 const ORDERS = Number(process.env.ORDERS ?? 180_000);
@@ -169,16 +170,6 @@ function seedCopier(stack: Stack, sandbox: Sandbox, dir: string) {
 
 async function databaseSize(url: string): Promise<number> {
   return withClient(url, async (client) => Number((await client.query<{ size: string }>('SELECT pg_database_size(current_database())::text AS size')).rows[0]!.size));
-}
-
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
 }
 
 function median(values: number[]): number {

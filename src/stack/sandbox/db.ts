@@ -19,13 +19,15 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
 import { CreateClusterCommand, CreateServiceCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
-import { DescribeSecurityGroupsCommand, DescribeSubnetsCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { scramSha256Verifier } from '../../activities/postgres.js';
 import type { DbMigrationInputs } from '../../catalog/db-migration.js';
 import { EcsSimulator } from './ecs-simulator.js';
+import { withClient } from './pg.js';
+import { defaultNetwork } from './ecs.js';
 
 export const WRITERS_CLUSTER = 'db-writers';
 export const BACKUP_BUCKET = 'sandbox-db-backups';
@@ -233,16 +235,6 @@ function dataFor(orders: number): string {
   `;
 }
 
-async function withClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await fn(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function createSecret(secrets: SecretsManagerClient, name: string, username: string, password: string): Promise<string> {
   const { ARN } = await secrets.send(new CreateSecretCommand({ Name: name, SecretString: JSON.stringify({ username, password }) }));
   return ARN!;
@@ -251,16 +243,6 @@ async function createSecret(secrets: SecretsManagerClient, name: string, usernam
 interface Network {
   subnetIds: string[];
   securityGroupId: string;
-}
-
-async function defaultNetwork(ec2: EC2Client): Promise<Network> {
-  const { Vpcs = [] } = await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'is-default', Values: ['true'] }] }));
-  const vpcId = Vpcs[0]?.VpcId;
-  if (!vpcId) throw new Error('moto has no default VPC');
-  const inVpc = { Name: 'vpc-id', Values: [vpcId] };
-  const { Subnets = [] } = await ec2.send(new DescribeSubnetsCommand({ Filters: [inVpc] }));
-  const { SecurityGroups = [] } = await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [inVpc, { Name: 'group-name', Values: ['default'] }] }));
-  return { subnetIds: Subnets.flatMap((s) => (s.SubnetId ? [s.SubnetId] : [])), securityGroupId: SecurityGroups[0]!.GroupId! };
 }
 
 /** The application's task definition reads its database from the environment, as the runbook expects. */

@@ -110,7 +110,7 @@ async function createAutoScalingGroup(autoScaling: AutoScalingClient, imageId: s
 }
 
 /** The default VPC's network, where the service's tasks and target group live. */
-async function defaultNetwork(ec2: EC2Client): Promise<{ vpcId: string; subnetIds: string[]; securityGroupId: string }> {
+export async function defaultNetwork(ec2: EC2Client): Promise<{ vpcId: string; subnetIds: string[]; securityGroupId: string }> {
   const { Vpcs = [] } = await ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'is-default', Values: ['true'] }] }));
   const vpcId = Vpcs[0]?.VpcId;
   if (!vpcId) throw new Error('moto has no default VPC');

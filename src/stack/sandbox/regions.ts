@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import pg from 'pg';
+import { withClient } from './pg.js';
 
 export const REGION_BUCKET = 'sandbox-region-data';
 const DB_NAME = 'districtbuilder';
@@ -56,7 +57,7 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
       await putRegionData(`regions/${id}/v${version}`, `${id} v${version}`);
       const newDataUri = await regions.addNewData(id);
       const uri = `s3://${REGION_BUCKET}/regions/${id}/v${version}`;
-      await withDb(databaseUrl, (db) => db.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, $3)', [id, uri, version]));
+      await withClient(databaseUrl, (db) => db.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, $3)', [id, uri, version]));
       return { uri, newDataUri };
     },
     async addNewData(id) {
@@ -91,23 +92,14 @@ export function topology(layer: string, label: string): object {
 }
 
 async function createDatabase(superuserUrl: string, password: string): Promise<void> {
-  await withDb(superuserUrl, async (db) => {
+  await withClient(superuserUrl, async (db) => {
     await db.query(`CREATE ROLE ${DB_USER} LOGIN PASSWORD ${pg.escapeLiteral(password)}`);
     await db.query(`CREATE DATABASE ${DB_NAME} OWNER ${DB_USER}`);
   });
   const url = Object.assign(new URL(superuserUrl), { pathname: `/${DB_NAME}` }).toString();
-  await withDb(url, async (db) => {
+  await withClient(url, async (db) => {
     await db.query('CREATE TABLE region_config (id text PRIMARY KEY, s3_uri text NOT NULL, version integer NOT NULL DEFAULT 1)');
     await db.query(`ALTER TABLE region_config OWNER TO ${DB_USER}`);
   });
 }
 
-async function withDb<T>(url: string, fn: (db: pg.Client) => Promise<T>): Promise<T> {
-  const db = new pg.Client({ connectionString: url });
-  await db.connect();
-  try {
-    return await fn(db);
-  } finally {
-    await db.end();
-  }
-}
