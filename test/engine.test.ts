@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import type { RunStatus } from '../src/messages.js';
-import { testStack } from './setup.js';
+import { testStack, webhook } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
@@ -129,6 +129,18 @@ describe('engine, through the CLI', () => {
     assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
     assert.equal(effectExists(name, 'delete-source'), false);
     assert.equal(applied(name).includes('applied delete-source'), false);
+  });
+
+  it('tells the environment webhook when a checkpoint starts waiting', async () => {
+    const name = freshName('notify');
+    const id = await startToCheckpoint(name, 'notified', 'alice');
+    await waitUntil(() => webhook().received.some((n) => n.workflowId === id), { timeoutMs: 30_000, what: 'the webhook to be called' });
+    const notice = webhook().received.find((n) => n.workflowId === id)!;
+    assert.equal(notice.checkpoint, 'delete-old');
+    assert.equal(notice.env, 'notified');
+    assert.deepEqual(notice.approvers, ['alice', 'bob']);
+    assert.match(String(notice.text), new RegExp(`runbook approve ${id} --checkpoint delete-old`));
+    await runbook(['reject', id, '--reason', 'done testing'], { as: 'alice' });
   });
 
   it('approves by signal from the Temporal CLI too', async () => {

@@ -13,6 +13,7 @@ import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
+import { startWebhook, type Webhook } from './helpers/webhook.js';
 
 export interface TestStack {
   temporalAddress: string;
@@ -34,6 +35,13 @@ export const fixturePluginPath = fileURLToPath(new URL('./fixtures/plugin.js', i
 let stack: Stack | undefined;
 let sandboxHandle: Sandbox | undefined;
 let shared: TestStack | undefined;
+let webhookReceiver: Webhook | undefined;
+
+/** What runs posted to the `notified` environment's webhook. */
+export function webhook(): Webhook {
+  if (!webhookReceiver) throw new Error('the webhook receiver is not running');
+  return webhookReceiver;
+}
 
 export function testStack(): TestStack {
   if (!shared) throw new Error('the test stack is not running (root hooks did not run?)');
@@ -50,7 +58,7 @@ export function sandbox(): Sandbox {
  * production-like approvals (guarded), a short checkpoint timeout (hasty), and a
  * staging/production pair for the rules that tie production to staging.
  */
-function testEnvironments(sandboxEnv: Record<string, unknown>): Record<string, unknown> {
+function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string): Record<string, unknown> {
   const aws = sandboxEnv.aws;
   const runbooks = sandboxEnv.runbooks as Record<string, Record<string, unknown>>;
   return {
@@ -64,6 +72,7 @@ function testEnvironments(sandboxEnv: Record<string, unknown>): Record<string, u
       aws,
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '2s' } },
     },
+    notified: { aws, approvals: { approvers: ['alice', 'bob'], allowSelfApproval: false, webhook: webhookUrl } },
     staging: { aws, approvals: { approvers: ['*'], allowSelfApproval: true }, runbooks },
     production: {
       protected: true,
@@ -86,6 +95,7 @@ export const mochaHooks = {
     ]);
     stack = started;
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
+    webhookReceiver = await startWebhook();
     sandboxHandle = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
 
     const configPath = join(dir, 'runbooks.config.yaml');
@@ -93,7 +103,7 @@ export const mochaHooks = {
       configPath,
       stringify({
         plugins: [fixturePluginPath],
-        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment) },
+        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
       }),
     );
     const workflowBundlePath = join(dir, 'workflow-bundle.js');
@@ -130,6 +140,7 @@ export const mochaHooks = {
     this.timeout(60_000);
     await stopSharedWorker();
     await sandboxHandle?.stop();
+    await webhookReceiver?.close();
     await stack?.stop();
     if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
   },
