@@ -15,8 +15,11 @@ export function parseDuration(text: string | number): number {
   return ms;
 }
 
-/** A zod schema for such durations: validated text in, milliseconds out. */
-export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+/**
+ * A zod schema for such durations: text with a unit in, milliseconds out. A
+ * bare number is refused: `--set healthTimeout=90` must not mean 90 ms.
+ */
+export const durationSchema = z.string().transform((value, ctx) => {
   try {
     return parseDuration(value);
   } catch (err) {

@@ -1,18 +1,11 @@
 /** Catalog entry of `rolling-restart` (seed 003, "Restart services"). */
 import { z } from 'zod';
-import { parseDuration } from '../duration.js';
+import { durationSchema } from '../duration.js';
 import { rollingRestartPlan, type RollingRestartParams } from '../workflows/rolling-restart.js';
 import { defineRunbook } from './definition.js';
 
 /** "45m", "90s", "1h": milliseconds once validated. */
-const duration = z.string().transform((text, ctx) => {
-  try {
-    return parseDuration(text);
-  } catch (err) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+const duration = durationSchema;
 
 const params = z
   .object({
