@@ -262,25 +262,32 @@ describe('rolling-restart on the sandbox', function () {
     assert.ok(started.length >= 2, 'new tasks were started and stopped');
   });
 
-  it('finishes with the same end state when the worker is SIGKILLed at a step boundary and mid-wait', async () => {
+  it('finishes with the same end state when the worker is SIGKILLed at each step boundary and mid-wait', async function () {
+    this.timeout(300_000);
     await setAsgDesired(2);
     const before = await steadyState();
-    // Long enough that the wait is still going when the worker dies and a new one has taken over.
-    sandbox().ecs.configure({ healthDelayMs: 8_000 });
+    // Long enough that the wait still runs after the first kills (each costs the server's ~10 s sticky timeout).
+    sandbox().ecs.configure({ healthDelayMs: 40_000 });
     const start = await runbook(['start', 'rolling-restart', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
+    const killAndRestart = async () => {
+      await worker().kill('SIGKILL');
+      await worker().start();
+    };
 
     // Read from AWS and the server, not by query: a query waits for a worker, and the worker is what we kill.
     await waitUntil(async () => (await state()).asgDesired === 4, { timeoutMs: 30_000, what: 'raise-asg to take effect' });
-    await worker().kill('SIGKILL');
-    await worker().start();
-
+    await killAndRestart();
+    await waitUntil(async () => (await state()).serviceDesired === before.serviceDesired * 2, { timeoutMs: 60_000, what: 'raise-desired to take effect' });
+    await killAndRestart();
     await waitUntil(async () => (await pendingActivities()).includes('waitForHealthyNewTasks') && (await runningTasks()).length > before.running.length, {
       timeoutMs: 60_000,
       what: 'the wait for new tasks to be under way',
     });
-    await worker().kill('SIGKILL');
-    await worker().start();
+    await killAndRestart();
+    const oldArns = before.running.map((t) => t.arn);
+    await waitUntil(async () => (await serviceTasks('STOPPED')).some((t) => oldArns.includes(t.arn)), { timeoutMs: 120_000, what: 'the old tasks to start stopping' });
+    await killAndRestart();
 
     const status = await waitForStatus(WORKFLOW_ID, (s) => s.phase !== 'running', 120_000);
     assert.equal(status.phase, 'succeeded', status.error ?? '');
