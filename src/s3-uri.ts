@@ -21,10 +21,6 @@ export function parseS3Uri(uri: string): S3Location {
   return { bucket, prefix: trimmed ? `${trimmed}/` : '' };
 }
 
-export function formatS3Uri(location: S3Location): string {
-  return `s3://${location.bucket}/${location.prefix.replace(/\/$/, '')}`;
-}
-
 export const s3UriSchema = z.string().superRefine((uri, ctx) => {
   try {
     parseS3Uri(uri);

@@ -1,5 +1,4 @@
 /** What every command shares: where Temporal is, who is asking, which config and catalog apply. */
-import { existsSync, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -24,15 +23,6 @@ export interface DevState {
 }
 
 export const DEV_STATE_FILE = resolve('.runbook', 'dev.json');
-
-export function readDevState(): DevState | undefined {
-  if (!existsSync(DEV_STATE_FILE)) return undefined;
-  try {
-    return JSON.parse(readFileSync(DEV_STATE_FILE, 'utf8')) as DevState;
-  } catch {
-    return undefined;
-  }
-}
 
 export class CommandContext {
   private client?: Client;

@@ -5,12 +5,6 @@ import { open } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** A port on 127.0.0.1 that nothing listens on right now. */
-export async function freePort(): Promise<number> {
-  const [port] = await freePorts(1);
-  return port!;
-}
-
 /**
  * `count` distinct free ports. All are held open until every one is found, so
  * the OS cannot hand out the same port twice.
