@@ -2,6 +2,7 @@
 /** The `runbook` CLI. Exit codes: 0 ok, 1 run failed/rejected/rolled back/cancelled, 2 bad usage or input, 3 target held by another run. */
 import { Command, Option } from 'commander';
 import { ConfigError } from './config.js';
+import { InputError } from './catalog/errors.js';
 import { CommandContext, identity, type GlobalOptions } from './cli/context.js';
 import { decideCommand } from './cli/decide.js';
 import { describeCommand, listCommand } from './cli/describe.js';
@@ -71,9 +72,10 @@ program
 program
   .command('approve <workflowId>')
   .description('approve the checkpoint the run waits at')
-  .option('--checkpoint <name>', 'the checkpoint you mean to approve (refused if the run waits elsewhere)')
+  .option('--checkpoint <name>', 'the checkpoint you mean to approve (required without a terminal; refused if the run waits elsewhere)')
   .option('--comment <text>')
   .option('--as <user>', 'who approves (default RUNBOOK_USER or the OS user)')
+  .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'approved', options)));
 
 program
@@ -82,12 +84,15 @@ program
   .option('--checkpoint <name>')
   .requiredOption('--reason <text>')
   .option('--as <user>', 'who rejects (default RUNBOOK_USER or the OS user)')
+  .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'rejected', options)));
 
 program
   .command('cancel <workflowId>')
   .description('cancel a run; compensation runs')
   .option('--wait', 'wait until compensation has finished')
+  .option('--reason <text>', 'why the run is cancelled (recorded with the run)')
+  .option('--as <user>', 'who cancels (default RUNBOOK_USER or the OS user)')
   .action(action((ctx, id: string, options) => cancelCommand(ctx, id, options)));
 
 program
@@ -120,7 +125,7 @@ function reportError(err: unknown): number {
   }
   const message = err instanceof Error ? err.message : String(err);
   const json = program.opts<GlobalOptions>().json;
-  const code = err instanceof CliError ? err.exitCode : err instanceof ConfigError ? ExitCode.usage : ExitCode.runFailed;
+  const code = err instanceof CliError ? err.exitCode : err instanceof ConfigError || err instanceof InputError ? ExitCode.usage : ExitCode.runFailed;
   if (json) console.log(JSON.stringify({ error: message, exitCode: code }));
   console.error(`runbook: ${message}`);
   return code;

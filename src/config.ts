@@ -3,12 +3,13 @@
  * databases are, who approves, and the default inputs of each runbook there.
  * Validated on load; every error names the field.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
-import type { ApprovalPolicy } from './messages.js';
+import type { RunPolicy } from './messages.js';
 
 const duration = durationSchema;
 
@@ -32,11 +33,24 @@ const approvalsSchema = z
   })
   .strict();
 
+/** What a protected environment allows at most; the worker refuses inputs beyond it. */
+const protectionSchema = z
+  .object({
+    /** Narrowest CIDR prefix a temporary database opening may have (24: at most a /24). */
+    minCidrPrefix: z.number().int().min(8).max(32).default(24),
+  })
+  .strict();
+
 const environmentSchema = z
   .object({
     description: z.string().optional(),
-    /** Production-like: refuses risky modes (e.g. db-uri region updates). */
+    /**
+     * Production-like: approval needs named approvers other than the requester,
+     * and risky modes (db-uri region updates, unencrypted database connections,
+     * wide temporary access, emulated endpoints) are refused.
+     */
     protected: z.boolean().default(false),
+    protection: protectionSchema.default({}),
     aws: awsSchema,
     approvals: approvalsSchema.default({}),
     /** Default inputs per runbook; validated against each runbook's inputs when a run starts. */
@@ -52,7 +66,20 @@ const configSchema = z
       .default({}),
     /** Modules that add runbooks (see README, "Adding a runbook"). */
     plugins: z.array(z.string()).default([]),
-    environments: z.record(environmentSchema).refine((envs) => Object.keys(envs).length > 0, 'needs at least one environment'),
+    environments: z
+      .record(environmentSchema)
+      .refine((envs) => Object.keys(envs).length > 0, 'needs at least one environment')
+      .superRefine((envs, ctx) => {
+        for (const [name, env] of Object.entries(envs)) {
+          if (!env.protected) continue;
+          if (env.approvals.approvers.some((a) => a.trim() === '*')) {
+            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'approvers'], message: "a protected environment needs named approvers, not '*'" });
+          }
+          if (env.approvals.allowSelfApproval) {
+            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'allowSelfApproval'], message: 'must be false on a protected environment: approval needs a second person' });
+          }
+        }
+      }),
   })
   .strict();
 
@@ -100,16 +127,38 @@ export function parseConfig(text: string, path = '<config>'): RunbooksConfig {
 }
 
 export function environment(config: RunbooksConfig, name: string): EnvironmentConfig {
-  const env = config.environments[name];
+  const env = Object.hasOwn(config.environments, name) ? config.environments[name] : undefined;
   if (!env) {
     throw new ConfigError(`unknown environment '${name}' (known in ${config.path}: ${Object.keys(config.environments).join(', ')})`);
   }
   return { ...env, name };
 }
 
-export function approvalPolicy(env: EnvironmentConfig): ApprovalPolicy {
+/** The approval rules a run on this environment follows; identities normalised (trimmed, lower case). */
+export function runPolicy(env: EnvironmentConfig): RunPolicy {
   const { approvers, allowSelfApproval, timeout, timeouts, webhook } = env.approvals;
-  return { approvers, allowSelfApproval, timeoutMs: timeout, timeoutsMs: timeouts, ...(webhook ? { webhook } : {}) };
+  return {
+    approvers: approvers.map((a) => a.trim().toLowerCase()),
+    allowSelfApproval: env.protected ? false : allowSelfApproval,
+    protected: env.protected,
+    timeoutMs: timeout,
+    timeoutsMs: timeouts,
+    notify: Boolean(webhook),
+  };
+}
+
+/** A fingerprint of the environment's entry, recorded with each run: two runs with one hash ran under one config. */
+export function environmentHash(env: EnvironmentConfig): string {
+  return createHash('sha256').update(canonicalJson(env)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
 }
 
 /** "environments.prod.aws.region: Required; plugins.0: Expected string" */

@@ -22,6 +22,8 @@ export interface StepStatus {
 
 export interface WaitingFor {
   checkpoint: string;
+  /** `<checkpoint>#<n>`: a decision that names another wait (an earlier one, or another run's) is refused. */
+  waitId: string;
   prompt: string;
   since: string;
   /** Who may decide; `*` means anyone. */
@@ -40,6 +42,7 @@ export interface Decision {
   comment?: string;
   /** Echoes the sender's request ID, so a CLI can confirm its own decision. */
   requestId?: string;
+  waitId?: string;
 }
 
 /** A decision the run refused (a signal cannot answer its sender, so it is recorded here). */
@@ -55,6 +58,7 @@ export interface RunStatus {
   workflowId: string;
   runbook: string;
   env: string;
+  /** Empty until the worker has resolved the input. */
   target: string;
   phase: Phase;
   dryRun: boolean;
@@ -63,7 +67,16 @@ export interface RunStatus {
   steps: StepStatus[];
   waitingFor: WaitingFor | null;
   decisions: Decision[];
+  /** The most recent refused signals (at most REFUSALS_KEPT). */
   refusals: Refusal[];
+  /** Refusals beyond those kept. */
+  refusalsDropped: number;
+  /** The approval policy the worker resolved from its own config (null until resolved). */
+  policy: RunPolicy | null;
+  /** Hash of the worker's environment entry the run was resolved against. */
+  envHash: string | null;
+  /** Who asked for the cancellation, when someone did. */
+  cancelledBy: { by: string; at: string; reason?: string } | null;
   /** Why the run failed or rolled back, in plain words. */
   error: string | null;
   /** The failure type behind `error` (see FailureType), so scripts can tell a refused input from a rollback. */
@@ -71,45 +84,87 @@ export interface RunStatus {
   result: unknown;
 }
 
-/** Who may approve, and how long each checkpoint waits; resolved from the environment's config. */
-export interface ApprovalPolicy {
-  /** Identities allowed to decide; `*` allows anyone. */
+/** Who may approve, and how long each checkpoint waits: resolved by the worker from its own environments file. */
+export interface RunPolicy {
+  /** Identities allowed to decide, normalised (trimmed, lower case); `*` allows anyone. */
   approvers: string[];
   /** Whether the requester may approve their own run. */
   allowSelfApproval: boolean;
+  /** The environment is production-like: risky modes are refused and approval needs a second person. */
+  protected: boolean;
   /** Default checkpoint timeout in milliseconds. */
   timeoutMs: number;
   /** Per-checkpoint timeouts in milliseconds. */
-  timeoutsMs?: Record<string, number>;
-  /** Webhook told when a checkpoint starts waiting. */
-  webhook?: string;
+  timeoutsMs: Record<string, number>;
+  /** Whether waiting checkpoints are announced (the webhook itself stays in the worker's config). */
+  notify: boolean;
 }
 
-/** What every runbook workflow receives: who, where, what, and its own parameters. */
-export interface RunbookInput<P> {
+/**
+ * What every runbook workflow receives: only what the operator asked for. The
+ * worker resolves everything else (policy, AWS connection, defaults, the target)
+ * from its own environments file in the run's first step, and refuses any other field.
+ */
+export interface RunbookInput {
+  runbook: string;
+  env: string;
+  /** The operator's inputs (environment defaults, --input file, --set pairs), before validation. */
+  params: Record<string, unknown>;
+  dryRun: boolean;
+  /** Who claims to start the run. */
+  startedBy: string;
+  /** Unique per start request. */
+  requestId: string;
+}
+
+/** The fields a start may carry; anything else is refused by the worker. */
+export const RUNBOOK_INPUT_FIELDS = ['runbook', 'env', 'params', 'dryRun', 'startedBy', 'requestId'] as const;
+
+/** The input of runs started before the worker resolved inputs itself (policy and prepared params travelled in it). */
+export interface LegacyRunbookInput<P> {
   runbook: string;
   env: string;
   target: string;
   startedBy: string;
   dryRun: boolean;
-  policy: ApprovalPolicy;
-  /** Link to this run in the Temporal UI, used in notifications. */
+  policy: { approvers: string[]; allowSelfApproval: boolean; timeoutMs: number; timeoutsMs?: Record<string, number>; webhook?: string };
   uiUrl?: string;
   params: P;
 }
 
-export interface ApproveArgs {
+/** What the worker's `resolveRun` step returns: the run's validated, prepared parameters and its policy. */
+export interface ResolvedRun<P = unknown> {
+  target: string;
+  params: P;
+  policy: RunPolicy;
+  envHash: string;
+  /** The requester claim, normalised. */
+  startedBy: string;
+}
+
+/** What the sender binds a decision to: the checkpoint (required), and, from the CLI, the run and the wait. */
+interface DecisionBinding {
   checkpoint?: string;
+  /** The wait decided (`<checkpoint>#<n>` from `waitingFor.waitId`). */
+  waitId?: string;
+  /** The run decided; a decision meant for an earlier run of the same workflow ID is refused. */
+  runId?: string;
   by: string;
-  comment?: string;
   requestId?: string;
 }
 
-export interface RejectArgs {
-  checkpoint?: string;
-  by: string;
+export interface ApproveArgs extends DecisionBinding {
+  comment?: string;
+}
+
+export interface RejectArgs extends DecisionBinding {
   reason: string;
-  requestId?: string;
+}
+
+/** Sent by `runbook cancel` just before the cancellation, so the run records who cancelled it. */
+export interface CancelNote {
+  by: string;
+  reason?: string;
 }
 
 export type DecideArgs =
@@ -126,6 +181,7 @@ export type DecideArgs =
  */
 export const approveSignal = defineSignal<[ApproveArgs]>('approve');
 export const rejectSignal = defineSignal<[RejectArgs]>('reject');
+export const cancelNoteSignal = defineSignal<[CancelNote]>('cancel-note');
 export const statusQuery = defineQuery<RunStatus>('status');
 
 /** Search attributes the UI and `runbook ls` filter on; registered on the dev server. */
@@ -139,6 +195,13 @@ export const searchAttributes = {
 
 /** Memo key holding the final status, so a finished run can be read without a worker. */
 export const FINAL_STATUS_MEMO = 'runbookStatus';
+/** Memo key holding the policy the worker resolved and the hash of its environment entry. */
+export const POLICY_MEMO = 'runbookPolicy';
+
+/** Limits on decision signals: anything longer is refused (and recorded shortened). */
+export const SIGNAL_LIMITS = { identity: 128, text: 2048, id: 200 } as const;
+/** Refusals kept in the status; older ones are only counted. */
+export const REFUSALS_KEPT = 20;
 
 /** Failure types the CLI maps to exit codes and messages. */
 export const FailureType = {
@@ -151,3 +214,8 @@ export const FailureType = {
   /** A step failed and nothing needed undoing, or compensation itself failed. */
   failed: 'RunFailed',
 } as const;
+
+/** A run's workflow ID, which is also its lock on the target: `<runbook>:<env>:<target>`. */
+export function runWorkflowId(runbook: string, env: string, target: string): string {
+  return `${runbook}:${env}:${target}`;
+}

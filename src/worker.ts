@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, DefaultLogger, type LogLevel } from '@temporalio/worker';
 import { createActivities, merge, type ActivityDeps } from './activities/index.js';
 import { TASK_QUEUE } from './messages.js';
+import { builtinRunbooks, Catalog } from './catalog/index.js';
+import type { RunbooksConfig } from './config.js';
 import type { RunbookPlugin } from './plugins.js';
 import { lazyTemporalClient } from './activities/runs.js';
 
@@ -19,6 +21,11 @@ const generatedEntries = join(distSrc, '..', '..', 'node_modules', '.cache', 'te
 export interface WorkerOptions {
   address: string;
   namespace: string;
+  /**
+   * The environments file this worker enforces: every run's policy, defaults,
+   * AWS connection and allowed inputs come from here, never from the starter.
+   */
+  environments: RunbooksConfig;
   plugins?: RunbookPlugin[];
   deps?: ActivityDeps;
   /** A prebuilt workflow bundle (from `bundleWorkflowCode`), to skip bundling at start. */
@@ -52,7 +59,13 @@ export function workflowsEntry(plugins: RunbookPlugin[]): string {
 export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
   installRuntime();
   const plugins = options.plugins ?? [];
-  const deps: ActivityDeps = { temporal: lazyTemporalClient(options.address, options.namespace), ...options.deps };
+  const catalog = new Catalog([...builtinRunbooks, ...plugins.flatMap((p) => p.runbooks)]);
+  const deps: ActivityDeps = {
+    temporal: lazyTemporalClient(options.address, options.namespace),
+    ...options.deps,
+    environments: options.environments,
+    catalog,
+  };
   const activities = merge(createActivities(deps), ...plugins.map((p) => p.activities?.(deps) ?? {}));
   const connection = await NativeConnection.connect({ address: options.address });
   const worker = await Worker.create({

@@ -417,7 +417,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.match(await tf(dir, ['state', 'list'], 'sandbox'), /terraform_data\.static/, 'the new bucket is in the state');
       await assertExactCopy(source, target);
 
-      const approve = await runbook(['approve', id]);
+      const approve = await runbook(['approve', id, '--checkpoint', 'delete-old']);
       assert.equal(approve.exitCode, 0, approve.stderr);
       await waitForStatus(id, (s) => s.phase === 'succeeded');
       assert.equal(await bucketExists(source), false);

@@ -1,6 +1,6 @@
 /** The environments file: validated on load, every error naming its field. */
 import assert from 'node:assert/strict';
-import { approvalPolicy, environment, parseConfig, ConfigError } from '../src/config.js';
+import { runPolicy, environment, parseConfig, ConfigError } from '../src/config.js';
 import { parseDuration } from '../src/duration.js';
 
 const valid = `
@@ -25,13 +25,15 @@ describe('environments config', () => {
     const staging = environment(config, 'staging');
     assert.deepEqual(staging.approvals.approvers, ['*']);
     assert.equal(staging.approvals.allowSelfApproval, false, 'self-approval is off unless allowed');
-    const policy = approvalPolicy(environment(config, 'production'));
+    const policy = runPolicy(environment(config, 'production'));
+    // The webhook stays in the worker's config: the policy a run records only says that one is set.
     assert.deepEqual(policy, {
       approvers: ['alice', 'bob'],
       allowSelfApproval: false,
+      protected: true,
       timeoutMs: 2 * 3_600_000,
       timeoutsMs: { 'delete-old': 30 * 60_000 },
-      webhook: 'https://hooks.example.com/runbooks',
+      notify: true,
     });
     assert.deepEqual(environment(config, 'production').runbooks['rolling-restart'], { service: 'ProductionApp' });
   });
@@ -52,6 +54,23 @@ environments:
       assert.match(err.message, /environments\.production\.approvals\.timeout: 'soon' is not a duration/);
       return true;
     });
+  });
+
+  it('refuses a protected environment that anyone, or the requester alone, may approve', () => {
+    const loose = `
+environments:
+  production:
+    protected: true
+    aws: { region: us-east-1 }
+    approvals: { approvers: ['*', alice], allowSelfApproval: true }
+`;
+    assert.throws(() => parseConfig(loose, 'loose.yaml'), (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /environments\.production\.approvals\.approvers: a protected environment needs named approvers, not '\*'/);
+      assert.match(err.message, /environments\.production\.approvals\.allowSelfApproval: must be false on a protected environment/);
+      return true;
+    });
+    assert.deepEqual(runPolicy(environment(parseConfig(valid), 'staging')).approvers, ['*'], 'unprotected environments may leave approval open');
   });
 
   it('refuses an empty file and YAML that does not parse', () => {

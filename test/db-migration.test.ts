@@ -13,11 +13,11 @@ import { DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } fro
 import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import pg from 'pg';
-import type { RunStatus } from '../src/messages.js';
+import { approveSignal, type RunStatus } from '../src/messages.js';
 import type { DbMigrationResult } from '../src/workflows/db-migration.js';
 import { verifyGate } from '../src/activities/postgres.js';
 import { dbMigrationRunbook } from '../src/catalog/db-migration.js';
-import { validateParams } from '../src/catalog/inputs.js';
+import { mergeInputs, validateParams } from '../src/catalog/inputs.js';
 import { environment, loadConfig } from '../src/config.js';
 import { WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
@@ -247,7 +247,18 @@ describe('db-migration on the sandbox', function () {
     assert.match(atCutover.steps.find((s) => s.name === 'verify')?.detail ?? '', /6 tables and \d+ rows equal; 4 sequences at the same values; 5 schema migrations/);
 
     await approve(id, 'cutover');
+    // An operator who re-runs the approval, not knowing the first one went through, must not approve delete-old.
+    const blind = await runbook(['approve', id]);
+    assert.equal(blind.exitCode, 2, blind.stdout + blind.stderr);
+    assert.match(blind.stderr, /name the checkpoint you decide with --checkpoint/);
     await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
+    const handle = (await temporalClient()).workflow.getHandle(id);
+    await handle.signal(approveSignal, { checkpoint: 'delete-old', waitId: 'cutover#1', by: 'tester', requestId: 'stale-wait' });
+    await handle.signal(approveSignal, { checkpoint: 'delete-old', runId: 'an-earlier-run', by: 'tester', requestId: 'stale-run' });
+    const stale = await waitForStatus(id, (s) => ['stale-wait', 'stale-run'].every((r) => s.refusals.some((x) => x.requestId === r)));
+    assert.match(stale.refusals.find((r) => r.requestId === 'stale-wait')!.reason, /for wait cutover#1, but the run now waits at delete-old#2/);
+    assert.match(stale.refusals.find((r) => r.requestId === 'stale-run')!.reason, /for run an-earlier-run, but this is run/);
+    assert.equal(stale.waitingFor?.waitId, 'delete-old#2', 'still waiting at delete-old');
     const after = await writer(source.writer.service);
     const newEndpoint = (await instance(target))!.Endpoint!.Address!;
     assert.equal(after.desiredCount, before.desiredCount, 'desired count restored');
@@ -383,7 +394,7 @@ describe('db-migration on the sandbox', function () {
     const sandboxEnv = environment(loadConfig(testStack().configPath), 'sandbox');
     const refused = (sets: string[], env = sandboxEnv) => {
       try {
-        validateParams(dbMigrationRunbook, env, { sets });
+        validateParams(dbMigrationRunbook, env, mergeInputs(dbMigrationRunbook, env, { sets }));
       } catch (err) {
         return (err as Error).message;
       }
@@ -400,6 +411,12 @@ describe('db-migration on the sandbox', function () {
     assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);
     const realAws = { ...sandboxEnv, aws: { region: 'us-east-1' } };
     assert.match(refused([], realAws), /endpointMap: only for emulated environments/);
+    // A protected environment refuses the risky modes the sandbox allows.
+    const guarded = { ...sandboxEnv, name: 'guarded', protected: true };
+    assert.match(refused([], guarded), /endpointMap: not on guarded, a protected environment/);
+    const guardedReal = { ...guarded, runbooks: { 'db-migration': { ...sandboxEnv.runbooks['db-migration'], endpointMap: undefined } } };
+    assert.match(refused(['tls=disable'], guardedReal), /tls: guarded is protected, so database connections must be encrypted/);
+    assert.match(refused(['tls=require', 'temporaryAccess.cidr=10.0.0.0/16'], guardedReal), /temporaryAccess\.cidr: 10\.0\.0\.0\/16 is wider than guarded allows \(at most a \/24\)/);
   });
 
   async function waitClosed(id: string): Promise<void> {

@@ -53,7 +53,7 @@ describe('engine, through the CLI', () => {
     const id = await startToCheckpoint(name);
     const { exitCode, json } = await runbookJson<RunStatus>(['status', id]);
     assert.equal(exitCode, 0);
-    for (const field of ['workflowId', 'runbook', 'env', 'phase', 'dryRun', 'startedBy', 'currentStep', 'steps', 'waitingFor', 'decisions', 'result']) {
+    for (const field of ['workflowId', 'runbook', 'env', 'target', 'phase', 'dryRun', 'startedBy', 'currentStep', 'steps', 'waitingFor', 'decisions', 'refusals', 'refusalsDropped', 'policy', 'envHash', 'cancelledBy', 'error', 'errorType', 'result']) {
       assert.ok(field in json, `status lacks ${field}`);
     }
     assert.equal(json.workflowId, id);
@@ -63,10 +63,11 @@ describe('engine, through the CLI', () => {
     assert.equal(json.currentStep, 'delete-old');
     assert.equal(json.waitingFor?.checkpoint, 'delete-old');
     assert.deepEqual(json.waitingFor?.approvers, ['*']);
+    assert.equal(json.waitingFor?.waitId, 'delete-old#1');
     const done = json.steps.filter((s) => s.status === 'done');
-    assert.deepEqual(done.map((s) => s.name), ['preflight', 'stage', 'copy']);
+    assert.deepEqual(done.map((s) => s.name), ['resolve', 'preflight', 'stage', 'copy']);
     for (const step of done) assert.ok(step.startedAt && step.endedAt && step.startedAt <= step.endedAt, `${step.name} has timings`);
-    await runbook(['reject', id, '--reason', 'test over']);
+    await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'test over']);
   });
 
   it('a rejection runs compensation and ends rolled-back', async () => {
@@ -80,7 +81,7 @@ describe('engine, through the CLI', () => {
     const status = await waitForStatus(id, (s) => s.phase === 'rolled-back');
     assert.deepEqual(
       status.steps.map((s) => [s.name, s.status]),
-      [['preflight', 'done'], ['stage', 'compensated'], ['copy', 'compensated'], ['delete-old', 'failed'], ['delete-source', 'skipped']],
+      [['resolve', 'done'], ['preflight', 'done'], ['stage', 'compensated'], ['copy', 'compensated'], ['delete-old', 'failed'], ['delete-source', 'skipped']],
     );
     assert.match(status.error ?? '', /rejected by dave: copy incomplete/);
     assert.deepEqual(ledgerEvents(name).filter((e) => !e.startsWith('attempt')), ['applied stage', 'applied copy', 'undone copy', 'undone stage']);
@@ -100,11 +101,15 @@ describe('engine, through the CLI', () => {
     const name = freshName('guarded');
     const id = await startToCheckpoint(name, 'guarded', 'alice');
 
-    const stranger = await runbook(['approve', id], { as: 'mallory' });
+    const blind = await runbook(['approve', id], { as: 'bob' });
+    assert.equal(blind.exitCode, 2, 'without a terminal, the checkpoint must be named');
+    assert.match(blind.stderr, /name the checkpoint you decide with --checkpoint \(the run waits at 'delete-old'\)/);
+
+    const stranger = await runbook(['approve', id, '--checkpoint', 'delete-old'], { as: 'mallory' });
     assert.equal(stranger.exitCode, 2);
     assert.match(stranger.stderr, /'mallory' is not an approver in guarded \(approvers: alice, bob\)/);
 
-    const self = await runbook(['approve', id], { as: 'alice' });
+    const self = await runbook(['approve', id, '--checkpoint', 'delete-old'], { as: 'alice' });
     assert.equal(self.exitCode, 2);
     assert.match(self.stderr, /'alice' started this run and guarded requires approval by someone else/);
 
@@ -113,7 +118,7 @@ describe('engine, through the CLI', () => {
     assert.match(wrongCheckpoint.stderr, /waits at checkpoint 'delete-old', not 'qa'/);
 
     assert.equal((await queryStatus(id)).phase, 'waiting', 'refused decisions change nothing');
-    const other = await runbook(['approve', id], { as: 'bob' });
+    const other = await runbook(['approve', id, '--checkpoint', 'delete-old'], { as: 'bob' });
     assert.equal(other.exitCode, 0, other.stderr);
     const again = await runbook(['approve', id, '--checkpoint', 'delete-old'], { as: 'bob' });
     assert.equal(again.exitCode, 2);
@@ -140,14 +145,14 @@ describe('engine, through the CLI', () => {
     assert.equal(notice.env, 'notified');
     assert.deepEqual(notice.approvers, ['alice', 'bob']);
     assert.match(String(notice.text), new RegExp(`runbook approve ${id} --checkpoint delete-old`));
-    await runbook(['reject', id, '--reason', 'done testing'], { as: 'alice' });
+    await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'done testing'], { as: 'alice' });
   });
 
   it('approves by signal from the Temporal CLI too', async () => {
     const name = freshName('signal');
     const id = await startToCheckpoint(name);
     const { temporalCli, temporalAddress } = testStack();
-    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'erin', comment: 'from the UI' })]);
+    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'erin', checkpoint: 'delete-old', comment: 'from the UI' })]);
     const status = await waitForStatus(id, (s) => s.phase === 'succeeded');
     assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['approved', 'erin']]);
   });
@@ -156,11 +161,11 @@ describe('engine, through the CLI', () => {
     const name = freshName('badsignal');
     const id = await startToCheckpoint(name, 'guarded', 'alice');
     const { temporalCli, temporalAddress } = testStack();
-    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'alice' })]);
+    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'alice', checkpoint: 'delete-old' })]);
     const status = await waitForStatus(id, (s) => s.refusals.length > 0);
     assert.equal(status.phase, 'waiting');
     assert.match(status.refusals[0]!.reason, /requires approval by someone else/);
-    await runbook(['reject', id, '--reason', 'done testing'], { as: 'alice' });
+    await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'done testing'], { as: 'alice' });
   });
 
   it('a second start on a held target exits 3 and names the run holding it', async () => {
@@ -169,7 +174,7 @@ describe('engine, through the CLI', () => {
     const second = await runbook(['start', 'ledger-swap', '--env', 'sandbox', '--set', `name=${name}`], { as: 'zoe' });
     assert.equal(second.exitCode, 3);
     assert.match(second.stderr, new RegExp(`${id} is held by a run in progress \\(run [0-9a-f-]+\\), started by tester, waiting at checkpoint 'delete-old'`));
-    await runbook(['reject', id, '--reason', 'done testing']);
+    await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'done testing']);
   });
 
   it('invalid input exits 2, names the field and starts nothing', async () => {
@@ -239,7 +244,7 @@ describe('engine, through the CLI', () => {
     await worker().start();
 
     await waitForStatus(id, (s) => s.phase === 'waiting', 60_000);
-    const approve = await runbook(['approve', id]);
+    const approve = await runbook(['approve', id, '--checkpoint', 'delete-old']);
     assert.equal(approve.exitCode, 0, approve.stderr);
     await waitForStatus(id, (s) => s.phase === 'succeeded');
     assert.deepEqual(applied(name), ['applied stage', 'applied copy', 'applied delete-source']);

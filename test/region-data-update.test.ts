@@ -196,7 +196,7 @@ describe('region-data-update', () => {
     assert.equal(production.exitCode, 0, production.stdout + production.stderr);
     const status = await queryStatus(idOf('production', prod));
     assert.equal(status.waitingFor?.checkpoint, 'test-maps');
-    assert.match(status.steps[0]!.detail!, new RegExp(`staging run ${stagingId.replace(/[+]/g, '\\+')} succeeded`));
+    assert.match(status.steps.find((s) => s.name === 'preflight')!.detail!, new RegExp(`staging run ${stagingId.replace(/[+]/g, '\\+')} succeeded`));
   });
 
   it('refuses new data that is missing or not TopoJSON, changing nothing', async () => {

@@ -5,11 +5,13 @@
  * `temporal workflow show -w <id> -o json > test/histories/<name>.json`.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
 import { testStack } from './setup.js';
+import { runbook } from './helpers/cli.js';
+import { temporalClient, waitForStatus } from './helpers/wait.js';
 
 const historiesDir = fileURLToPath(new URL('../../test/histories/', import.meta.url));
 const histories = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
@@ -25,6 +27,21 @@ describe('replay of recorded histories', () => {
       await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, file);
     });
   }
+
+  it("replays a run of today's code recorded just now (resolve step, wait IDs, refused and accepted signals)", async () => {
+    const name = `replay-${process.pid}`;
+    const id = `ledger-swap:sandbox:${name}`;
+    const started = await runbook(['start', 'ledger-swap', '--env', 'sandbox', '--set', `name=${name}`, '--wait']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    const handle = (await temporalClient()).workflow.getHandle(id);
+    await handle.signal('approve', { by: 7 });
+    assert.equal((await runbook(['approve', id, '--checkpoint', 'delete-old', '--comment', 'ok'])).exitCode, 0);
+    await waitForStatus(id, (s) => s.phase === 'succeeded');
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, id);
+    // RUNBOOK_RECORD_HISTORIES=1 refreshes the committed copy that guards later changes.
+    if (process.env.RUNBOOK_RECORD_HISTORIES) writeFileSync(historiesDir + 'ledger-swap-resolved-approved.json', historyToJSON(history));
+  });
 
   it('catches code that no longer matches its history', async () => {
     const history = historyFromJSON(JSON.parse(readFileSync(historiesDir + 'ledger-swap-approved.json', 'utf8')));

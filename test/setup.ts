@@ -77,7 +77,7 @@ function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: strin
     production: {
       protected: true,
       aws,
-      approvals: { approvers: ['*'], allowSelfApproval: false },
+      approvals: { approvers: ['qa-lead', 'alice', 'bob'], allowSelfApproval: false },
       runbooks: { ...runbooks, 'region-data-update': { ...runbooks['region-data-update'], stagingEnv: 'staging' } },
     },
   };

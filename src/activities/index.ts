@@ -7,22 +7,24 @@ import { createAutoScalingActivities } from './autoscaling.js';
 import { createDbMigrationActivities } from './db-migration.js';
 import { createEcsActivities } from './ecs.js';
 import { createElbActivities } from './elb.js';
-import { notifyCheckpoint } from './notify.js';
+import { createNotifyActivities } from './notify.js';
 import { createRegionConfigActivities } from './region-config.js';
 import { createRegionDataActivities } from './region-data.js';
+import { createResolveActivities, type WorkerConfigDeps } from './resolve.js';
 import { createRunsActivities, type TemporalDeps } from './runs.js';
 import { createS3Activities } from './s3.js';
 import { createTaskHealthActivities } from './task-health.js';
 import { createTerraformActivities } from './terraform.js';
 
-export interface ActivityDeps extends TemporalDeps {
+export interface ActivityDeps extends TemporalDeps, WorkerConfigDeps {
   /** AWS clients per connection; unset, the SDK's default credential chain. */
   aws?: AwsClientFactory;
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
   return merge(
-    { notifyCheckpoint },
+    createResolveActivities(deps),
+    createNotifyActivities(deps),
     createAutoScalingActivities(deps),
     createEcsActivities(deps),
     createElbActivities(deps),

@@ -136,6 +136,14 @@ export const dbMigrationRunbook = defineRunbook({
   check: (p, env) => {
     if (p.newInstance.identifier === p.sourceInstance) return 'newInstance.identifier: must differ from sourceInstance';
     if (p.endpointMap && !env.aws.endpoint) return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
+    if (env.protected) {
+      if (p.endpointMap) return `endpointMap: not on ${env.name}, a protected environment; database hosts come from the RDS API`;
+      if (p.tls === 'disable') return `tls: ${env.name} is protected, so database connections must be encrypted (tls: require)`;
+      const prefix = p.temporaryAccess ? Number(p.temporaryAccess.cidr.split('/')[1]) : 32;
+      if (prefix < env.protection.minCidrPrefix) {
+        return `temporaryAccess.cidr: ${p.temporaryAccess!.cidr} is wider than ${env.name} allows (at most a /${env.protection.minCidrPrefix}); give the worker's or the operator's address`;
+      }
+    }
     return null;
   },
   prepare: (p, env): DbMigrationParams => ({

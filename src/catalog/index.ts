@@ -1,6 +1,6 @@
 /** The runbook registry: built-in runbooks plus those plugins add. */
 import type { RunbookDefinition } from './definition.js';
-import { UsageError } from '../cli/errors.js';
+import { InputError } from './errors.js';
 import { rollingRestartRunbook } from './rolling-restart.js';
 import { regionDataUpdateRunbook } from './region-data-update.js';
 import { bucketSwapRunbook } from './bucket-swap.js';
@@ -23,8 +23,8 @@ export class Catalog {
   }
 
   get(name: string): RunbookDefinition {
-    const definition = this.byName.get(name);
-    if (!definition) throw new UsageError(`unknown runbook '${name}' (known: ${[...this.byName.keys()].join(', ') || 'none'})`);
+    const definition = this.byName.has(name) ? this.byName.get(name) : undefined;
+    if (!definition) throw new InputError(`unknown runbook '${name}' (known: ${[...this.byName.keys()].join(', ') || 'none'})`);
     return definition;
   }
 }

@@ -1,12 +1,15 @@
 /**
  * Turns what the operator gave (environment defaults, an input file, --set
- * pairs) into validated runbook inputs, before anything starts.
+ * pairs) into validated runbook inputs. The CLI runs it for fast feedback
+ * before anything starts; the worker runs it again in every run's resolve step
+ * (`resolve.ts`), against its own config, and only the worker's verdict counts.
  */
+import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
-import { approvalPolicy, formatIssues, type EnvironmentConfig } from '../config.js';
-import type { RunbookInput } from '../messages.js';
-import { UsageError } from '../cli/errors.js';
+import { formatIssues, type EnvironmentConfig } from '../config.js';
+import { runWorkflowId, type RunbookInput } from '../messages.js';
 import type { RunbookDefinition } from './definition.js';
+import { InputError } from './errors.js';
 
 export interface OperatorInputs {
   /** Parsed --input file. */
@@ -19,7 +22,8 @@ export interface StartRequest {
   workflowId: string;
   workflowType: string;
   summary: string;
-  input: RunbookInput<unknown>;
+  target: string;
+  input: RunbookInput;
 }
 
 export function buildStartRequest(
@@ -28,38 +32,38 @@ export function buildStartRequest(
   given: OperatorInputs,
   run: { startedBy: string; dryRun: boolean },
 ): StartRequest {
-  const params = validateParams(definition, env, given);
-  const target = definition.target(params);
+  const params = mergeInputs(definition, env, given);
+  const validated = validateParams(definition, env, params);
+  const target = definition.target(validated);
   return {
-    workflowId: `${definition.name}:${env.name}:${target}`,
+    workflowId: runWorkflowId(definition.name, env.name, target),
     workflowType: definition.workflowType,
-    summary: `${run.dryRun ? '[dry run] ' : ''}${definition.summary(params, env)}`,
-    input: {
-      runbook: definition.name,
-      env: env.name,
-      target,
-      startedBy: run.startedBy,
-      dryRun: run.dryRun,
-      policy: approvalPolicy(env),
-      params: definition.prepare ? definition.prepare(params, env) : params,
-    },
+    summary: `${run.dryRun ? '[dry run] ' : ''}${definition.summary(validated, env)}`,
+    target,
+    input: { runbook: definition.name, env: env.name, params, dryRun: run.dryRun, startedBy: run.startedBy, requestId: randomUUID() },
   };
 }
 
-export function validateParams(definition: RunbookDefinition, env: EnvironmentConfig, given: OperatorInputs): z.infer<typeof definition.params> {
+/** The environment's defaults for the runbook, then the input file, then each --set pair. */
+export function mergeInputs(definition: RunbookDefinition, env: EnvironmentConfig, given: OperatorInputs): Record<string, unknown> {
   const merged: Record<string, unknown> = structuredClone(env.runbooks[definition.name] ?? {});
   Object.assign(merged, given.file ?? {});
   for (const pair of given.sets ?? []) applySet(merged, pair);
+  return merged;
+}
+
+/** The runbook's schema, then its rules for this environment; throws an InputError naming the field. */
+export function validateParams(definition: RunbookDefinition, env: EnvironmentConfig, merged: Record<string, unknown>): z.infer<typeof definition.params> {
   const parsed = definition.params.safeParse(merged);
-  if (!parsed.success) throw new UsageError(`invalid input for ${definition.name}: ${formatIssues(parsed.error)}`);
+  if (!parsed.success) throw new InputError(`invalid input for ${definition.name}: ${formatIssues(parsed.error)}`);
   const refused = definition.check?.(parsed.data, env);
-  if (refused) throw new UsageError(`invalid input for ${definition.name} on ${env.name}: ${refused}`);
+  if (refused) throw new InputError(`invalid input for ${definition.name} on ${env.name}: ${refused}`);
   return parsed.data;
 }
 
 function applySet(target: Record<string, unknown>, pair: string): void {
   const eq = pair.indexOf('=');
-  if (eq <= 0) throw new UsageError(`--set ${pair}: expected key=value`);
+  if (eq <= 0) throw new InputError(`--set ${pair}: expected key=value`);
   const keys = pair.slice(0, eq).split('.');
   const raw = pair.slice(eq + 1);
   let node: Record<string, unknown> = target;

@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { formatIssues, type EnvironmentConfig } from '../config.js';
 import { s3UriSchema } from '../s3-uri.js';
 import { secretRefSchema } from '../secret-refs.js';
-import { UsageError } from '../cli/errors.js';
 import { regionDataUpdatePlan, type RegionDataUpdateParams } from '../workflows/region-data-update.js';
 import { defineRunbook } from './definition.js';
+import { InputError } from './errors.js';
 import { rollingRestartRunbook } from './rolling-restart.js';
 
 const region = z
@@ -16,12 +16,15 @@ const region = z
   })
   .strict();
 
+/** Plain names only: a value such as `appdb host=elsewhere` would be read by libpq as connection settings. */
+const pgName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a PostgreSQL name: a letter or _, then letters, digits and _ (at most 63)');
+
 const database = z
   .object({
-    host: z.string().min(1),
-    port: z.number().int().positive().default(5432),
-    database: z.string().min(1),
-    username: z.string().min(1),
+    host: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$/, 'a host name or IPv4 address (letters, digits, dots and hyphens)'),
+    port: z.number().int().min(1).max(65_535).default(5432),
+    database: pgName,
+    username: pgName,
     password: secretRefSchema.describe('secret reference (env:, secretsmanager:, terraform-output:), never the password'),
     tls: z.boolean().default(true),
   })
@@ -31,7 +34,7 @@ const params = z
   .object({
     regions: z.array(region).min(1).describe('the regions to update, each with its new data'),
     mode: z.enum(['s3-overwrite', 'db-uri']).default('s3-overwrite').describe('overwrite the data on S3 (default), or point region_config.s3_uri at the new data (staging only)'),
-    stagingEnv: z.string().optional().describe('environment where the same regions must have been updated first (production: staging)'),
+    stagingEnv: z.string().min(1, 'must name an environment').optional().describe('environment where the same regions must have been updated first (production: staging)'),
     requireStagingRun: z.boolean().default(true).describe('refuse unless a succeeded run on stagingEnv covers these regions'),
     stagingOverrideReason: z.string().min(10, 'write why the staging run is skipped (10 characters at least)').optional().describe('why the staging rule is waived; recorded with the run'),
     database: database.describe('the database holding region_config'),
@@ -53,6 +56,9 @@ export const regionDataUpdateRunbook = defineRunbook({
     if (p.mode === 'db-uri' && env.protected) {
       return `mode: db-uri changes region_config.s3_uri, which fails API calls and health checks until the data loads (an outage); ${env.name} is protected, so only s3-overwrite is allowed`;
     }
+    if (env.protected && !p.stagingEnv) return `stagingEnv: required on ${env.name}, a protected environment (where the same regions must have been updated first)`;
+    if (env.protected && p.stagingEnv === env.name) return `stagingEnv: must be another environment than ${env.name}`;
+    if (env.protected && !p.database.tls) return `database.tls: ${env.name} is protected, so database connections must be encrypted`;
     if (!p.requireStagingRun && !p.stagingOverrideReason) return 'stagingOverrideReason: required when requireStagingRun is false (it is recorded with the run)';
     const duplicate = p.regions.find((r, i) => p.regions.findIndex((other) => other.id === r.id) !== i);
     if (duplicate) return `regions: ${duplicate.id} is listed twice`;
@@ -74,9 +80,14 @@ export const regionDataUpdateRunbook = defineRunbook({
   }),
 });
 
-/** The restart's inputs are the rolling-restart runbook's, with this environment's defaults, validated the same way. */
-function restartParams(p: Inputs, env: EnvironmentConfig) {
-  const parsed = rollingRestartRunbook.params.safeParse({ ...(env.runbooks['rolling-restart'] ?? {}), ...p.restart });
-  if (!parsed.success) throw new UsageError(`invalid input for region-data-update: ${formatIssues(parsed.error, ['restart'])}`);
-  return rollingRestartRunbook.prepare!(parsed.data, env) as RegionDataUpdateParams['restart'];
+/**
+ * The restart's inputs are the rolling-restart runbook's, with this
+ * environment's defaults, validated the same way here; the child run resolves
+ * them again on the worker under its own rules.
+ */
+function restartParams(p: Inputs, env: EnvironmentConfig): RegionDataUpdateParams['restart'] {
+  const inputs = { ...structuredClone(env.runbooks['rolling-restart'] ?? {}), ...p.restart };
+  const parsed = rollingRestartRunbook.params.safeParse(inputs);
+  if (!parsed.success) throw new InputError(`invalid input for region-data-update: ${formatIssues(parsed.error, ['restart'])}`);
+  return { service: parsed.data.service, inputs };
 }

@@ -1,10 +1,14 @@
 /**
- * `runbook approve` / `runbook reject`. The rule is checked here first against
- * the live status (same function the workflow uses), so most refusals are
- * reported before anything is sent; then the signal goes with a request ID and
- * the command waits until the run has recorded it as a decision or a refusal.
+ * `runbook approve` / `runbook reject`. The decision is bound to one wait of
+ * one run: it names the checkpoint, the wait ID and the run ID it was read
+ * from, so a decision cannot slide onto the next checkpoint. The rule is
+ * checked here first against the live status (the function the workflow uses),
+ * so most refusals are reported before anything is sent; then the signal goes
+ * once, with a request ID, and the command waits until the run has recorded it
+ * as a decision or a refusal. It never re-sends.
  */
 import { randomUUID } from 'node:crypto';
+import { createInterface } from 'node:readline/promises';
 import { approveSignal, rejectSignal, type DecideArgs, type RunStatus } from '../messages.js';
 import { refusalReason } from '../workflows/engine/approvals.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
@@ -16,46 +20,88 @@ export interface DecideOptions {
   comment?: string;
   reason?: string;
   as?: string;
+  /** Skip the confirmation on a terminal. */
+  yes?: boolean;
 }
 
-const CONFIRM_TIMEOUT_MS = 30_000;
+/** After this the command says it is still waiting; it keeps polling until the run records the request or ends. */
+const CONFIRM_NOTICE_MS = 30_000;
+const CONFIRM_GIVE_UP_MS = 10 * 60_000;
 
 export async function decideCommand(ctx: CommandContext, workflowId: string, decision: DecideArgs['decision'], options: DecideOptions): Promise<number> {
-  const requestId = randomUUID();
-  const by = identity(options.as);
-  const args: DecideArgs =
-    decision === 'approved'
-      ? { decision, by, checkpoint: options.checkpoint, comment: options.comment, requestId }
-      : { decision, by, checkpoint: options.checkpoint, reason: options.reason ?? '', requestId };
-
   const client = await ctx.temporal();
   const { status, execution, note } = await readRun(client, workflowId);
   if (execution.status.name !== 'RUNNING') throw new UsageError(`refused: ${whyEnded(status, options.checkpoint)}`);
   if (note) throw new CliError(`cannot read the run's status, so the decision was not sent: ${note}`, ExitCode.runFailed);
-  const refused = refusalReason({ env: status.env, startedBy: status.startedBy, waitingFor: status.waitingFor, pending: null, decisions: status.decisions }, args);
+
+  const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  const checkpoint = options.checkpoint ?? (interactive ? status.waitingFor?.checkpoint : undefined);
+  if (!checkpoint) {
+    const where = status.waitingFor ? `the run waits at '${status.waitingFor.checkpoint}'` : 'the run waits at no checkpoint';
+    throw new UsageError(`refused: without a terminal to confirm on, name the checkpoint you decide with --checkpoint (${where})`);
+  }
+  const by = identity(options.as);
+  const binding = { checkpoint, waitId: status.waitingFor?.waitId, runId: execution.runId, by, requestId: randomUUID() };
+  const args: DecideArgs =
+    decision === 'approved' ? { decision, ...binding, comment: options.comment } : { decision, ...binding, reason: options.reason ?? '' };
+
+  const refused = refusalReason({ env: status.env, startedBy: status.startedBy, runId: execution.runId, waitingFor: status.waitingFor, pending: null, decisions: status.decisions }, args);
   if (refused) throw new UsageError(`refused: ${refused}`);
+  if (interactive && !options.yes && !(await confirm(status, args))) {
+    console.error('nothing sent');
+    return ExitCode.usage;
+  }
 
-  const handle = client.workflow.getHandle(workflowId);
-  if (args.decision === 'approved') await handle.signal(approveSignal, { checkpoint: args.checkpoint, by, comment: args.comment, requestId });
-  else await handle.signal(rejectSignal, { checkpoint: args.checkpoint, by, reason: args.reason, requestId });
+  const handle = client.workflow.getHandle(workflowId, execution.runId);
+  const { decision: _decision, ...payload } = args;
+  await handle.signal(args.decision === 'approved' ? approveSignal : rejectSignal, payload as never);
 
-  const outcome = await awaitOutcome(ctx, workflowId, requestId);
+  const outcome = await awaitOutcome(ctx, workflowId, args.requestId!);
   if ('reason' in outcome) throw new UsageError(`refused: ${outcome.reason}`);
   if (ctx.json) console.log(JSON.stringify(outcome));
   else console.log(`${outcome.checkpoint} ${outcome.decision} by ${outcome.by} on ${workflowId}`);
   return ExitCode.ok;
 }
 
-/** Polls the status until the run has recorded this request, as a decision or as a refusal. */
+/** Shows what is being decided, as the run states it, and asks. */
+async function confirm(status: RunStatus, args: DecideArgs): Promise<boolean> {
+  const w = status.waitingFor!;
+  const verb = args.decision === 'approved' ? 'Approve' : 'Reject';
+  console.log([
+    `${status.runbook} on ${status.env}, target ${status.target}, started by ${status.startedBy}`,
+    `  run:        ${status.workflowId} (${args.runId})`,
+    `  checkpoint: ${w.checkpoint} (wait ${w.waitId}), waiting since ${w.since}, rejects itself at ${w.timeoutAt}`,
+    `  prompt:     ${w.prompt}`,
+    `  approvers:  ${w.approvers.join(', ')}${w.allowSelfApproval ? ' (self-approval allowed)' : ''}`,
+    `  you:        ${args.by}`,
+  ].join('\n'));
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    const answer = await rl.question(`${verb} '${w.checkpoint}'? [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/** Polls the status until the run has recorded this request, as a decision or as a refusal. Never re-sends. */
 async function awaitOutcome(ctx: CommandContext, workflowId: string, requestId: string) {
   const client = await ctx.temporal();
-  const deadline = Date.now() + CONFIRM_TIMEOUT_MS;
+  const started = Date.now();
+  let told = false;
   for (;;) {
-    const { status } = await readRun(client, workflowId);
+    const { status, execution } = await readRun(client, workflowId);
     const outcome = status.decisions.find((d) => d.requestId === requestId) ?? status.refusals.find((r) => r.requestId === requestId);
     if (outcome) return outcome;
-    if (Date.now() > deadline) {
-      throw new CliError(`the decision was sent but ${workflowId} has not recorded it within ${CONFIRM_TIMEOUT_MS / 1000}s; check \`runbook status ${workflowId}\``, ExitCode.runFailed);
+    if (execution.status.name !== 'RUNNING') {
+      throw new CliError(`${workflowId} ended (${status.phase}) without recording request ${requestId}; see \`runbook status ${workflowId}\``, ExitCode.runFailed);
+    }
+    if (!told && Date.now() - started > CONFIRM_NOTICE_MS) {
+      told = true;
+      console.error(`the decision was sent (request ${requestId}) but ${workflowId} has not recorded it yet (is a worker running?); still waiting — do not send it again`);
+    }
+    if (Date.now() - started > CONFIRM_GIVE_UP_MS) {
+      throw new CliError(`the decision was sent (request ${requestId}) but ${workflowId} has not recorded it within ${CONFIRM_GIVE_UP_MS / 60_000} minutes; it will be applied when a worker picks it up — check \`runbook status ${workflowId}\` instead of sending it again`, ExitCode.runFailed);
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

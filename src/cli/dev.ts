@@ -49,6 +49,7 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
       {
         address: stack.temporalAddress,
         namespace: 'default',
+        environments: config,
         plugins: await loadPlugins(pluginPaths(config.plugins, dataDir)),
         deps: createDeps(),
       },

@@ -1,7 +1,7 @@
 /** `runbook status`, `watch`, `ls` and `cancel`. */
-import { searchAttributes, type Phase } from '../messages.js';
+import { cancelNoteSignal, searchAttributes, type Phase } from '../messages.js';
 import { ExitCode } from './errors.js';
-import type { CommandContext } from './context.js';
+import { identity, type CommandContext } from './context.js';
 import { formatStatus, StepTicker, waitingLine } from './render.js';
 import { exitCodeFor, followRun, readRun } from './run-status.js';
 
@@ -65,10 +65,13 @@ export async function lsCommand(ctx: CommandContext, options: ListOptions): Prom
   return ExitCode.ok;
 }
 
-export async function cancelCommand(ctx: CommandContext, workflowId: string, options: { wait?: boolean }): Promise<number> {
+export async function cancelCommand(ctx: CommandContext, workflowId: string, options: { wait?: boolean; as?: string; reason?: string }): Promise<number> {
   const client = await ctx.temporal();
   await readRun(client, workflowId); // a clear error for an unknown ID
-  await client.workflow.getHandle(workflowId).cancel();
+  const handle = client.workflow.getHandle(workflowId);
+  // A cancellation carries no payload the workflow can read: the note before it records who asked, and why.
+  await handle.signal(cancelNoteSignal, { by: identity(options.as), ...(options.reason ? { reason: options.reason } : {}) });
+  await handle.cancel();
   if (!options.wait) {
     console.log(`cancel requested for ${workflowId}; compensation runs next (follow with \`runbook watch ${workflowId}\`)`);
     return ExitCode.ok;

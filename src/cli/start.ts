@@ -25,7 +25,6 @@ export async function startCommand(ctx: CommandContext, runbookName: string, opt
     startedBy: identity(options.as),
     dryRun: Boolean(options.dryRun),
   });
-  request.input.uiUrl = ctx.runUrl(request.workflowId);
 
   const client = await ctx.temporal();
   const pollers = await countPollers(client);
@@ -45,7 +44,7 @@ export async function startCommand(ctx: CommandContext, runbookName: string, opt
       typedSearchAttributes: [
         { key: searchAttributes.runbook, value: definition.name },
         { key: searchAttributes.env, value: env.name },
-        { key: searchAttributes.target, value: request.input.target },
+        { key: searchAttributes.target, value: request.target },
         { key: searchAttributes.startedBy, value: request.input.startedBy },
         { key: searchAttributes.phase, value: 'running' },
       ],

@@ -9,11 +9,13 @@ export async function workerCommand(ctx: CommandContext): Promise<number> {
     {
       address: ctx.address,
       namespace: ctx.namespace,
+      // Loaded and validated before the worker polls: a worker without its own config would have no rules to enforce.
+      environments: ctx.requireConfig(),
       plugins: await ctx.loadPlugins(),
       deps: createDeps(),
       workflowBundlePath: process.env.RUNBOOK_WORKFLOW_BUNDLE,
     },
-    () => console.log(`worker polling '${ctx.namespace}' at ${ctx.address} (Ctrl-C to stop)`),
+    () => console.log(`worker polling '${ctx.namespace}' at ${ctx.address} with environments from ${ctx.requireConfig().path} (Ctrl-C to stop)`),
   );
   return ExitCode.ok;
 }

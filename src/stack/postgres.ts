@@ -145,15 +145,35 @@ async function ensureCluster(dir: string, binDir: string, owner: Account | undef
   const passwordFile = join(dir, PASSWORD_FILE);
   if (!fresh) {
     const existing = await readFile(passwordFile, 'utf8').catch(() => undefined);
-    if (existing && (await isFile(join(dir, 'PG_VERSION')))) return existing.trim();
+    if (existing && (await isFile(join(dir, 'PG_VERSION'))) && (await isFile(join(dir, 'server.crt')))) return existing.trim();
   }
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { mode: 0o700 });
   if (owner) await chown(dir, owner.uid, owner.gid);
   const password = randomBytes(18).toString('base64url');
   await initdb(dir, binDir, owner, password);
+  await makeCertificates(dir, owner);
   await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
   return password;
+}
+
+/**
+ * The cluster serves TLS, as every RDS instance does, so the encrypted path is
+ * the one tests exercise: a throwaway CA (kept as `root.crt` beside the data)
+ * signs a certificate for 127.0.0.1 and localhost.
+ */
+async function makeCertificates(dir: string, owner: Account | undefined): Promise<void> {
+  const run = (args: string[]) => execa('openssl', args, { cwd: dir, all: true }).catch((err: { all?: string; shortMessage?: string }) => {
+    throw new Error(`openssl could not make the sandbox PostgreSQL certificates (${err.shortMessage}):\n${err.all ?? ''}`);
+  });
+  await run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', '/CN=temporal-runbooks sandbox CA', '-keyout', 'root.key', '-out', 'root.crt']);
+  await run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
+  await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await run(['x509', '-req', '-in', 'server.csr', '-CA', 'root.crt', '-CAkey', 'root.key', '-CAcreateserial', '-days', '3650', '-extfile', 'server.ext', '-out', 'server.crt']);
+  for (const file of ['root.key', 'server.key', 'server.crt', 'root.crt']) {
+    if (owner) await chown(join(dir, file), owner.uid, owner.gid);
+  }
+  await execa('chmod', ['600', 'root.key', 'server.key'], { cwd: dir });
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -185,6 +205,9 @@ function serverArgs(dir: string, port: number): string[] {
     '-p', String(port),
     '-c', 'listen_addresses=127.0.0.1',
     '-k', socketDir(dir, port),
+    '-c', 'ssl=on',
+    '-c', 'ssl_cert_file=server.crt',
+    '-c', 'ssl_key_file=server.key',
     // Durability is not worth the IO on a cluster that is re-created every start.
     '-c', 'fsync=off',
     '-c', 'full_page_writes=off',

@@ -86,8 +86,8 @@ const terraform = stepActivities<TerraformActivities>({
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
 });
 
-export async function bucketSwap(input: RunbookInput<BucketSwapParams>): Promise<BucketSwapResult> {
-  return runRunbook(input, bucketSwapPlan, async (rb) => {
+export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult> {
+  return runRunbook(input, bucketSwapPlan, async (rb: Runbook<BucketSwapParams>) => {
     const p = rb.params;
     const found = await rb.read('preflight', preflightSummary(p), () => preflight(p), {
       detail: (f) => `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}`,

@@ -116,8 +116,8 @@ function long(timeoutMs: number) {
   return stepActivities<Activities>({ startToCloseTimeout: timeoutMs + 5 * 60_000, heartbeatTimeout: '10 seconds', retry: { ...RETRY, maximumAttempts: 10 } });
 }
 
-export async function dbMigration(input: RunbookInput<DbMigrationParams>): Promise<DbMigrationResult> {
-  return runRunbook(input, dbMigrationPlan, async (rb) => {
+export async function dbMigration(input: RunbookInput): Promise<DbMigrationResult> {
+  return runRunbook(input, dbMigrationPlan, async (rb: Runbook<DbMigrationParams>) => {
     const migration = new Migration(rb);
     try {
       return await migration.run();

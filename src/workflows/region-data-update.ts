@@ -14,13 +14,13 @@
  */
 import { executeChild, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
-import type { RunbookInput } from '../messages.js';
+import { runWorkflowId, type RunbookInput } from '../messages.js';
 import type { Login } from '../activities/pg-connect.js';
 import type { RegionConfigActivities, RegionRow } from '../activities/region-config.js';
 import type { RegionDataActivities } from '../activities/region-data.js';
 import type { FoundRun, RunsActivities } from '../activities/runs.js';
-import { definePlan, refuseIf, runRunbook, stepActivities } from './engine/index.js';
-import { rollingRestart, type RollingRestartParams, type RollingRestartResult } from './rolling-restart.js';
+import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { rollingRestart, type RollingRestartResult } from './rolling-restart.js';
 
 export interface RegionUpdate {
   id: string;
@@ -40,7 +40,8 @@ export interface RegionDataUpdateParams {
   stagingOverrideReason?: string;
   /** The database holding region_config. */
   database: Login;
-  restart: RollingRestartParams;
+  /** The rolling restart's own inputs (it validates them again as a child run) and the service it holds. */
+  restart: { service: string; inputs: Record<string, unknown> };
 }
 
 export interface RegionReport {
@@ -76,14 +77,16 @@ interface Preflight {
   staging: RegionDataUpdateResult['staging'];
 }
 
-export async function regionDataUpdate(input: RunbookInput<RegionDataUpdateParams>): Promise<RegionDataUpdateResult> {
-  return runRunbook(input, regionDataUpdatePlan, async (rb) => {
+type Update = Runbook<RegionDataUpdateParams>;
+
+export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataUpdateResult> {
+  return runRunbook(input, regionDataUpdatePlan, async (rb: Update) => {
     const p = rb.params;
     const db = { aws: p.aws, login: p.database };
     const ids = p.regions.map((r) => r.id).join(', ');
 
     const found = await rb.read('preflight', `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
-      () => preflight(input), { detail: (f) => preflightDetail(f) });
+      () => preflight(rb), { detail: (f) => preflightDetail(f) });
     const { existing, added } = found;
     const existingIds = existing.map((r) => r.id).join(', ') || 'none';
 
@@ -100,7 +103,7 @@ export async function regionDataUpdate(input: RunbookInput<RegionDataUpdateParam
       rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
     }
 
-    const restartAfterUndo = () => restartServices(input, 'reload the restored data');
+    const restartAfterUndo = () => restartServices(rb, 'reload the restored data');
     if (!existing.length) {
       rb.skip('replace-data', 'no existing region to update');
     } else if (overwrite) {
@@ -137,7 +140,7 @@ export async function regionDataUpdate(input: RunbookInput<RegionDataUpdateParam
     }
 
     const restart = await rb.change('restart-services', `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
-      () => restartServices(input, 'load the new data'), {
+      () => restartServices(rb, 'load the new data'), {
         detail: (r) => `${r.newTaskArns.length} new tasks serving, ${r.stoppedTaskArns.length} old tasks stopped`,
         dryResult: { newTaskArns: [], stoppedTaskArns: [] },
       });
@@ -171,35 +174,35 @@ export async function regionDataUpdate(input: RunbookInput<RegionDataUpdateParam
 }
 
 /** The rolling restart runs as a child under its own workflow ID, so it also holds the service's lock. */
-async function restartServices(input: RunbookInput<RegionDataUpdateParams>, why: string): Promise<RegionDataUpdateResult['restart']> {
-  const restart = input.params.restart;
+async function restartServices(rb: Update, why: string): Promise<RegionDataUpdateResult['restart']> {
+  const restart = rb.params.restart;
   const result: RollingRestartResult = await executeChild(rollingRestart, {
-    workflowId: restartWorkflowId(input),
-    args: [{ runbook: 'rolling-restart', env: input.env, target: restart.service, startedBy: input.startedBy, dryRun: false, policy: input.policy, params: restart }],
-    staticSummary: `restart ${restart.service} on ${input.env} to ${why} (for ${workflowInfo().workflowId})`,
+    workflowId: restartWorkflowId(rb),
+    args: [rb.childInput('rolling-restart', restart.inputs, { target: restart.service, params: restart }) as RunbookInput],
+    staticSummary: `restart ${restart.service} on ${rb.env} to ${why} (for ${workflowInfo().workflowId})`,
   });
   return { newTaskArns: result.newTaskArns, stoppedTaskArns: result.stoppedTaskArns };
 }
 
-function restartWorkflowId(input: RunbookInput<RegionDataUpdateParams>): string {
-  return `rolling-restart:${input.env}:${input.params.restart.service}`;
+function restartWorkflowId(rb: Update): string {
+  return runWorkflowId('rolling-restart', rb.env, rb.params.restart.service);
 }
 
 /** Reads everything the run depends on and refuses, changing nothing, what it must not do. */
-async function preflight(input: RunbookInput<RegionDataUpdateParams>): Promise<Preflight> {
-  const p = input.params;
+async function preflight(rb: Update): Promise<Preflight> {
+  const p = rb.params;
   const ids = p.regions.map((r) => r.id);
   const stagingRequired = Boolean(p.stagingEnv) && p.requireStagingRun;
   const [rows, otherRuns, restartHeldBy, stagingRun] = await Promise.all([
     regionConfig.readRegions({ db: { aws: p.aws, login: p.database }, ids }),
-    runs.findOpenRuns({ runbook: input.runbook, env: input.env, except: workflowInfo().workflowId }),
-    runs.isRunOpen({ workflowId: restartWorkflowId(input) }),
-    stagingRequired ? runs.findSucceededRun({ runbook: input.runbook, env: p.stagingEnv!, regionIds: ids }) : Promise.resolve(null),
+    runs.findOpenRuns({ runbook: rb.runbook, env: rb.env, except: workflowInfo().workflowId }),
+    runs.isRunOpen({ workflowId: restartWorkflowId(rb) }),
+    stagingRequired ? runs.findSucceededRun({ runbook: rb.runbook, env: p.stagingEnv!, regionIds: ids }) : Promise.resolve(null),
   ]);
-  refuseIf(otherRuns.length > 0, 'regions', `another region data update is running on ${input.env} (${otherRuns.join(', ')}); one at a time`);
-  refuseIf(restartHeldBy, 'restart.service', `${p.restart.service} is being restarted by ${restartWorkflowId(input)}; start once it has finished`);
+  refuseIf(otherRuns.length > 0, 'regions', `another region data update is running on ${rb.env} (${otherRuns.join(', ')}); one at a time`);
+  refuseIf(restartHeldBy, 'restart.service', `${p.restart.service} is being restarted by ${restartWorkflowId(rb)}; start once it has finished`);
   refuseIf(stagingRequired && !stagingRun, 'requireStagingRun',
-    `${input.env} takes region data only after it succeeded on ${p.stagingEnv}: no succeeded, non-dry region-data-update run on ${p.stagingEnv} covers ${ids.join(', ')}` +
+    `${rb.env} takes region data only after it succeeded on ${p.stagingEnv}: no succeeded, non-dry region-data-update run on ${p.stagingEnv} covers ${ids.join(', ')}` +
     ` (run it there first, or set requireStagingRun=false with a stagingOverrideReason)`);
   p.regions.forEach((region, i) => {
     const row = rows.find((r) => r.id === region.id);

@@ -94,8 +94,8 @@ interface Restart {
   raisesAsg: boolean;
 }
 
-export async function rollingRestart(input: RunbookInput<RollingRestartParams>): Promise<RollingRestartResult> {
-  return runRunbook(input, rollingRestartPlan, async (rb) => {
+export async function rollingRestart(input: RunbookInput): Promise<RollingRestartResult> {
+  return runRunbook(input, rollingRestartPlan, async (rb: Runbook<RollingRestartParams>) => {
     const p = rb.params;
     const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(p), {
       detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}`,

@@ -77,7 +77,7 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
         { id: 'MI', newDataUri: existing[1]!.newDataUri },
         { id: 'WI', newDataUri: added, new: true },
       ],
-      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, password: `secretsmanager:${secret.ARN}#password`, tls: false },
+      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, password: `secretsmanager:${secret.ARN}#password`, tls: true },
     },
   };
 }

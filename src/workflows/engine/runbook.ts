@@ -11,6 +11,7 @@ import {
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -21,22 +22,30 @@ import {
 import {
   FINAL_STATUS_MEMO,
   FailureType,
+  POLICY_MEMO,
+  REFUSALS_KEPT,
   approveSignal,
+  cancelNoteSignal,
   rejectSignal,
   searchAttributes,
   statusQuery,
   type DecideArgs,
   type Decision,
+  type LegacyRunbookInput,
   type Phase,
   type Refusal,
+  type ResolvedRun,
+  type RunPolicy,
   type RunStatus,
   type RunbookInput,
   type StepStatus,
   type WaitingFor,
 } from '../../messages.js';
-import type * as notifyActivities from '../../activities/notify.js';
+import type { NotifyActivities } from '../../activities/notify.js';
+import type { ResolveActivities } from '../../activities/resolve.js';
 import { setStepSummary } from './activities.js';
-import { refusalReason } from './approvals.js';
+import { normalizeIdentity, refusalReason } from './approvals.js';
+import { parseCancelNote, parseDecision } from './signals.js';
 import { describeError, failureType } from './errors.js';
 import type { Plan } from './plan.js';
 
@@ -58,16 +67,44 @@ export interface ChangeOptions<T> extends StepOptions<T> {
   dryResult?: T;
 }
 
-const { notifyCheckpoint } = proxyActivities<typeof notifyActivities>({
+const { notifyCheckpoint } = proxyActivities<NotifyActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 3 },
 });
 
+const { resolveRun } = proxyActivities<ResolveActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 5 },
+});
+
+/**
+ * Runs started before this marker carried their policy and prepared parameters
+ * in the input; they finish under the rules they started with, so their
+ * histories replay. Every run started since resolves its input on the worker.
+ */
+const WORKER_RESOLVES_INPUT = 'worker-resolves-input';
+
+/** The step every run begins with: the worker checks the input against its own environments file. */
+export const RESOLVE_STEP = 'resolve';
+
 export class Runbook<P = unknown> {
-  readonly params: P;
+  /** The validated, prepared parameters (set by the resolve step). */
+  params!: P;
   readonly dryRun: boolean;
   readonly env: string;
+  readonly runbook: string;
+  /** The requester, normalised once resolved. */
+  startedBy: string;
+  /** What the run holds exclusively (set by the resolve step). */
+  target = '';
+  /** Started before the worker resolved inputs (see WORKER_RESOLVES_INPUT). */
+  readonly legacy: boolean;
 
+  private policy: RunPolicy | null = null;
+  private envHash: string | null = null;
+  private waits = 0;
+  private refusalsDropped = 0;
+  private cancelledBy: RunStatus['cancelledBy'] = null;
   private phase: Phase = 'running';
   private readonly steps: StepStatus[];
   private currentStep: string | null = null;
@@ -82,22 +119,80 @@ export class Runbook<P = unknown> {
   private result: unknown = null;
 
   constructor(
-    private readonly input: RunbookInput<P>,
+    private readonly input: RunbookInput | LegacyRunbookInput<P>,
     private readonly plan: Plan,
   ) {
-    this.params = input.params;
-    this.dryRun = input.dryRun;
-    this.env = input.env;
-    this.steps = plan.steps.map((name) => ({ name, status: 'pending' }));
+    this.legacy = !patched(WORKER_RESOLVES_INPUT);
+    // Only strings are trusted for labels; the resolve step refuses anything else anyway.
+    this.runbook = String(input?.runbook ?? '');
+    this.env = String(input?.env ?? '');
+    this.startedBy = String(input?.startedBy ?? '');
+    this.dryRun = input?.dryRun === true;
+    this.steps = (this.legacy ? plan.steps : [RESOLVE_STEP, ...plan.steps]).map((name) => ({ name, status: 'pending' }));
     this.registerHandlers();
     // Labelled here rather than only by the starter, so a run started from the Temporal CLI or UI is filterable too.
+    if (this.legacy) {
+      this.adoptLegacyInput(input as LegacyRunbookInput<P>);
+      upsertSearchAttributes([
+        { key: searchAttributes.runbook, value: this.runbook },
+        { key: searchAttributes.env, value: this.env },
+        { key: searchAttributes.target, value: this.target },
+        { key: searchAttributes.startedBy, value: this.startedBy },
+        { key: searchAttributes.phase, value: this.phase },
+      ]);
+    } else {
+      upsertSearchAttributes([
+        { key: searchAttributes.runbook, value: this.runbook.slice(0, 100) },
+        { key: searchAttributes.env, value: this.env.slice(0, 100) },
+        { key: searchAttributes.startedBy, value: this.startedBy.slice(0, 128) },
+        { key: searchAttributes.phase, value: this.phase },
+      ]);
+    }
+  }
+
+  /**
+   * The run's first step: the worker re-validates the input against its own
+   * environments file and catalog, and hands back the prepared parameters and
+   * the approval policy. Nothing in the input can loosen what the worker's config says.
+   */
+  async resolve(): Promise<void> {
+    if (this.legacy) return;
+    const { workflowId, runId } = workflowInfo();
+    const resolved: ResolvedRun<P> = await this.read(RESOLVE_STEP, `check the inputs of ${this.runbook} against ${this.env} in the worker's config`,
+      () => resolveRun({ workflowId, input: this.input }) as Promise<ResolvedRun<P>>, {
+        detail: (r) => `target ${r.target}; approvers ${r.policy.approvers.join(', ')}${r.policy.allowSelfApproval ? ' (self-approval allowed)' : ''}` +
+          `${r.policy.protected ? '; protected environment' : ''}; config ${r.envHash.slice(0, 12)}`,
+      });
+    this.params = resolved.params;
+    this.target = resolved.target;
+    this.startedBy = resolved.startedBy;
+    this.policy = resolved.policy;
+    this.envHash = resolved.envHash;
     upsertSearchAttributes([
-      { key: searchAttributes.runbook, value: input.runbook },
-      { key: searchAttributes.env, value: input.env },
-      { key: searchAttributes.target, value: input.target },
-      { key: searchAttributes.startedBy, value: input.startedBy },
-      { key: searchAttributes.phase, value: this.phase },
+      { key: searchAttributes.target, value: this.target },
+      { key: searchAttributes.startedBy, value: this.startedBy },
     ]);
+    upsertMemo({ [POLICY_MEMO]: { policy: this.policy, envHash: this.envHash, runId } });
+  }
+
+  /**
+   * The input of a child run of another runbook. The child resolves it again on
+   * the worker, under the child's own rules; `legacy` is what a run started
+   * before that passes on (its prepared parameters and its policy).
+   */
+  childInput(runbook: string, params: Record<string, unknown>, legacy: { target: string; params: unknown }): RunbookInput | LegacyRunbookInput<unknown> {
+    if (this.legacy) {
+      const { policy, uiUrl } = this.input as LegacyRunbookInput<P>;
+      return { runbook, env: this.env, target: legacy.target, startedBy: this.startedBy, dryRun: false, policy, ...(uiUrl ? { uiUrl } : {}), params: legacy.params };
+    }
+    return { runbook, env: this.env, params, dryRun: false, startedBy: this.startedBy, requestId: `${(this.input as RunbookInput).requestId}/${runbook}` };
+  }
+
+  private adoptLegacyInput(input: LegacyRunbookInput<P>): void {
+    this.params = input.params;
+    this.target = input.target;
+    const { approvers, allowSelfApproval, timeoutMs, timeoutsMs, webhook } = input.policy;
+    this.policy = { approvers, allowSelfApproval, protected: false, timeoutMs, timeoutsMs: timeoutsMs ?? {}, notify: Boolean(webhook) };
   }
 
   /** A step that only reads: it runs for real in a dry run too. */
@@ -146,10 +241,12 @@ export class Runbook<P = unknown> {
       this.skip(name, `would wait for approval: ${prompt}`);
       return { checkpoint: name, decision: 'approved', by: 'dry-run', at: now() };
     }
-    const { policy } = this.input;
-    const timeoutMs = policy.timeoutsMs?.[name] ?? policy.timeoutMs;
+    const policy = this.requirePolicy();
+    const timeoutMs = policy.timeoutsMs[name] ?? policy.timeoutMs;
+    const waitId = `${name}#${++this.waits}`;
     this.waitingFor = {
       checkpoint: name,
+      waitId,
       prompt,
       since: now(),
       approvers: policy.approvers,
@@ -159,8 +256,8 @@ export class Runbook<P = unknown> {
     Object.assign(step, { status: 'running', startedAt: now(), endedAt: undefined, detail: prompt });
     this.currentStep = name;
     this.setPhase('waiting');
-    this.showCurrent(`Waiting for approval at **${name}**: ${prompt}`);
-    await this.notifyWaiting(name, prompt);
+    this.showCurrent(`Waiting for approval at **${name}** (wait \`${waitId}\`): ${prompt}`);
+    await this.notifyWaiting(name, waitId, prompt);
 
     let decision: Decision;
     try {
@@ -169,7 +266,7 @@ export class Runbook<P = unknown> {
       });
       decision = decided
         ? this.pending!
-        : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}` };
+        : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}`, waitId };
     } catch (err) {
       Object.assign(step, { status: 'failed', endedAt: now(), detail: 'cancelled while waiting' });
       this.waitingFor = null;
@@ -193,17 +290,21 @@ export class Runbook<P = unknown> {
   status(): RunStatus {
     return {
       workflowId: workflowInfo().workflowId,
-      runbook: this.input.runbook,
-      env: this.input.env,
-      target: this.input.target,
+      runbook: this.runbook,
+      env: this.env,
+      target: this.target,
       phase: this.phase,
       dryRun: this.dryRun,
-      startedBy: this.input.startedBy,
+      startedBy: this.startedBy,
       currentStep: this.currentStep,
       steps: this.steps.map((s) => ({ ...s })),
       waitingFor: this.waitingFor,
       decisions: [...this.decisions],
       refusals: [...this.refusals],
+      refusalsDropped: this.refusalsDropped,
+      policy: this.policy,
+      envHash: this.envHash,
+      cancelledBy: this.cancelledBy,
       error: this.error,
       errorType: this.errorType,
       result: this.result,
@@ -230,6 +331,12 @@ export class Runbook<P = unknown> {
     }
     this.undos.length = 0;
     return { undone, failed };
+  }
+
+  /** "cancelled", and by whom when the canceller said so. */
+  cancellation(): string {
+    const note = this.cancelledBy;
+    return note ? `cancelled by ${note.by}${note.reason ? ` (${note.reason})` : ''}` : 'cancelled';
   }
 
   /** Why the changes so far stand (see `commit`), or null. */
@@ -281,19 +388,38 @@ export class Runbook<P = unknown> {
 
   private registerHandlers(): void {
     setHandler(statusQuery, () => this.status());
-    setHandler(approveSignal, (args) => this.decideBySignal({ ...args, decision: 'approved' }));
-    setHandler(rejectSignal, (args) => this.decideBySignal({ ...args, decision: 'rejected' }));
+    setHandler(approveSignal, (raw: unknown) => this.decideBySignal(raw, 'approved'));
+    setHandler(rejectSignal, (raw: unknown) => this.decideBySignal(raw, 'rejected'));
+    setHandler(cancelNoteSignal, (raw: unknown) => {
+      const note = parseCancelNote(raw);
+      if (note) this.cancelledBy = { ...note, at: now() };
+    });
   }
 
-  /** Signals cannot answer their sender, so a refused one is logged and kept in the status. */
-  private decideBySignal(args: DecideArgs): void {
+  /** Signals cannot answer their sender, so a refused one is logged and kept in the status. Never throws. */
+  private decideBySignal(raw: unknown, decision: DecideArgs['decision']): void {
+    const parsed = parseDecision(raw, decision);
+    if (!parsed.ok) return this.refuse({ by: parsed.by, checkpoint: parsed.checkpoint, requestId: parsed.requestId }, parsed.reason);
+    const args = parsed.args;
     const reason = refusalReason(this.approvalState(), args);
-    if (reason) {
-      this.refusals.push({ checkpoint: args.checkpoint, by: args.by ?? '(nobody)', at: now(), reason, ...(args.requestId ? { requestId: args.requestId } : {}) });
-      log.warn('decision refused', { reason, by: args.by, checkpoint: args.checkpoint });
-      return;
-    }
+    if (reason) return this.refuse(args, reason);
     this.accept(args);
+  }
+
+  /** Keeps the newest refusals and counts the rest, so junk signals cannot grow the status without bound. */
+  private refuse(from: { by?: string; checkpoint?: string; requestId?: string }, reason: string): void {
+    this.refusals.push({
+      ...(from.checkpoint ? { checkpoint: from.checkpoint } : {}),
+      by: from.by || '(nobody)',
+      at: now(),
+      reason,
+      ...(from.requestId ? { requestId: from.requestId } : {}),
+    });
+    if (this.refusals.length > REFUSALS_KEPT) {
+      this.refusals.shift();
+      this.refusalsDropped++;
+    }
+    log.warn('decision refused', { reason, by: from.by, checkpoint: from.checkpoint });
   }
 
   private accept(args: DecideArgs): void {
@@ -301,36 +427,46 @@ export class Runbook<P = unknown> {
     this.pending = {
       checkpoint: this.waitingFor!.checkpoint,
       decision: args.decision,
-      by: args.by.trim(),
+      by: this.legacy ? args.by.trim() : normalizeIdentity(args.by),
       at: now(),
       ...(comment ? { comment } : {}),
       ...(args.requestId ? { requestId: args.requestId } : {}),
+      waitId: this.waitingFor!.waitId,
     };
   }
 
   private approvalState() {
     return {
-      env: this.input.env,
-      startedBy: this.input.startedBy,
+      env: this.env,
+      startedBy: this.startedBy,
+      runId: workflowInfo().runId,
       waitingFor: this.waitingFor,
       pending: this.pending,
       decisions: this.decisions,
+      refusals: this.refusals,
+      legacy: this.legacy,
     };
   }
 
-  private async notifyWaiting(checkpoint: string, prompt: string): Promise<void> {
-    const webhook = this.input.policy.webhook;
-    if (!webhook) return;
+  private requirePolicy(): RunPolicy {
+    if (!this.policy) throw ApplicationFailure.create({ type: 'PlanMismatch', message: 'a checkpoint was reached before the run was resolved', nonRetryable: true });
+    return this.policy;
+  }
+
+  private async notifyWaiting(checkpoint: string, waitId: string, prompt: string): Promise<void> {
+    const policy = this.requirePolicy();
+    if (!policy.notify) return;
+    const legacy = this.legacy ? (this.input as LegacyRunbookInput<P>) : undefined;
     try {
       await notifyCheckpoint({
-        webhook,
+        ...(legacy ? { webhook: legacy.policy.webhook, uiUrl: legacy.uiUrl } : {}),
         workflowId: workflowInfo().workflowId,
-        runbook: this.input.runbook,
-        env: this.input.env,
+        runbook: this.runbook,
+        env: this.env,
         checkpoint,
+        ...(legacy ? {} : { waitId }),
         prompt,
-        approvers: this.input.policy.approvers,
-        uiUrl: this.input.uiUrl,
+        approvers: policy.approvers,
       });
     } catch (err) {
       // A silent pager must not block the run: the checkpoint still waits and shows in the status.
@@ -346,7 +482,7 @@ export class Runbook<P = unknown> {
 
   private showCurrent(what: string): void {
     const position = this.currentStep ? ` (step ${this.plan.steps.indexOf(this.currentStep) + 1}/${this.plan.steps.length})` : '';
-    setCurrentDetails(`${this.input.runbook} on ${this.input.env}${position}${this.dryRun ? ' [dry run]' : ''}\n\n${what}`);
+    setCurrentDetails(`${this.runbook} on ${this.env}${position}${this.dryRun ? ' [dry run]' : ''}\n\n${what}`);
   }
 }
 
@@ -355,16 +491,17 @@ export class Runbook<P = unknown> {
  * rejection or cancellation runs the undo stack (even when cancelled) and ends
  * the run with a phase that says what happened.
  */
-export async function runRunbook<P, R>(input: RunbookInput<P>, plan: Plan, body: (rb: Runbook<P>) => Promise<R>): Promise<R> {
-  const rb = new Runbook(input, plan);
+export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<P>, plan: Plan, body: (rb: Runbook<P>) => Promise<R>): Promise<R> {
+  const rb = new Runbook<P>(input, plan);
   try {
+    await rb.resolve();
     const result = await body(rb);
     rb.end('succeeded', { result });
     await condition(allHandlersFinished);
     return result;
   } catch (err) {
     const cancelled = isCancellation(err);
-    const reason = cancelled ? 'cancelled' : describeError(err);
+    const reason = cancelled ? rb.cancellation() : describeError(err);
     const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
     const phase: Phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
     const standing = rb.standing();
