@@ -33,6 +33,29 @@ const approvalsSchema = z
   })
   .strict();
 
+/** What a run tells the people around it; see `notifyRun` in activities/notify.ts. */
+export const RUN_EVENTS = ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled'] as const;
+
+/**
+ * A receiver of run events. Its URL is a secret for most receivers (a Slack
+ * webhook URL is a credential): it stays in the worker's config, or behind an
+ * `env:` reference, and never reaches workflow history.
+ */
+const webhookSchema = z
+  .object({
+    url: z.union([z.string().url(), z.string().regex(/^env:[A-Za-z_][A-Za-z0-9_]*$/, 'a URL or env:VARIABLE')]),
+    /** `slack`: `text` plus Block Kit `blocks`; `json`: the event as plain JSON. */
+    format: z.enum(['slack', 'json']).default('json'),
+  })
+  .strict();
+
+const notifyRouteSchema = z
+  .object({
+    webhook: z.string().min(1),
+    events: z.array(z.enum(RUN_EVENTS)).min(1).default([...RUN_EVENTS]),
+  })
+  .strict();
+
 /** What a protected environment allows at most; the worker refuses inputs beyond it. */
 const protectionSchema = z
   .object({
@@ -53,6 +76,8 @@ const environmentSchema = z
     protection: protectionSchema.default({}),
     aws: awsSchema,
     approvals: approvalsSchema.default({}),
+    /** Which webhooks (named under `webhooks:`) hear which events of runs here. */
+    notify: z.array(notifyRouteSchema).default([]),
     /** Default inputs per runbook; validated against each runbook's inputs when a run starts. */
     runbooks: z.record(z.record(z.unknown())).default({}),
   })
@@ -66,6 +91,7 @@ const configSchema = z
       .default({}),
     /** Modules that add runbooks (see README, "Adding a runbook"). */
     plugins: z.array(z.string()).default([]),
+    webhooks: z.record(webhookSchema).default({}),
     environments: z
       .record(environmentSchema)
       .refine((envs) => Object.keys(envs).length > 0, 'needs at least one environment')
@@ -81,7 +107,16 @@ const configSchema = z
         }
       }),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    for (const [name, env] of Object.entries(config.environments)) {
+      env.notify.forEach((route, i) => {
+        if (!Object.hasOwn(config.webhooks, route.webhook)) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, 'notify', i, 'webhook'], message: `no webhook named '${route.webhook}' under webhooks (known: ${Object.keys(config.webhooks).join(', ') || 'none'})` });
+        }
+      });
+    }
+  });
 
 export type RunbooksConfig = z.infer<typeof configSchema> & { path: string };
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
@@ -143,9 +178,16 @@ export function runPolicy(env: EnvironmentConfig): RunPolicy {
     protected: env.protected,
     timeoutMs: timeout,
     timeoutsMs: timeouts,
-    notify: Boolean(webhook),
+    notify: Boolean(webhook) || env.notify.length > 0,
+    notifications: [
+      ...(webhook ? [{ webhook: LEGACY_APPROVALS_WEBHOOK, events: ['waiting' as const] }] : []),
+      ...env.notify.map((route) => ({ webhook: route.webhook, events: [...route.events] })),
+    ],
   };
 }
+
+/** `approvals.webhook` (a URL) predates named webhooks: it hears waiting checkpoints, as plain JSON. */
+export const LEGACY_APPROVALS_WEBHOOK = 'approvals.webhook';
 
 /** A fingerprint of the environment's entry, recorded with each run: two runs with one hash ran under one config. */
 export function environmentHash(env: EnvironmentConfig): string {

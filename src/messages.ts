@@ -77,6 +77,8 @@ export interface RunStatus {
   envHash: string | null;
   /** Who asked for the cancellation, when someone did. */
   cancelledBy: { by: string; at: string; reason?: string } | null;
+  /** Notices delivered, and the newest ones that failed. */
+  notifications: { sent: number; failed: NotificationFailure[] };
   /** Why the run failed or rolled back, in plain words. */
   error: string | null;
   /** The failure type behind `error` (see FailureType), so scripts can tell a refused input from a rollback. */
@@ -96,8 +98,41 @@ export interface RunPolicy {
   timeoutMs: number;
   /** Per-checkpoint timeouts in milliseconds. */
   timeoutsMs: Record<string, number>;
-  /** Whether waiting checkpoints are announced (the webhook itself stays in the worker's config). */
+  /** Whether anything is announced (the webhooks themselves stay in the worker's config). */
   notify: boolean;
+  /** Which named webhooks hear which events; names only, never URLs. */
+  notifications: { webhook: string; events: RunEvent[] }[];
+}
+
+export type RunEvent = 'started' | 'waiting' | 'reminder' | 'decided' | 'succeeded' | 'failed' | 'rolled-back' | 'cancelled';
+
+/** One event of a run, as the engine tells it to `notifyRun`. */
+export interface RunNotice {
+  event: RunEvent;
+  webhook: string;
+  workflowId: string;
+  runbook: string;
+  env: string;
+  target: string;
+  dryRun: boolean;
+  startedBy: string;
+  /** One line in plain words. */
+  summary: string;
+  checkpoint?: string;
+  waitId?: string;
+  prompt?: string;
+  approvers?: string[];
+  timeoutAt?: string;
+  decision?: { decision: 'approved' | 'rejected'; by: string; comment?: string };
+  error?: string;
+}
+
+/** Notices that could not be delivered; a failing receiver never fails or blocks a run. */
+export interface NotificationFailure {
+  event: RunEvent;
+  webhook: string;
+  at: string;
+  error: string;
 }
 
 /**

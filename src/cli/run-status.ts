@@ -73,6 +73,7 @@ function statusFromDescription(execution: WorkflowExecutionDescription): RunStat
     policy: null,
     envHash: null,
     cancelledBy: null,
+    notifications: { sent: 0, failed: [] },
     error: execution.status.name === 'TERMINATED' ? 'terminated' : null,
     errorType: null,
     result: null,

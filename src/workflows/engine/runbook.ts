@@ -32,7 +32,10 @@ import {
   type DecideArgs,
   type Decision,
   type LegacyRunbookInput,
+  type NotificationFailure,
   type Phase,
+  type RunEvent,
+  type RunNotice,
   type Refusal,
   type ResolvedRun,
   type RunPolicy,
@@ -67,10 +70,13 @@ export interface ChangeOptions<T> extends StepOptions<T> {
   dryResult?: T;
 }
 
-const { notifyCheckpoint } = proxyActivities<NotifyActivities>({
+const { notifyCheckpoint, notifyRun } = proxyActivities<NotifyActivities>({
   startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 3 },
+  retry: { initialInterval: '1 second', maximumAttempts: 3 },
 });
+
+/** Notice failures kept in the status. */
+const NOTIFICATION_FAILURES_KEPT = 10;
 
 const { resolveRun } = proxyActivities<ResolveActivities>({
   startToCloseTimeout: '30 seconds',
@@ -105,6 +111,7 @@ export class Runbook<P = unknown> {
   private waits = 0;
   private refusalsDropped = 0;
   private cancelledBy: RunStatus['cancelledBy'] = null;
+  private readonly notifications: RunStatus['notifications'] = { sent: 0, failed: [] };
   private phase: Phase = 'running';
   private readonly steps: StepStatus[];
   private currentStep: string | null = null;
@@ -173,6 +180,7 @@ export class Runbook<P = unknown> {
       { key: searchAttributes.startedBy, value: this.startedBy },
     ]);
     upsertMemo({ [POLICY_MEMO]: { policy: this.policy, envHash: this.envHash, runId } });
+    await this.notify('started');
   }
 
   /**
@@ -192,7 +200,7 @@ export class Runbook<P = unknown> {
     this.params = input.params;
     this.target = input.target;
     const { approvers, allowSelfApproval, timeoutMs, timeoutsMs, webhook } = input.policy;
-    this.policy = { approvers, allowSelfApproval, protected: false, timeoutMs, timeoutsMs: timeoutsMs ?? {}, notify: Boolean(webhook) };
+    this.policy = { approvers, allowSelfApproval, protected: false, timeoutMs, timeoutsMs: timeoutsMs ?? {}, notify: Boolean(webhook), notifications: [] };
   }
 
   /** A step that only reads: it runs for real in a dry run too. */
@@ -261,9 +269,7 @@ export class Runbook<P = unknown> {
 
     let decision: Decision;
     try {
-      const decided = await condition(() => this.pending !== null, timeoutMs, {
-        summary: `checkpoint ${name}: rejects itself if undecided after ${formatDuration(timeoutMs)}`,
-      });
+      const decided = await this.waitForDecision(name, prompt, timeoutMs);
       decision = decided
         ? this.pending!
         : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}`, waitId };
@@ -278,6 +284,7 @@ export class Runbook<P = unknown> {
     this.setPhase('running');
     step.endedAt = now();
     const comment = decision.comment ? `: ${decision.comment}` : '';
+    await this.notify('decided', { checkpoint: name, waitId, decision: { decision: decision.decision, by: decision.by, ...(decision.comment ? { comment: decision.comment } : {}) } });
     if (decision.decision === 'approved') {
       Object.assign(step, { status: 'done', detail: `approved by ${decision.by}${comment}` });
       return decision;
@@ -305,6 +312,7 @@ export class Runbook<P = unknown> {
       policy: this.policy,
       envHash: this.envHash,
       cancelledBy: this.cancelledBy,
+      notifications: { sent: this.notifications.sent, failed: [...this.notifications.failed] },
       error: this.error,
       errorType: this.errorType,
       result: this.result,
@@ -453,24 +461,76 @@ export class Runbook<P = unknown> {
     return this.policy;
   }
 
+  /**
+   * Waits for a decision until the checkpoint's timeout; where reminders are
+   * routed, one at half the timeout and one shortly before it expires.
+   */
+  private async waitForDecision(checkpoint: string, prompt: string, timeoutMs: number): Promise<boolean> {
+    const summary = `checkpoint ${checkpoint}: rejects itself if undecided after ${formatDuration(timeoutMs)}`;
+    const remind = !this.legacy && this.routes('reminder').length > 0;
+    const reminders = remind ? [Math.floor(timeoutMs / 2), timeoutMs - Math.min(Math.floor(timeoutMs / 10), 3_600_000)] : [];
+    let waited = 0;
+    for (const at of reminders) {
+      if (await condition(() => this.pending !== null, at - waited, { summary })) return true;
+      waited = at;
+      await this.notify('reminder', { checkpoint, waitId: this.waitingFor?.waitId, prompt, timeoutAt: this.waitingFor?.timeoutAt });
+    }
+    return condition(() => this.pending !== null, timeoutMs - waited, { summary });
+  }
+
   private async notifyWaiting(checkpoint: string, waitId: string, prompt: string): Promise<void> {
     const policy = this.requirePolicy();
+    if (!this.legacy) return this.notify('waiting', { checkpoint, waitId, prompt, approvers: policy.approvers, timeoutAt: this.waitingFor?.timeoutAt });
     if (!policy.notify) return;
-    const legacy = this.legacy ? (this.input as LegacyRunbookInput<P>) : undefined;
+    const legacy = this.input as LegacyRunbookInput<P>;
     try {
       await notifyCheckpoint({
-        ...(legacy ? { webhook: legacy.policy.webhook, uiUrl: legacy.uiUrl } : {}),
+        webhook: legacy.policy.webhook,
+        uiUrl: legacy.uiUrl,
         workflowId: workflowInfo().workflowId,
         runbook: this.runbook,
         env: this.env,
         checkpoint,
-        ...(legacy ? {} : { waitId }),
         prompt,
         approvers: policy.approvers,
       });
     } catch (err) {
       // A silent pager must not block the run: the checkpoint still waits and shows in the status.
       log.warn('checkpoint notification failed', { checkpoint, error: describeError(err) });
+    }
+  }
+
+  private routes(event: RunEvent): string[] {
+    return (this.policy?.notifications ?? []).filter((route) => route.events.includes(event)).map((route) => route.webhook);
+  }
+
+  /**
+   * Tells every webhook routed for this event. A receiver that fails after its
+   * retries is recorded in the status and never fails or stops the run.
+   */
+  async notify(event: RunEvent, extra: Partial<RunNotice> = {}): Promise<void> {
+    if (this.legacy) return;
+    for (const webhook of this.routes(event)) {
+      try {
+        await notifyRun({
+          event,
+          webhook,
+          workflowId: workflowInfo().workflowId,
+          runbook: this.runbook,
+          env: this.env,
+          target: this.target,
+          dryRun: this.dryRun,
+          startedBy: this.startedBy,
+          summary: `${this.runbook} of ${this.target || '?'} on ${this.env}`,
+          ...extra,
+        });
+        this.notifications.sent++;
+      } catch (err) {
+        const failure: NotificationFailure = { event, webhook, at: now(), error: describeError(err) };
+        this.notifications.failed.push(failure);
+        if (this.notifications.failed.length > NOTIFICATION_FAILURES_KEPT) this.notifications.failed.shift();
+        log.warn('notification failed', { ...failure });
+      }
     }
   }
 
@@ -496,6 +556,7 @@ export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<
   try {
     await rb.resolve();
     const result = await body(rb);
+    await rb.notify('succeeded');
     rb.end('succeeded', { result });
     await condition(allHandlersFinished);
     return result;
@@ -503,7 +564,7 @@ export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<
     const cancelled = isCancellation(err);
     const reason = cancelled ? rb.cancellation() : describeError(err);
     const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
-    const phase: Phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
+    const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
     const standing = rb.standing();
     const error = failed.length
       ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed`
@@ -513,6 +574,7 @@ export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<
           ? `${reason}; nothing undone: ${standing}`
           : reason;
     const type = cancelled ? 'Cancelled' : endFailureType(phase, failureType(err));
+    await CancellationScope.nonCancellable(() => rb.notify(phase, { error }));
     rb.end(phase, { error, errorType: type });
     await condition(allHandlersFinished);
     if (cancelled) throw err;
