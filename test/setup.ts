@@ -1,6 +1,8 @@
 /**
- * Root hooks: one local stack (Temporal, moto, PostgreSQL), one seeded sandbox,
+ * Root hooks of the end-to-end tier (`npm run test:e2e`, the specs directly in
+ * test/): one local stack (Temporal, moto, PostgreSQL), one seeded sandbox,
  * one prebuilt workflow bundle and one worker process for the whole test run.
+ * The unit (test/unit/) and workflow (test/workflows/) tiers do not load this file.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Sta
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
+import { quietBundlerLogger } from './helpers/quiet-logger.js';
 
 export interface TestStack {
   temporalAddress: string;
@@ -91,7 +94,7 @@ export const mochaHooks = {
     const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
     const [started, bundle] = await Promise.all([
       startStack({ dataDir: join(dir, 'stack'), log: () => {} }),
-      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietLogger })),
+      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietBundlerLogger })),
     ]);
     stack = started;
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
@@ -144,13 +147,4 @@ export const mochaHooks = {
     await stack?.stop();
     if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
   },
-};
-
-const quietLogger = {
-  log: () => {},
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: (message: string) => console.warn(message),
-  error: (message: string) => console.error(message),
 };

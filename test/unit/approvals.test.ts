@@ -1,7 +1,7 @@
 /** The approval rule, shared by the workflow's signal handlers and the CLI. */
 import assert from 'node:assert/strict';
-import type { DecideArgs, WaitingFor } from '../src/messages.js';
-import { refusalReason, type ApprovalState } from '../src/workflows/engine/approvals.js';
+import type { DecideArgs, WaitingFor } from '../../src/messages.js';
+import { refusalReason, type ApprovalState } from '../../src/workflows/engine/approvals.js';
 
 const waiting = (overrides: Partial<WaitingFor> = {}): WaitingFor => ({
   checkpoint: 'delete-old',

@@ -1,7 +1,7 @@
 /** The environments file: validated on load, every error naming its field. */
 import assert from 'node:assert/strict';
-import { approvalPolicy, environment, parseConfig, ConfigError } from '../src/config.js';
-import { parseDuration } from '../src/duration.js';
+import { approvalPolicy, environment, parseConfig, ConfigError } from '../../src/config.js';
+import { parseDuration } from '../../src/duration.js';
 
 const valid = `
 environments:

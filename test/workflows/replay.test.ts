@@ -9,9 +9,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker } from '@temporalio/worker';
-import { testStack } from './setup.js';
+import { workflowTier } from './setup.js';
 
-const historiesDir = fileURLToPath(new URL('../../test/histories/', import.meta.url));
+const historiesDir = fileURLToPath(new URL('../../../test/histories/', import.meta.url));
 const histories = readdirSync(historiesDir).filter((f) => f.endsWith('.json'));
 
 describe('replay of recorded histories', () => {
@@ -22,7 +22,7 @@ describe('replay of recorded histories', () => {
   for (const file of histories) {
     it(`replays ${file} without nondeterminism`, async () => {
       const history = historyFromJSON(JSON.parse(readFileSync(historiesDir + file, 'utf8')));
-      await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, file);
+      await Worker.runReplayHistory({ workflowBundle: { codePath: workflowTier().workflowBundlePath } }, history, file);
     });
   }
 
@@ -32,7 +32,7 @@ describe('replay of recorded histories', () => {
     const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'ledgerApply');
     scheduled!.activityTaskScheduledEventAttributes!.activityType = { name: 'ledgerUndo' };
     await assert.rejects(
-      Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, 'tampered'),
+      Worker.runReplayHistory({ workflowBundle: { codePath: workflowTier().workflowBundlePath } }, history, 'tampered'),
       (err: Error) => err.name === 'DeterminismViolationError' || /[Nn]ondetermin/.test(err.message),
     );
   });
