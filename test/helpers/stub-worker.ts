@@ -33,10 +33,53 @@ export async function withStubWorker<R>(activities: object, body: (run: StubRun)
   const run: StubRun = {
     client: env.client,
     taskQueue,
-    start: (workflowType, input) =>
-      env.client.workflow.start(workflowType, { taskQueue, workflowId: `${input.runbook}:${input.env}:${input.target}:${randomUUID()}`, args: [input] }),
+    start: (workflowType, input) => startOn(env.client, taskQueue, workflowType, input),
   };
   return worker.runUntil(body(run));
+}
+
+/**
+ * One worker for a whole `describe` (creating and stopping a worker costs
+ * seconds; a workflow run here costs less): the activities named are
+ * registered once and call whatever stubs the running test serves.
+ */
+export function useStubWorker(activityNames: string[]): { serve(activities: object): StubRun } {
+  let current: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
+  let worker: Worker | undefined;
+  let running: Promise<void> | undefined;
+  const taskQueue = `workflow-tier-${process.pid}-${++queues}`;
+  const dispatch = Object.fromEntries(
+    activityNames.map((name) => [
+      name,
+      (...args: unknown[]) => {
+        const stub = current[name];
+        if (!stub) throw new Error(`this test serves no stub for activity ${name}`);
+        return stub(...args);
+      },
+    ]),
+  );
+
+  before(async () => {
+    const { env, workflowBundlePath } = workflowTier();
+    worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: { codePath: workflowBundlePath }, activities: dispatch });
+    running = worker.run();
+  });
+  after(async () => {
+    worker?.shutdown();
+    await running;
+  });
+
+  return {
+    serve(activities) {
+      current = activities as typeof current;
+      const { env } = workflowTier();
+      return { client: env.client, taskQueue, start: (workflowType, input) => startOn(env.client, taskQueue, workflowType, input) };
+    },
+  };
+}
+
+function startOn<P>(client: Client, taskQueue: string, workflowType: string, input: RunbookInput<P>): Promise<WorkflowHandle> {
+  return client.workflow.start(workflowType, { taskQueue, workflowId: `${input.runbook}:${input.env}:${input.target}:${randomUUID()}`, args: [input] });
 }
 
 export const anyoneMayApprove: ApprovalPolicy = { approvers: ['*'], allowSelfApproval: true, timeoutMs: 3_600_000 };

@@ -15,7 +15,7 @@ import { readRun } from '../../src/cli/run-status.js';
 import { FailureType } from '../../src/messages.js';
 import type { HeartbeatProgress } from '../../src/progress.js';
 import type { RollingRestartParams, RollingRestartResult } from '../../src/workflows/rolling-restart.js';
-import { outcome, runbookInput, statusWhen, withStubWorker } from '../helpers/stub-worker.js';
+import { outcome, runbookInput, statusWhen, useStubWorker } from '../helpers/stub-worker.js';
 import { waitUntil } from '../helpers/wait-until.js';
 import { workflowTier } from './setup.js';
 
@@ -75,29 +75,29 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
 }
 
 describe('rolling-restart workflow, with stub AWS', () => {
+  const stubs = useStubWorker(['inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
+
   it('raises, waits, stops the old tasks and restores, in the order of the seed', async () => {
     const aws = stubAws();
-    await withStubWorker(aws.activities, async ({ start }) => {
-      const result = (await (await start('rollingRestart', runbookInput('rolling-restart', params))).result()) as RollingRestartResult;
-      assert.deepEqual(result.newTaskArns, ['new-1', 'new-2']);
-      assert.deepEqual(result.stoppedTaskArns, ['old-1', 'old-2']);
-    });
+    const { start } = stubs.serve(aws.activities);
+    const result = (await (await start('rollingRestart', runbookInput('rolling-restart', params))).result()) as RollingRestartResult;
+    assert.deepEqual(result.newTaskArns, ['new-1', 'new-2']);
+    assert.deepEqual(result.stoppedTaskArns, ['old-1', 'old-2']);
     assert.deepEqual(aws.calls, ['asg desired 4', 'service desired 4', 'wait for 2 healthy', 'stop old-1 old-2', 'service desired 2', 'asg desired 2']);
   });
 
   it('rolls back newest change first when the new tasks never turn healthy; old tasks keep serving', async () => {
     const aws = stubAws({ wait: async () => Promise.reject(ApplicationFailure.nonRetryable('2 new tasks failed health checks', 'NewTasksUnhealthy')) });
-    await withStubWorker(aws.activities, async ({ start }) => {
-      const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
-      const end = await outcome(handle);
-      assert.equal(end.errorType, FailureType.rolledBack);
-      assert.match(end.message ?? '', /2 new tasks failed health checks; 3 change\(s\) undone/);
-      const status = await statusWhen(handle, () => true);
-      assert.deepEqual(status.steps.map((s) => `${s.name}:${s.status}`), [
-        'preflight:done', 'raise-asg:compensated', 'raise-desired:compensated', 'wait-healthy:compensated',
-        'stop-old-tasks:skipped', 'restore-desired:skipped', 'restore-asg:skipped',
-      ]);
-    });
+    const { start } = stubs.serve(aws.activities);
+    const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
+    const end = await outcome(handle);
+    assert.equal(end.errorType, FailureType.rolledBack);
+    assert.match(end.message ?? '', /2 new tasks failed health checks; 3 change\(s\) undone/);
+    const status = await statusWhen(handle, () => true);
+    assert.deepEqual(status.steps.map((s) => `${s.name}:${s.status}`), [
+      'preflight:done', 'raise-asg:compensated', 'raise-desired:compensated', 'wait-healthy:compensated',
+      'stop-old-tasks:skipped', 'restore-desired:skipped', 'restore-asg:skipped',
+    ]);
     assert.deepEqual(aws.calls, [
       'asg desired 4',
       'service desired 4',
@@ -110,23 +110,21 @@ describe('rolling-restart workflow, with stub AWS', () => {
 
   it('refuses a service whose deployment is in progress, changing nothing', async () => {
     const aws = stubAws({ service: { deploymentInProgress: true } });
-    await withStubWorker(aws.activities, async ({ start }) => {
-      const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', params)));
-      assert.equal(end.errorType, FailureType.invalidInput);
-      assert.match(end.message ?? '', /^service: a deployment of app is in progress/);
-    });
+    const { start } = stubs.serve(aws.activities);
+    const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', params)));
+    assert.equal(end.errorType, FailureType.invalidInput);
+    assert.match(end.message ?? '', /^service: a deployment of app is in progress/);
     assert.deepEqual(aws.calls, []);
   });
 
   it('a dry run reads and says what it would change', async () => {
     const aws = stubAws();
-    await withStubWorker(aws.activities, async ({ start }) => {
-      const handle = await start('rollingRestart', runbookInput('rolling-restart', params, { dryRun: true }));
-      const result = (await handle.result()) as RollingRestartResult;
-      assert.equal(result.after.tasks, 2);
-      const status = await statusWhen(handle, () => true);
-      assert.match(status.steps.find((s) => s.name === 'raise-desired')?.detail ?? '', /^would raise desired count of app 2 -> 4/);
-    });
+    const { start } = stubs.serve(aws.activities);
+    const handle = await start('rollingRestart', runbookInput('rolling-restart', params, { dryRun: true }));
+    const result = (await handle.result()) as RollingRestartResult;
+    assert.equal(result.after.tasks, 2);
+    const status = await statusWhen(handle, () => true);
+    assert.match(status.steps.find((s) => s.name === 'raise-desired')?.detail ?? '', /^would raise desired count of app 2 -> 4/);
     assert.deepEqual(aws.calls, []);
   });
 
@@ -148,27 +146,26 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const { temporalAddress, dir } = workflowTier();
     const cli = (args: string[]) =>
       execa(process.execPath, [cliPath, ...args], { cwd: dir, env: { TEMPORAL_ADDRESS: temporalAddress }, reject: false });
-    await withStubWorker(aws.activities, async ({ start, client }) => {
-      const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
-      await waitUntil(async () => (await readRun(client, handle.workflowId)).progress.length > 0, { timeoutMs: 20_000, what: 'the wait to heartbeat its progress' });
-      const view = await readRun(client, handle.workflowId);
-      assert.equal(view.status.currentStep, 'wait-healthy');
-      assert.deepEqual(view.progress.map((p) => [p.activity, p.done, p.total, p.unit]), [['waitForHealthyNewTasks', 1, 2, 'healthy tasks']]);
+    const { start, client } = stubs.serve(aws.activities);
+    const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
+    await waitUntil(async () => (await readRun(client, handle.workflowId)).progress.length > 0, { timeoutMs: 20_000, what: 'the wait to heartbeat its progress' });
+    const view = await readRun(client, handle.workflowId);
+    assert.equal(view.status.currentStep, 'wait-healthy');
+    assert.deepEqual(view.progress.map((p) => [p.activity, p.done, p.total, p.unit]), [['waitForHealthyNewTasks', 1, 2, 'healthy tasks']]);
 
-      const status = await cli(['status', handle.workflowId]);
-      assert.equal(status.exitCode, 0, status.stderr);
-      assert.match(status.stdout, /wait-healthy +running[^\n]*\n {6}1 \/ 2 healthy tasks \(50%\)/);
-      const json = await cli(['--json', 'status', handle.workflowId]);
-      assert.deepEqual((JSON.parse(json.stdout) as { progress: { done: number }[] }).progress.map((p) => p.done), [1]);
+    const status = await cli(['status', handle.workflowId]);
+    assert.equal(status.exitCode, 0, status.stderr);
+    assert.match(status.stdout, /wait-healthy +running[^\n]*\n {6}1 \/ 2 healthy tasks \(50%\)/);
+    const json = await cli(['--json', 'status', handle.workflowId]);
+    assert.deepEqual((JSON.parse(json.stdout) as { progress: { done: number }[] }).progress.map((p) => p.done), [1]);
 
-      const watch = cli(['watch', handle.workflowId]);
-      let watched = '';
-      watch.stdout?.on('data', (chunk: Buffer) => (watched += chunk.toString()));
-      await waitUntil(() => watched.includes('… wait-healthy: 1 / 2 healthy tasks (50%)'), { timeoutMs: 30_000, what: () => `watch to show the progress; it printed:\n${watched}` });
-      release = true;
-      const watchedToEnd = await watch;
-      assert.equal(watchedToEnd.exitCode, 0, watchedToEnd.stderr);
-      assert.match(watchedToEnd.stdout, /run succeeded/);
-    });
+    const watch = cli(['watch', handle.workflowId]);
+    let watched = '';
+    watch.stdout?.on('data', (chunk: Buffer) => (watched += chunk.toString()));
+    await waitUntil(() => watched.includes('… wait-healthy: 1 / 2 healthy tasks (50%)'), { timeoutMs: 30_000, what: () => `watch to show the progress; it printed:\n${watched}` });
+    release = true;
+    const watchedToEnd = await watch;
+    assert.equal(watchedToEnd.exitCode, 0, watchedToEnd.stderr);
+    assert.match(watchedToEnd.stdout, /run succeeded/);
   });
 });
