@@ -97,7 +97,7 @@ export class LiveProgress {
   private lastPrintedAt = 0;
 
   constructor(
-    private readonly options: { tty: boolean; write: (line: string) => void; everyMs?: number },
+    private readonly options: { tty: boolean; write: (line: string) => void; everyMs?: number; stream?: NodeJS.WritableStream },
   ) {}
 
   /** A line that stays (a step transition), printed above the live line. */
@@ -115,7 +115,7 @@ export class LiveProgress {
     const text = `${step.name}: ${lines.join(' | ')}`;
     if (this.options.tty) {
       if (this.spinner) this.spinner.text = text;
-      else this.spinner = ora({ text, stream: process.stdout, discardStdin: false }).start();
+      else this.spinner = ora({ text, stream: this.options.stream ?? process.stdout, isEnabled: true, discardStdin: false }).start();
       return;
     }
     const now = Date.now();

@@ -1,5 +1,6 @@
 /** Live progress: reading heartbeat details and saying how far a step got, how fast, and when it ends. */
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { formatProgress, fromDetails, progressBar, progressOf, type ActivityProgress } from '../../src/cli/progress.js';
@@ -103,5 +104,18 @@ describe('live progress', () => {
     slow.update(running(), progress(1));
     slow.update(running(), progress(2));
     assert.equal(throttled.length, 1);
+  });
+
+  it('draws a live line with a bar on a terminal, and leaves step lines above it', () => {
+    let drawn = '';
+    const stream = Object.assign(new Writable({ write: (chunk: Buffer, _encoding, done) => void ((drawn += chunk.toString()), done()) }), { isTTY: true, columns: 120, cursorTo: () => true, moveCursor: () => true, clearLine: () => true });
+    const printed: string[] = [];
+    const live = new LiveProgress({ tty: true, write: (line) => printed.push(line), stream });
+    const progress: ActivityProgress[] = [{ activity: 'waitForHealthyNewTasks', attempt: 1, done: 1, total: 2, unit: 'healthy tasks' }];
+    live.update(running({ currentStep: 'wait-healthy', steps: [{ name: 'wait-healthy', status: 'running' }] }), progress);
+    live.print('  ✓ raise-desired done');
+    live.stop();
+    assert.match(drawn, /wait-healthy: ▕██████████░░░░░░░░░░▏ 1 \/ 2 healthy tasks \(50%\)/);
+    assert.deepEqual(printed, ['  ✓ raise-desired done']);
   });
 });
