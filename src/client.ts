@@ -43,7 +43,8 @@ program
 program
   .command('worker')
   .description('run a worker for the runbooks task queue')
-  .action(action(async (ctx) => (await import('./cli/worker.js')).workerCommand(ctx)));
+  .addOption(new Option('--metrics <host:port>', 'serve Prometheus metrics on http://<host:port>/metrics').env('RUNBOOK_METRICS'))
+  .action(action(async (ctx, options) => (await import('./cli/worker.js')).workerCommand(ctx, options)));
 
 program.command('list').description('list the runbooks').action(action((ctx) => listCommand(ctx)));
 

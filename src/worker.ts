@@ -12,6 +12,7 @@ import { builtinRunbooks, Catalog } from './catalog/index.js';
 import type { RunbooksConfig } from './config.js';
 import type { RunbookPlugin } from './plugins.js';
 import { lazyTemporalClient } from './activities/runs.js';
+import { RUNBOOK_HISTOGRAM_BUCKETS } from './workflows/engine/metrics.js';
 
 const distSrc = dirname(fileURLToPath(import.meta.url));
 const builtinWorkflows = join(distSrc, 'workflows', 'index.js');
@@ -33,15 +34,47 @@ export interface WorkerOptions {
   identity?: string;
 }
 
-let runtimeInstalled = false;
+export interface RuntimeOptions {
+  /** The SDK's log level; default `RUNBOOK_LOG_LEVEL`, else WARN, so CLI output stays readable. */
+  level?: LogLevel;
+  /** `host:port` to serve Prometheus metrics on (`/metrics`): the SDK's worker metrics and the runbook ones. */
+  metricsAddress?: string;
+}
 
-/** Keeps the SDK's own logging to warnings unless asked, so CLI output stays readable. */
-export function installRuntime(level: LogLevel = (process.env.RUNBOOK_LOG_LEVEL as LogLevel) ?? 'WARN'): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
+let installed: RuntimeOptions | undefined;
+
+/**
+ * Installs the SDK's process-wide runtime (logging, metrics). It can be
+ * installed once per process, before the first worker connects; a later call
+ * asking for metrics the installed runtime does not serve is a mistake, not a no-op.
+ */
+export function installRuntime(options: RuntimeOptions = {}): void {
+  if (installed) {
+    if (options.metricsAddress && options.metricsAddress !== installed.metricsAddress) {
+      throw new Error(`the worker runtime is already installed ${installed.metricsAddress ? `with metrics on ${installed.metricsAddress}` : 'without metrics'}`);
+    }
+    return;
+  }
+  const level = options.level ?? (process.env.RUNBOOK_LOG_LEVEL as LogLevel | undefined) ?? 'WARN';
+  installed = { level, metricsAddress: options.metricsAddress };
   Runtime.install({
     logger: new DefaultLogger(level),
-    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: level }) } },
+    telemetryOptions: {
+      logging: { filter: makeTelemetryFilterString({ core: level }) },
+      // Durations in seconds, counters ending in _total: what Prometheus conventions and stock dashboards expect.
+      ...(options.metricsAddress
+        ? {
+            metrics: {
+              prometheus: {
+                bindAddress: options.metricsAddress,
+                useSecondsForDurations: true,
+                countersTotalSuffix: true,
+                histogramBucketOverrides: RUNBOOK_HISTOGRAM_BUCKETS,
+              },
+            },
+          }
+        : {}),
+    },
   });
 }
 

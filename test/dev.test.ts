@@ -1,7 +1,7 @@
 /**
  * `runbook dev` as a newcomer runs it: from an empty directory, it serves the
- * Temporal UI on 8233, writes .runbook/dev.json, runs a worker, and leaves
- * nothing behind after Ctrl-C.
+ * Temporal UI on 8233, writes .runbook/dev.json only once its worker polls
+ * (a run started that moment is picked up), and leaves nothing behind after Ctrl-C.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
@@ -42,7 +42,13 @@ describe('runbook dev', () => {
     dev.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
     const stateFile = join(dir, '.runbook', 'dev.json');
-    await waitUntil(() => existsSync(stateFile) && output.includes('Ready.'), { timeoutMs: 180_000, what: () => `runbook dev to be ready; output so far:\n${output}` });
+    await waitUntil(() => existsSync(stateFile), { timeoutMs: 180_000, intervalMs: 20, what: () => `runbook dev to write dev.json; output so far:\n${output}` });
+    // A script starts a run the moment dev.json appears: the worker must already poll.
+    const run = await execa(process.execPath, [cliPath, 'start', 'rolling-restart', '--env', 'sandbox', '--dry-run', '--wait'], { cwd: dir, env: cleanEnv, extendEnv: false, reject: false });
+    assert.doesNotMatch(run.stderr, /no worker is polling/);
+    assert.equal(run.exitCode, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /run succeeded/);
+    assert.match(output, /Ready\./);
     const state = JSON.parse(readFileSync(stateFile, 'utf8')) as DevState;
     assert.deepEqual(Object.keys(state).sort(), ['awsEndpoint', 'config', 'postgresUrl', 'temporalAddress', 'uiUrl']);
     assert.equal(state.uiUrl, 'http://127.0.0.1:8233');

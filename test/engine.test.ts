@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import type { RunStatus } from '../src/messages.js';
 import { testStack, webhook } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
-import { queryStatus, waitForStatus, waitUntil } from './helpers/wait.js';
+import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
 
 let counter = 0;
@@ -134,6 +135,29 @@ describe('engine, through the CLI', () => {
     assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
     assert.equal(effectExists(name, 'delete-source'), false);
     assert.equal(applied(name).includes('applied delete-source'), false);
+  });
+
+  it('tells a Slack-style webhook about the whole run, reminds before a timeout, and shrugs off a dead receiver', async function () {
+    this.timeout(120_000);
+    const name = freshName('chatty');
+    const id = idFor(name, 'chatty');
+    const started = await runbook(['start', 'ledger-swap', '--env', 'chatty', '--set', `name=${name}`]);
+    assert.equal(started.exitCode, 0, started.stderr);
+    const status = await waitForStatus(id, (s) => s.phase === 'rolled-back', 60_000);
+    const texts = () => webhook().received.filter((n) => Array.isArray(n.blocks) && String(n.text).includes(id)).map((n) => String(n.text));
+    await waitUntil(() => texts().some((t) => / rolled-back: /.test(t)), { timeoutMs: 30_000, what: 'the rolled-back notice' });
+    const events = texts().map((t) => (/^Reminder/.test(t) ? 'reminder' : / started by /.test(t) ? 'started' : / waits at /.test(t) ? 'waiting' : /'delete-old' of .* rejected by timeout/.test(t) ? 'decided' : / rolled-back: /.test(t) ? 'rolled-back' : t));
+    assert.deepEqual(events, ['started', 'waiting', 'reminder', 'reminder', 'decided', 'rolled-back']);
+    const waiting = webhook().received.find((n) => Array.isArray(n.blocks) && / waits at /.test(String(n.text)) && String(n.text).includes(id))!;
+    assert.match(String(waiting.text), new RegExp(`runbook approve ${id} --checkpoint delete-old`));
+    assert.equal((waiting.blocks as { type: string }[])[0]!.type, 'section');
+    assert.deepEqual(status.notifications.failed.map((f) => [f.event, f.webhook]), [['started', 'unreachable']], 'the dead receiver is reported, and the run went on');
+    assert.match(status.notifications.failed[0]!.error, /fetch failed|ECONNREFUSED/);
+    assert.ok(status.notifications.sent >= 5);
+    const history = historyToJSON(await (await temporalClient()).workflow.getHandle(id).fetchHistory());
+    const decoded = [...history.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
+    assert.match(decoded, /"webhook":"chat"/, 'the search covers the decoded payloads');
+    assert.ok(!decoded.includes(webhook().url), "the webhook's URL never enters the history");
   });
 
   it('tells the environment webhook when a checkpoint starts waiting', async () => {

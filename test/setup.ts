@@ -1,6 +1,8 @@
 /**
- * Root hooks: one local stack (Temporal, moto, PostgreSQL), one seeded sandbox,
+ * Root hooks of the end-to-end tier (`npm run test:e2e`, the specs directly in
+ * test/): one local stack (Temporal, moto, PostgreSQL), one seeded sandbox,
  * one prebuilt workflow bundle and one worker process for the whole test run.
+ * The unit (test/unit/) and workflow (test/workflows/) tiers do not load this file.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +16,7 @@ import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Sta
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
+import { quietBundlerLogger } from './helpers/quiet-logger.js';
 
 export interface TestStack {
   temporalAddress: string;
@@ -73,6 +76,12 @@ function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: strin
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '2s' } },
     },
     notified: { aws, approvals: { approvers: ['alice', 'bob'], allowSelfApproval: false, webhook: webhookUrl } },
+    // Every event to a Slack-style receiver, `started` also to one that refuses connections; reminders within seconds.
+    chatty: {
+      aws,
+      approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '6s' } },
+      notify: [{ webhook: 'chat' }, { webhook: 'unreachable', events: ['started'] }],
+    },
     staging: { aws, approvals: { approvers: ['*'], allowSelfApproval: true }, runbooks },
     production: {
       protected: true,
@@ -91,7 +100,7 @@ export const mochaHooks = {
     const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
     const [started, bundle] = await Promise.all([
       startStack({ dataDir: join(dir, 'stack'), log: () => {} }),
-      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietLogger })),
+      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietBundlerLogger })),
     ]);
     stack = started;
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
@@ -102,6 +111,10 @@ export const mochaHooks = {
     writeFileSync(
       configPath,
       stringify({
+        webhooks: {
+          chat: { url: 'env:RUNBOOK_SECRET_CHAT_WEBHOOK', format: 'slack' },
+          unreachable: { url: 'http://127.0.0.1:1/hook' },
+        },
         plugins: [fixturePluginPath],
         environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
       }),
@@ -129,6 +142,8 @@ export const mochaHooks = {
         RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath,
         FIXTURE_LEDGER_DIR: ledgerDir,
         RUNBOOK_USER: 'tester',
+        // The chat webhook's URL reaches the worker only through its environment, as a secret would.
+        RUNBOOK_SECRET_CHAT_WEBHOOK: webhookReceiver.url,
         // Where tests arm and open test gates (src/activities/test-gates.ts); inert until a test arms one.
         RUNBOOK_TEST_GATES_DIR: join(dir, 'gates'),
       },
@@ -144,13 +159,4 @@ export const mochaHooks = {
     await stack?.stop();
     if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
   },
-};
-
-const quietLogger = {
-  log: () => {},
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: (message: string) => console.warn(message),
-  error: (message: string) => console.error(message),
 };

@@ -6,6 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { Worker } from '@temporalio/worker';
 import { join } from 'node:path';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { execa } from 'execa';
@@ -167,5 +170,20 @@ describe('the worker is the trust boundary', () => {
     assert.equal(status.phase, 'cancelled');
     assert.equal(status.cancelledBy?.by, 'carol');
     assert.match(status.error ?? '', /cancelled by carol \(wrong ledger\)/);
+  });
+
+  it("replays a run of today's code recorded just now (resolve step, wait IDs, refused and accepted signals)", async () => {
+    const name = `replay-${process.pid}`;
+    const id = `ledger-swap:sandbox:${name}`;
+    const started = await runbook(['start', 'ledger-swap', '--env', 'sandbox', '--set', `name=${name}`, '--wait']);
+    assert.equal(started.exitCode, 0, started.stderr);
+    const handle = (await temporalClient()).workflow.getHandle(id);
+    await handle.signal('approve', { by: 7 });
+    assert.equal((await runbook(['approve', id, '--checkpoint', 'delete-old', '--comment', 'ok'])).exitCode, 0);
+    await waitForStatus(id, (s) => s.phase === 'succeeded');
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, id);
+    // RUNBOOK_RECORD_HISTORIES=1 refreshes the committed copy that guards later changes.
+    if (process.env.RUNBOOK_RECORD_HISTORIES) writeFileSync(fileURLToPath(new URL('../../test/histories/ledger-swap-resolved-approved.json', import.meta.url)), historyToJSON(history));
   });
 });

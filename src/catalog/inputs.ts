@@ -10,6 +10,7 @@ import { formatIssues, type EnvironmentConfig } from '../config.js';
 import { runWorkflowId, type RunbookInput } from '../messages.js';
 import type { RunbookDefinition } from './definition.js';
 import { InputError } from './errors.js';
+import { applySetPairs } from './set-pairs.js';
 
 export interface OperatorInputs {
   /** Parsed --input file. */
@@ -48,7 +49,7 @@ export function buildStartRequest(
 export function mergeInputs(definition: RunbookDefinition, env: EnvironmentConfig, given: OperatorInputs): Record<string, unknown> {
   const merged: Record<string, unknown> = structuredClone(env.runbooks[definition.name] ?? {});
   Object.assign(merged, given.file ?? {});
-  for (const pair of given.sets ?? []) applySet(merged, pair);
+  applySetPairs(merged, given.sets ?? []);
   return merged;
 }
 
@@ -59,25 +60,4 @@ export function validateParams(definition: RunbookDefinition, env: EnvironmentCo
   const refused = definition.check?.(parsed.data, env);
   if (refused) throw new InputError(`invalid input for ${definition.name} on ${env.name}: ${refused}`);
   return parsed.data;
-}
-
-function applySet(target: Record<string, unknown>, pair: string): void {
-  const eq = pair.indexOf('=');
-  if (eq <= 0) throw new InputError(`--set ${pair}: expected key=value`);
-  const keys = pair.slice(0, eq).split('.');
-  const raw = pair.slice(eq + 1);
-  let node: Record<string, unknown> = target;
-  for (const key of keys.slice(0, -1)) {
-    const next = node[key];
-    node = (node[key] = typeof next === 'object' && next !== null ? next : {}) as Record<string, unknown>;
-  }
-  node[keys.at(-1)!] = parseValue(raw);
-}
-
-function parseValue(raw: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    return raw;
-  }
 }

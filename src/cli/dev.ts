@@ -14,6 +14,7 @@ import { loadPlugins, pluginPaths } from '../plugins.js';
 import { parseConfig } from '../config.js';
 import { DEV_STATE_FILE, type CommandContext, type DevState } from './context.js';
 import { ExitCode } from './errors.js';
+import { waitUntilPolling } from './run-status.js';
 
 export interface DevOptions {
   port: string;
@@ -27,6 +28,7 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
   let sandbox: Sandbox | undefined;
   // Ctrl-C before the worker runs must still stop whatever has started.
   const interrupted = new Promise<void>((resolveInterrupt) => process.once('SIGINT', () => resolveInterrupt()));
+  const stopping = new AbortController();
   try {
     console.log('Starting the local stack (Temporal with UI, AWS emulator, PostgreSQL)…');
     stack = await startStack({
@@ -42,9 +44,9 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
     const configPath = join(dataDir, 'config.yaml');
     writeFileSync(configPath, stringify(devConfig(stack, sandbox)));
     const state: DevState = { temporalAddress: stack.temporalAddress, uiUrl: stack.uiUrl, awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, config: configPath };
-    writeFileSync(DEV_STATE_FILE, JSON.stringify(state, null, 2) + '\n');
 
     const config = parseConfig(readFileSync(configPath, 'utf8'), configPath);
+    const identity = `runbook-dev@${process.pid}`;
     const worker = runWorker(
       {
         address: stack.temporalAddress,
@@ -52,14 +54,25 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
         environments: config,
         plugins: await loadPlugins(pluginPaths(config.plugins, dataDir)),
         deps: createDeps(),
+        identity,
       },
-      () => printBanner(state),
+      // The worker exists but does not poll yet: dev.json and "Ready." wait until the server has seen it poll,
+      // so a script that starts a run the moment dev.json appears finds a worker.
+      () =>
+        void waitUntilPolling(state.temporalAddress, identity, stopping.signal).then(
+          () => {
+            writeFileSync(DEV_STATE_FILE, JSON.stringify(state, null, 2) + '\n');
+            printBanner(state);
+          },
+          (err: unknown) => stopping.signal.aborted || console.error(`The worker did not start polling: ${(err as Error).message}`),
+        ),
     );
     await Promise.race([worker, interrupted]);
     await worker.catch(() => undefined);
     return ExitCode.ok;
   } finally {
     console.log('Stopping the local stack…');
+    stopping.abort();
     rmSync(DEV_STATE_FILE, { force: true });
     await sandbox?.stop();
     await stack?.stop();

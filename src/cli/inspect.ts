@@ -2,25 +2,31 @@
 import { cancelNoteSignal, searchAttributes, type Phase } from '../messages.js';
 import { ExitCode } from './errors.js';
 import { identity, type CommandContext } from './context.js';
-import { formatStatus, StepTicker, waitingLine } from './render.js';
+import { formatStatus, LiveProgress, StepTicker, waitingLine } from './render.js';
 import { exitCodeFor, followRun, readRun } from './run-status.js';
 
 export async function statusCommand(ctx: CommandContext, workflowId: string): Promise<number> {
-  const { status, note } = await readRun(await ctx.temporal(), workflowId);
-  if (ctx.json) console.log(JSON.stringify(status, null, 2));
+  const { status, note, progress } = await readRun(await ctx.temporal(), workflowId);
+  // `progress` is added beside the status document's fields, and only while there is some.
+  if (ctx.json) console.log(JSON.stringify(progress.length ? { ...status, progress } : status, null, 2));
   else {
-    console.log(formatStatus(status, note));
+    console.log(formatStatus(status, note, progress));
     console.log(`  UI: ${ctx.runUrl(workflowId)}`);
   }
   return ExitCode.ok;
 }
 
 export async function watchCommand(ctx: CommandContext, workflowId: string): Promise<number> {
-  const ticker = new StepTicker((line) => console.log(line));
+  const live = new LiveProgress({ tty: Boolean(process.stdout.isTTY), write: (line) => console.log(line) });
+  const ticker = new StepTicker((line) => live.print(line));
   const view = await followRun(await ctx.temporal(), workflowId, {
     stopAtCheckpoint: true,
-    onStatus: (status) => (ctx.json ? console.log(JSON.stringify(status)) : ticker.update(status)),
-  });
+    onStatus: (status, { progress }) => {
+      if (ctx.json) return console.log(JSON.stringify(progress.length ? { ...status, progress } : status));
+      ticker.update(status);
+      live.update(status, progress);
+    },
+  }).finally(() => live.stop());
   if (!ctx.json && view.status.waitingFor) console.log(waitingLine(view.status));
   if (!ctx.json && view.note) console.log(`note: ${view.note}`);
   return exitCodeFor(view.status);

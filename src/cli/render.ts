@@ -1,5 +1,7 @@
 /** Human-readable views of runs, steps and runbooks. */
+import ora, { type Ora } from 'ora';
 import type { RunStatus, StepStatus } from '../messages.js';
+import { formatProgress, progressBar, type ActivityProgress } from './progress.js';
 
 const MARK: Record<StepStatus['status'], string> = {
   pending: '·',
@@ -24,12 +26,13 @@ export function formatStep(step: StepStatus, width: number): string {
   return `  ${MARK[step.status]} ${step.name.padEnd(width)} ${step.status.padEnd(11)} ${elapsed.padStart(7)}  ${step.detail ?? ''}`.trimEnd();
 }
 
-export function formatStatus(status: RunStatus, note?: string): string {
+export function formatStatus(status: RunStatus, note?: string, progress: ActivityProgress[] = []): string {
   const width = Math.max(4, ...status.steps.map((s) => s.name.length));
-  const lines = [
-    `${status.workflowId}  ${status.phase.toUpperCase()}${status.dryRun ? ' (dry run)' : ''}  started by ${status.startedBy}`,
-    ...status.steps.map((s) => formatStep(s, width)),
-  ];
+  const lines = [`${status.workflowId}  ${status.phase.toUpperCase()}${status.dryRun ? ' (dry run)' : ''}  started by ${status.startedBy}`];
+  for (const step of status.steps) {
+    lines.push(formatStep(step, width));
+    if (step.status === 'running') lines.push(...progressLines(step, progress).map((line) => `      ${line}`));
+  }
   if (status.waitingFor) lines.push('', waitingLine(status));
   for (const d of status.decisions) lines.push(`  decision: ${d.checkpoint} ${d.decision} by ${d.by} at ${d.at}${d.comment ? ` (${d.comment})` : ''}`);
   for (const r of status.refusals) lines.push(`  refused: ${r.by}${r.checkpoint ? ` at ${r.checkpoint}` : ''}: ${r.reason}`);
@@ -46,6 +49,19 @@ export function waitingLine(status: RunStatus): string {
     `  approve: runbook approve ${status.workflowId} --checkpoint ${w.checkpoint}`,
     `  reject:  runbook reject ${status.workflowId} --checkpoint ${w.checkpoint} --reason "…"`,
   ].join('\n');
+}
+
+/** The running step's progress, one line per activity that reported some. */
+export function progressLines(step: StepStatus, progress: ActivityProgress[], options: { bar?: boolean } = {}): string[] {
+  return progress.map((p) => {
+    const bar = options.bar ? progressBar(p) : '';
+    return `${bar ? `${bar} ` : ''}${formatProgress(p, step.startedAt)}`;
+  });
+}
+
+/** The step that runs now, if any. */
+export function runningStep(status: RunStatus): StepStatus | undefined {
+  return status.steps.find((s) => s.status === 'running' && s.name === status.currentStep) ?? status.steps.find((s) => s.status === 'running');
 }
 
 /** Prints one line per step transition, for logs and terminals alike. */
@@ -67,5 +83,50 @@ export class StepTicker {
       this.phase = status.phase;
       if (status.phase !== 'running') this.write(`run ${status.phase}${status.error ? `: ${status.error}` : ''}`);
     }
+  }
+}
+
+/**
+ * The running step's progress while following a run: on a terminal, one live
+ * line with a bar (ora) under the step lines; in logs and pipes, a plain line
+ * when the progress changed, at most every `everyMs`.
+ */
+export class LiveProgress {
+  private spinner?: Ora;
+  private lastLine = '';
+  private lastPrintedAt = 0;
+
+  constructor(
+    private readonly options: { tty: boolean; write: (line: string) => void; everyMs?: number; stream?: NodeJS.WritableStream },
+  ) {}
+
+  /** A line that stays (a step transition), printed above the live line. */
+  print(line: string): void {
+    if (!this.spinner) return this.options.write(line);
+    this.spinner.clear();
+    this.options.write(line);
+    this.spinner.render();
+  }
+
+  update(status: RunStatus, progress: ActivityProgress[]): void {
+    const step = runningStep(status);
+    const lines = step ? progressLines(step, progress, { bar: this.options.tty }) : [];
+    if (!step || !lines.length) return this.stop();
+    const text = `${step.name}: ${lines.join(' | ')}`;
+    if (this.options.tty) {
+      if (this.spinner) this.spinner.text = text;
+      else this.spinner = ora({ text, stream: this.options.stream ?? process.stdout, isEnabled: true, discardStdin: false }).start();
+      return;
+    }
+    const now = Date.now();
+    if (text === this.lastLine || now - this.lastPrintedAt < (this.options.everyMs ?? 5_000)) return;
+    this.lastLine = text;
+    this.lastPrintedAt = now;
+    this.options.write(`  … ${text}`);
+  }
+
+  stop(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
   }
 }

@@ -1,7 +1,11 @@
 /** Reading a run's status: the live query while it runs, the final memo once it ended. */
-import { WorkflowNotFoundError, type Client, type WorkflowExecutionDescription } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, type WorkflowExecutionDescription } from '@temporalio/client';
 import { FINAL_STATUS_MEMO, TASK_QUEUE, searchAttributes, statusQuery, type Phase, type RunStatus } from '../messages.js';
 import { UsageError } from './errors.js';
+import { progressOf, type ActivityProgress } from './progress.js';
+
+/** `temporal.api.enums.v1.TaskQueueType` values (the proto package is not a direct dependency). */
+const TASK_QUEUE_TYPE = { workflow: 1, activity: 2 } as const;
 
 /** How long a status query may keep failing while workers poll (a replaced worker takes ~10 s to be asked). */
 const QUERY_PATIENCE_MS = 30_000;
@@ -13,6 +17,8 @@ export interface RunView {
   execution: WorkflowExecutionDescription;
   /** Why the status is incomplete (e.g. no worker to answer the query). */
   note?: string;
+  /** What the running step's activities last heartbeated about their progress. */
+  progress: ActivityProgress[];
 }
 
 export async function readRun(client: Client, workflowId: string): Promise<RunView> {
@@ -25,8 +31,8 @@ export async function readRun(client: Client, workflowId: string): Promise<RunVi
     throw err;
   }
   const final = execution.memo?.[FINAL_STATUS_MEMO] as RunStatus | undefined;
-  if (final && execution.status.name !== 'RUNNING') return { status: final, execution };
-  return queryWithPatience(client, workflowId, execution);
+  if (final && execution.status.name !== 'RUNNING') return { status: final, execution, progress: [] };
+  return { ...(await queryWithPatience(client, workflowId, execution)), progress: progressOf(execution) };
 }
 
 /**
@@ -34,7 +40,7 @@ export async function readRun(client: Client, workflowId: string): Promise<RunVi
  * server stops routing them to the dead worker (about ten seconds), so while
  * any worker polls, failures are retried for a while before giving up.
  */
-async function queryWithPatience(client: Client, workflowId: string, execution: WorkflowExecutionDescription): Promise<RunView> {
+async function queryWithPatience(client: Client, workflowId: string, execution: WorkflowExecutionDescription): Promise<Omit<RunView, 'progress'>> {
   const handle = client.workflow.getHandle(workflowId);
   const giveUpAt = Date.now() + QUERY_PATIENCE_MS;
   for (;;) {
@@ -95,7 +101,7 @@ export function noWorkerHint(): string {
 export interface WaitOptions {
   /** Stop at a waiting checkpoint too, not only at the end. */
   stopAtCheckpoint: boolean;
-  onStatus?: (status: RunStatus) => void;
+  onStatus?: (status: RunStatus, view: RunView) => void;
   /** Stop early when this returns true. */
   until?: (status: RunStatus) => boolean;
   intervalMs?: number;
@@ -106,7 +112,7 @@ export async function followRun(client: Client, workflowId: string, options: Wai
   const interval = options.intervalMs ?? 1000;
   for (;;) {
     const view = await readRun(client, workflowId);
-    options.onStatus?.(view.status);
+    options.onStatus?.(view.status, view);
     const { phase } = view.status;
     if (TERMINAL_PHASES.includes(phase) && view.execution.status.name !== 'RUNNING') return view;
     if (options.stopAtCheckpoint && phase === 'waiting') return view;
@@ -121,4 +127,35 @@ export function exitCodeFor(status: RunStatus): number {
   if (status.phase === 'succeeded' || status.phase === 'waiting' || status.phase === 'running') return 0;
   if (status.errorType === 'InvalidInput') return 2;
   return 1;
+}
+
+/**
+ * Resolves once the server has seen the worker with this identity poll the
+ * runbooks task queue for both workflow and activity tasks: from then on a run
+ * started there is picked up.
+ */
+export async function waitUntilPolling(address: string, identity: string, signal: AbortSignal, timeoutMs = 60_000): Promise<void> {
+  const connection = await Connection.connect({ address });
+  try {
+    const client = new Client({ connection });
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      signal.throwIfAborted();
+      const kinds = await Promise.all([TASK_QUEUE_TYPE.workflow, TASK_QUEUE_TYPE.activity].map((type) => pollerIdentities(client, type)));
+      if (kinds.every((identities) => identities.includes(identity))) return;
+      if (Date.now() > deadline) throw new Error(`no poll from ${identity} on task queue '${TASK_QUEUE}' within ${timeoutMs / 1000} s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+async function pollerIdentities(client: Client, taskQueueType: number): Promise<string[]> {
+  const response = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: TASK_QUEUE },
+    taskQueueType,
+  });
+  return (response.pollers ?? []).map((poller) => poller.identity ?? '');
 }

@@ -2,22 +2,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { statusQuery, type RunStatus } from '../../src/messages.js';
 import { testStack } from '../setup.js';
+import { waitUntil } from './wait-until.js';
 
-export async function waitUntil(check: () => Promise<boolean> | boolean, options: { timeoutMs: number; what: string | (() => string); intervalMs?: number }): Promise<void> {
-  const deadline = Date.now() + options.timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${typeof options.what === 'function' ? options.what() : options.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 200));
-  }
-}
+export { waitUntil };
 
 let client: Client | undefined;
 

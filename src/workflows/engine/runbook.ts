@@ -49,6 +49,7 @@ import type { ResolveActivities } from '../../activities/resolve.js';
 import { setStepSummary } from './activities.js';
 import { normalizeIdentity, refusalReason } from './approvals.js';
 import { parseCancelNote, parseDecision } from './signals.js';
+import { recordCheckpointWait, recordCompensation, recordRunEnded, recordRunStarted, recordStepDuration, secondsBetween, type RunLabels } from './metrics.js';
 import { describeError, failureType } from './errors.js';
 import type { Plan } from './plan.js';
 
@@ -155,6 +156,12 @@ export class Runbook<P = unknown> {
         { key: searchAttributes.phase, value: this.phase },
       ]);
     }
+    recordRunStarted(this.labels(), this.dryRun);
+  }
+
+  /** Metric labels: bounded sets only (runbook and environment names), never targets or people. */
+  private labels(): RunLabels {
+    return { runbook: this.runbook.slice(0, 100), env: this.env.slice(0, 100) };
   }
 
   /**
@@ -274,10 +281,12 @@ export class Runbook<P = unknown> {
         ? this.pending!
         : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}`, waitId };
     } catch (err) {
+      recordCheckpointWait(this.labels(), name, 'cancelled', secondsBetween(this.waitingFor!.since, now()));
       Object.assign(step, { status: 'failed', endedAt: now(), detail: 'cancelled while waiting' });
       this.waitingFor = null;
       throw err;
     }
+    recordCheckpointWait(this.labels(), name, decision.by === 'timeout' ? 'timeout' : decision.decision, secondsBetween(this.waitingFor!.since, now()));
     this.pending = null;
     this.waitingFor = null;
     this.decisions.push(decision);
@@ -341,6 +350,10 @@ export class Runbook<P = unknown> {
     return { undone, failed };
   }
 
+  recordCompensation(outcome: 'undone' | 'failed'): void {
+    recordCompensation(this.labels(), outcome);
+  }
+
   /** "cancelled", and by whom when the canceller said so. */
   cancellation(): string {
     const note = this.cancelledBy;
@@ -364,6 +377,7 @@ export class Runbook<P = unknown> {
       if (step.status === 'pending') Object.assign(step, { status: 'skipped', detail: step.detail ?? 'not reached' });
     }
     this.setPhase(phase);
+    recordRunEnded(this.labels(), phase);
     this.showCurrent(`Run ${phase}${this.error ? `: ${this.error}` : ''}`);
     upsertMemo({ [FINAL_STATUS_MEMO]: this.status() });
   }
@@ -377,9 +391,11 @@ export class Runbook<P = unknown> {
     try {
       const result = await run();
       Object.assign(step, { status: 'done', endedAt: now(), detail: options.detail ? options.detail(result) : summary });
+      recordStepDuration(this.labels(), name, 'done', secondsBetween(step.startedAt!, step.endedAt!));
       return result;
     } catch (err) {
       Object.assign(step, { status: 'failed', endedAt: now(), detail: isCancellation(err) ? 'cancelled' : describeError(err) });
+      recordStepDuration(this.labels(), name, 'failed', secondsBetween(step.startedAt!, step.endedAt!));
       throw err;
     } finally {
       setStepSummary(undefined);
@@ -564,6 +580,7 @@ export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<
     const cancelled = isCancellation(err);
     const reason = cancelled ? rb.cancellation() : describeError(err);
     const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
+    if (undone || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
     const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
     const standing = rb.standing();
     const error = failed.length

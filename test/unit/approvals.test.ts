@@ -1,8 +1,8 @@
 /** The approval rule, shared by the workflow's signal handlers and the CLI. */
 import assert from 'node:assert/strict';
-import type { DecideArgs, WaitingFor } from '../src/messages.js';
-import { refusalReason, type ApprovalState } from '../src/workflows/engine/approvals.js';
-import { parseDecision } from '../src/workflows/engine/signals.js';
+import type { DecideArgs, WaitingFor } from '../../src/messages.js';
+import { refusalReason, type ApprovalState } from '../../src/workflows/engine/approvals.js';
+import { parseDecision } from '../../src/workflows/engine/signals.js';
 
 const waiting = (overrides: Partial<WaitingFor> = {}): WaitingFor => ({
   checkpoint: 'delete-old',

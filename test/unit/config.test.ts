@@ -1,7 +1,7 @@
 /** The environments file: validated on load, every error naming its field. */
 import assert from 'node:assert/strict';
-import { runPolicy, environment, parseConfig, ConfigError } from '../src/config.js';
-import { parseDuration } from '../src/duration.js';
+import { runPolicy, environment, parseConfig, ConfigError } from '../../src/config.js';
+import { parseDuration } from '../../src/duration.js';
 
 const valid = `
 environments:
@@ -34,6 +34,7 @@ describe('environments config', () => {
       timeoutMs: 2 * 3_600_000,
       timeoutsMs: { 'delete-old': 30 * 60_000 },
       notify: true,
+      notifications: [{ webhook: 'approvals.webhook', events: ['waiting'] }],
     });
     assert.deepEqual(environment(config, 'production').runbooks['rolling-restart'], { service: 'ProductionApp' });
   });
@@ -71,6 +72,44 @@ environments:
       return true;
     });
     assert.deepEqual(runPolicy(environment(parseConfig(valid), 'staging')).approvers, ['*'], 'unprotected environments may leave approval open');
+  });
+
+  it('routes run events to named webhooks, and refuses a route to a webhook it does not name', () => {
+    const routed = parseConfig(`
+webhooks:
+  chat: { url: 'env:RUNBOOK_SECRET_CHAT_URL', format: slack }
+  pager: { url: 'https://pager.example.com/hook' }
+environments:
+  production:
+    protected: true
+    aws: { region: us-east-1 }
+    approvals: { approvers: [alice, bob] }
+    notify:
+      - { webhook: chat }
+      - { webhook: pager, events: [failed, rolled-back] }
+`);
+    assert.deepEqual(runPolicy(environment(routed, 'production')).notifications, [
+      { webhook: 'chat', events: ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled'] },
+      { webhook: 'pager', events: ['failed', 'rolled-back'] },
+    ]);
+    assert.throws(
+      () => parseConfig(`
+environments:
+  staging:
+    aws: { region: us-east-1 }
+    notify: [{ webhook: chat, events: [started, exploded] }]
+`),
+      (err: Error) => {
+        assert.match(err.message, /environments\.staging\.notify\.0\.events\.1: Invalid enum value/);
+        return true;
+      },
+    );
+    assert.throws(() => parseConfig(`
+environments:
+  staging:
+    aws: { region: us-east-1 }
+    notify: [{ webhook: chat }]
+`), /environments\.staging\.notify\.0\.webhook: no webhook named 'chat' under webhooks \(known: none\)/);
   });
 
   it('refuses an empty file and YAML that does not parse', () => {

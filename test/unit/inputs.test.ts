@@ -1,9 +1,9 @@
 /** Turning env defaults, --input and --set into validated runbook inputs, before anything starts. */
 import assert from 'node:assert/strict';
-import { buildStartRequest } from '../src/catalog/inputs.js';
-import { environment, parseConfig } from '../src/config.js';
-import { InputError } from '../src/catalog/errors.js';
-import { plugin } from './fixtures/plugin.js';
+import { buildStartRequest } from '../../src/catalog/inputs.js';
+import { environment, parseConfig } from '../../src/config.js';
+import { InputError } from '../../src/catalog/errors.js';
+import { plugin } from '../fixtures/plugin.js';
 
 const config = parseConfig(`
 environments:
