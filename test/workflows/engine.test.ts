@@ -43,12 +43,12 @@ describe('engine rules, on the workflow tier', () => {
     const { start } = stubs.serve(ledger.activities);
     const handle = await start('ledgerSwap', input());
     await statusWhen(handle, (s) => s.phase === 'waiting');
-    await handle.signal(rejectSignal, { by: 'bob', reason: 'copy incomplete' });
+    await handle.signal(rejectSignal, { by: 'bob', checkpoint: 'delete-old', reason: 'copy incomplete' });
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.rolledBack);
     assert.match(end.message ?? '', /checkpoint 'delete-old' rejected by bob: copy incomplete; 2 change\(s\) undone/);
     const status = await statusWhen(handle, (s) => s.phase !== 'waiting');
-    assert.deepEqual(stepStates(status.steps), ['preflight:done', 'stage:compensated', 'copy:compensated', 'delete-old:failed', 'delete-source:skipped']);
+    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:compensated', 'copy:compensated', 'delete-old:failed', 'delete-source:skipped']);
     assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'undo copy', 'undo stage']);
   });
 
@@ -66,13 +66,13 @@ describe('engine rules, on the workflow tier', () => {
     const { start } = stubs.serve(ledger.activities);
     const handle = await start('ledgerSwap', input({ failAt: 'delete-source' }));
     await statusWhen(handle, (s) => s.phase === 'waiting');
-    await handle.signal(approveSignal, { by: 'bob' });
+    await handle.signal(approveSignal, { by: 'bob', checkpoint: 'delete-old' });
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.failed);
     assert.match(end.message ?? '', /delete-source failed on purpose; undo failed for copy: manual action needed/);
     const status = await statusWhen(handle, () => true);
     assert.equal(status.phase, 'failed');
-    assert.deepEqual(stepStates(status.steps).slice(1, 3), ['stage:compensated', 'copy:failed']);
+    assert.deepEqual(stepStates(status.steps).slice(2, 4), ['stage:compensated', 'copy:failed']);
     assert.deepEqual(ledger.calls.slice(-3), ['apply delete-source', 'undo copy', 'undo stage']);
   });
 
@@ -99,8 +99,8 @@ describe('engine rules, on the workflow tier', () => {
     const status = await statusWhen(handle, () => true);
     assert.equal(status.phase, 'succeeded');
     assert.equal(status.dryRun, true);
-    assert.deepEqual(stepStates(status.steps), ['preflight:done', 'stage:skipped', 'copy:skipped', 'delete-old:skipped', 'delete-source:skipped']);
-    for (const step of status.steps.slice(1)) assert.match(step.detail ?? '', /^would /, step.name);
+    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:skipped', 'copy:skipped', 'delete-old:skipped', 'delete-source:skipped']);
+    for (const step of status.steps.slice(2)) assert.match(step.detail ?? '', /^would /, step.name);
     assert.deepEqual(ledger.calls, ['preflight books']);
   });
 
@@ -110,19 +110,21 @@ describe('engine rules, on the workflow tier', () => {
     const policy = { approvers: ['alice', 'bob'], allowSelfApproval: false, timeoutMs: 3_600_000 };
     const handle = await start('ledgerSwap', input({}, { policy, startedBy: 'alice', env: 'guarded' }));
     await statusWhen(handle, (s) => s.phase === 'waiting');
-    await handle.signal(approveSignal, { by: 'mallory' });
-    await handle.signal(approveSignal, { by: 'alice' });
+    await handle.signal(approveSignal, { by: 'mallory', checkpoint: 'delete-old' });
+    await handle.signal(approveSignal, { by: 'alice', checkpoint: 'delete-old' });
     await handle.signal(approveSignal, { by: 'bob', checkpoint: 'qa' });
-    await handle.signal(rejectSignal, { by: 'bob', reason: ' ' });
-    const refused = await statusWhen(handle, (s) => s.refusals.length === 4);
+    await handle.signal(rejectSignal, { by: 'bob', checkpoint: 'delete-old', reason: ' ' });
+    await handle.signal(approveSignal, { by: 'bob' });
+    const refused = await statusWhen(handle, (s) => s.refusals.length === 5);
     assert.equal(refused.phase, 'waiting', 'refused decisions change nothing');
     assert.deepEqual(refused.refusals.map((r) => r.reason), [
       "'mallory' is not an approver in guarded (approvers: alice, bob)",
       "'alice' started this run and guarded requires approval by someone else",
       "the run waits at checkpoint 'delete-old', not 'qa'",
       'a rejection needs a reason',
+      'a decision must name the checkpoint it decides (checkpoint)',
     ]);
-    await handle.signal(approveSignal, { by: 'bob', comment: 'looks right' });
+    await handle.signal(approveSignal, { by: 'bob', checkpoint: 'delete-old', comment: 'looks right' });
     await handle.result();
     const status = await statusWhen(handle, () => true);
     assert.deepEqual(status.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.comment]), [['delete-old', 'approved', 'bob', 'looks right']]);

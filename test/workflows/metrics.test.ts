@@ -4,7 +4,7 @@
  * worker metrics, and `runbook worker --metrics` serving them from a real worker process.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
@@ -60,9 +60,13 @@ describe('metrics', () => {
     const { temporalAddress, workflowBundlePath, env: testEnv, dir } = workflowTier();
     const [port] = await freePorts(1);
     const address = `127.0.0.1:${port}`;
+    // A real worker enforces its own environments file: one environment is enough for this run.
+    const configPath = join(dir, 'metrics.config.yaml');
+    writeFileSync(configPath, 'environments:\n  test:\n    aws: { region: us-east-1 }\n    approvals: { approvers: ["*"], allowSelfApproval: true }\n');
+    const name = `metrics-${Date.now()}`;
     const worker = execa(process.execPath, [cliPath, 'worker', '--metrics', address], {
       cwd: dir,
-      env: { TEMPORAL_ADDRESS: temporalAddress, RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath, RUNBOOK_PLUGINS: fixturePlugin, FIXTURE_LEDGER_DIR: mkdtempSync(join(dir, 'ledger-')) },
+      env: { TEMPORAL_ADDRESS: temporalAddress, RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath, RUNBOOK_PLUGINS: fixturePlugin, FIXTURE_LEDGER_DIR: mkdtempSync(join(dir, 'ledger-')), RUNBOOK_CONFIG: configPath },
       reject: false,
     });
     let output = '';
@@ -73,14 +77,14 @@ describe('metrics', () => {
       assert.match(output, new RegExp(`metrics on http://${address}/metrics`));
       const handle = await testEnv.client.workflow.start('ledgerSwap', {
         taskQueue: TASK_QUEUE,
-        workflowId: `ledger-swap:test:metrics-${Date.now()}`,
-        args: [runbookInput('ledger-swap', { name: 'metrics', items: 2, slowMs: 0 })],
+        workflowId: `ledger-swap:test:${name}`,
+        args: [runbookInput('ledger-swap', { name, items: 2, slowMs: 0 })],
       });
       await statusWhen(handle, (s) => s.phase === 'waiting', 60_000);
       const text = await scrape(address);
       assert.ok(samples(text, 'temporal_workflow_task_execution_latency_count', { task_queue: TASK_QUEUE, workflow_type: 'ledgerSwap' }).length, text.slice(0, 2000));
       assert.ok(samples(text, 'temporal_activity_execution_latency_count', { activity_type: 'ledgerApply' }).length, 'activity metrics');
-      await handle.signal(rejectSignal, { by: 'alice', reason: 'metrics seen' });
+      await handle.signal(rejectSignal, { by: 'alice', checkpoint: 'delete-old', reason: 'metrics seen' });
       await handle.result().catch(() => undefined);
     } finally {
       worker.kill('SIGTERM');

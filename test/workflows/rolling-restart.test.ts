@@ -95,7 +95,7 @@ describe('rolling-restart workflow, with stub AWS', () => {
     assert.match(end.message ?? '', /2 new tasks failed health checks; 3 change\(s\) undone/);
     const status = await statusWhen(handle, () => true);
     assert.deepEqual(status.steps.map((s) => `${s.name}:${s.status}`), [
-      'preflight:done', 'raise-asg:compensated', 'raise-desired:compensated', 'wait-healthy:compensated',
+      'resolve:done', 'preflight:done', 'raise-asg:compensated', 'raise-desired:compensated', 'wait-healthy:compensated',
       'stop-old-tasks:skipped', 'restore-desired:skipped', 'restore-asg:skipped',
     ]);
     assert.deepEqual(aws.calls, [
