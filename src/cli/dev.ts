@@ -50,7 +50,7 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
         address: stack.temporalAddress,
         namespace: 'default',
         plugins: await loadPlugins(pluginPaths(config.plugins, dataDir)),
-        deps: createDeps(),
+        deps: createDeps({ ...process.env, ...sandbox.workerEnv }),
       },
       () => printBanner(state),
     );

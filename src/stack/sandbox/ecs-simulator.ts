@@ -31,6 +31,7 @@ import {
 } from '@aws-sdk/client-ecs';
 import { DeregisterTargetsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { START_TIME_TAG } from '../../activities/ecs.js';
+import type { OneOffTasks } from './one-off-tasks.js';
 
 /** Tag holding the health a task was started with: `healthy` or `failing`. */
 export const PLANNED_HEALTH_TAG = 'simulatedHealth';
@@ -48,6 +49,8 @@ export interface EcsSimulatorSettings {
 export interface EcsSimulatorOptions {
   /** Pause between reconciliations. Default 250 ms. */
   tickMs?: number;
+  /** Runs the cluster's one-off tasks (RunTask outside any service), e.g. migrations. Unset, they are left alone. */
+  oneOffTasks?: OneOffTasks;
 }
 
 /** Credentials moto accepts; the simulator only ever talks to the emulator. */
@@ -58,6 +61,7 @@ export class EcsSimulator {
   private readonly ecs: ECSClient;
   private readonly elbv2: ElasticLoadBalancingV2Client;
   private readonly tickMs: number;
+  private readonly oneOffTasks: OneOffTasks | undefined;
   private healthDelayMs = 0;
   private failNewTasks = false;
   private failNextTasks = 0;
@@ -72,6 +76,7 @@ export class EcsSimulator {
     this.ecs = new ECSClient(config);
     this.elbv2 = new ElasticLoadBalancingV2Client(config);
     this.tickMs = options.tickMs ?? 250;
+    this.oneOffTasks = options.oneOffTasks;
   }
 
   configure(settings: EcsSimulatorSettings): void {
@@ -96,6 +101,7 @@ export class EcsSimulator {
   /** One pass over every service of the cluster (the loop calls this; tests may too). */
   async reconcile(): Promise<void> {
     for (const service of await this.activeServices()) await this.reconcileService(service);
+    await this.oneOffTasks?.reconcile(this.ecs, this.cluster);
   }
 
   private schedule(delayMs: number): void {

@@ -8,6 +8,9 @@ import { seedEcs } from './ecs.js';
 import { EcsSimulator } from './ecs-simulator.js';
 import { seedRegions, type SandboxRegions } from './regions.js';
 import { seedDatabases, type SandboxDatabases } from './db.js';
+import { seedMigrationTarget, TASK_RECORDS_BUCKET, type SandboxMigrations } from './migration-target.js';
+import { DB_USER } from './regions.js';
+import { TASK_RECORDS_BUCKET_ENV } from '../../activities/deps.js';
 
 export interface SandboxOptions {
   awsEndpoint: string;
@@ -24,6 +27,13 @@ export interface Sandbox {
   ecs: EcsSimulator;
   /** region-data-update's bucket and region_config database, and a way to add regions. */
   regions: SandboxRegions;
+  /** ecs-migration's network, task definition and migrations, and the simulator's migration tasks. */
+  migrations: SandboxMigrations;
+  /**
+   * Environment a worker for the sandbox needs: where the ECS simulator records
+   * what moto cannot report (exit codes). `createDeps` reads it.
+   */
+  workerEnv: Record<string, string>;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -33,11 +43,19 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const runbooks: Record<string, Record<string, unknown>> = {};
   const stops: (() => Promise<void>)[] = [];
   runbooks['rolling-restart'] = { ...(await seedEcs(options.awsEndpoint, region)) };
-  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox');
-  ecs.start();
-  stops.push(() => ecs.stop());
   const regions = await seedRegions({ awsEndpoint: options.awsEndpoint, region, postgresUrl: options.postgresUrl });
   runbooks['region-data-update'] = regions.defaults;
+  const migrations = await seedMigrationTarget({
+    awsEndpoint: options.awsEndpoint,
+    region,
+    databaseUrl: regions.regions.databaseUrl,
+    databaseOwner: DB_USER,
+    database: regions.defaults.database as SandboxMigrations['defaults']['database'],
+  });
+  runbooks['ecs-migration'] = migrations.defaults;
+  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox', { oneOffTasks: migrations.tasks });
+  ecs.start();
+  stops.push(() => ecs.stop());
   runbooks['bucket-swap'] = await seedBuckets(options.awsEndpoint, region);
   const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
   runbooks['db-migration'] = db.defaults;
@@ -52,6 +70,8 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     db,
     ecs,
     regions: regions.regions,
+    migrations,
+    workerEnv: { [TASK_RECORDS_BUCKET_ENV]: TASK_RECORDS_BUCKET },
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },
