@@ -13,7 +13,7 @@ import { DescribeLogGroupsCommand } from '@aws-sdk/client-cloudwatch-logs';
 import { DescribeRouteTablesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, DescribeVpcsCommand, type RouteTable } from '@aws-sdk/client-ec2';
 import { DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RunTaskCommand, type ECSClient, type Task } from '@aws-sdk/client-ecs';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
+import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { extraAwsClients, type ExtraAwsClientFactory } from './aws-extra-clients.js';
 import { logsClients, readLogForward, type LogsClientFactory, type LogStreamRef } from './cloudwatch-logs.js';
 import { taskFactsReader, type TaskFactsDeps } from './task-facts.js';
@@ -124,8 +124,7 @@ export function createMigrationTaskActivities(deps: MigrationTaskDeps) {
   return {
     async inspectMigrationSetup(q: MigrationSetupQuery): Promise<MigrationSetup> {
       const ecs = clients(q.aws).ecs;
-      const { taskDefinition } = await callAws(`describe task definition ${q.taskDefinition}`, () =>
-        ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: q.taskDefinition }), abortable()), 'taskDefinition');
+      const { taskDefinition } = await describeTaskDefinition(ecs, q.taskDefinition);
       if (!taskDefinition || taskDefinition.status !== 'ACTIVE') throw invalidInput('taskDefinition', `no ACTIVE revision of ${q.taskDefinition}`);
       const container = taskDefinition.containerDefinitions?.find((c) => c.name === q.container);
       const awslogs = container?.logConfiguration?.logDriver === 'awslogs' ? container.logConfiguration.options ?? {} : undefined;
@@ -292,6 +291,16 @@ function routesToInternet(table: RouteTable | undefined): boolean {
 async function logGroupExists(logs: import('@aws-sdk/client-cloudwatch-logs').CloudWatchLogsClient, group: string): Promise<boolean> {
   const { logGroups = [] } = await callAws(`describe log group ${group}`, () => logs.send(new DescribeLogGroupsCommand({ logGroupNamePrefix: group }), abortable()));
   return logGroups.some((g) => g.logGroupName === group);
+}
+
+/** ECS answers a family it does not know with a ClientException ("Unable to describe task definition"): bad input. */
+async function describeTaskDefinition(ecs: ECSClient, family: string) {
+  try {
+    return await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: family }), abortable());
+  } catch (err) {
+    if ((err as Error).name === 'ClientException') throw invalidInput('taskDefinition', `no task definition ${family}: ${(err as Error).message}`);
+    throw awsFailure(err, `describe task definition ${family}`, 'taskDefinition');
+  }
 }
 
 /** One-off tasks of the cluster whose container command was overridden: migrations, as this runbook runs them. */
