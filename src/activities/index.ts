@@ -6,6 +6,9 @@ import type { AwsClientFactory } from './aws.js';
 import { createAutoScalingActivities } from './autoscaling.js';
 import { createDbMigrationActivities } from './db-migration.js';
 import { createEcsActivities } from './ecs.js';
+import { createCanaryActivities } from './canary.js';
+import { createDeployRunsActivities } from './deploy-runs.js';
+import { createEcrActivities } from './ecr.js';
 import { createElbActivities } from './elb.js';
 import { createMigrationRunsActivities } from './migration-runs.js';
 import { createMigrationTaskActivities } from './migration-task.js';
@@ -45,6 +48,9 @@ export function createActivities(deps: ActivityDeps = {}) {
     createMigrationTaskActivities(deps),
     createMigrationRunsActivities(deps),
     createSchemaMigrationActivities(),
+    createEcrActivities(),
+    createCanaryActivities(deps),
+    createDeployRunsActivities(deps),
   );
 }
 

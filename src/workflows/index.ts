@@ -5,3 +5,4 @@ export * from './bucket-swap.js';
 export * from './db-migration.js';
 export * from './region-data-update.js';
 export * from './ecs-migration.js';
+export * from './prod-tag-deploy.js';

@@ -10,6 +10,7 @@ import { seedRegions, type SandboxRegions } from './regions.js';
 import { seedDatabases, type SandboxDatabases } from './db.js';
 import { seedMigrationTarget, TASK_RECORDS_BUCKET, type SandboxMigrations } from './migration-target.js';
 import { DB_USER } from './regions.js';
+import { seedDeploys, type SandboxDeploys } from './deploys.js';
 import { TASK_RECORDS_BUCKET_ENV } from '../../activities/deps.js';
 
 export interface SandboxOptions {
@@ -34,6 +35,8 @@ export interface Sandbox {
    * what moto cannot report (exit codes). `createDeps` reads it.
    */
   workerEnv: Record<string, string>;
+  /** prod-tag-deploy's repository and service, each commit's digest, and a way to mark digests bad. */
+  deploys: SandboxDeploys;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -53,7 +56,9 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     database: regions.defaults.database as SandboxMigrations['defaults']['database'],
   });
   runbooks['ecs-migration'] = migrations.defaults;
-  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox', { oneOffTasks: migrations.tasks });
+  const deploys = await seedDeploys({ awsEndpoint: options.awsEndpoint, region, network: migrations.network, database: migrations.defaults.database });
+  runbooks['prod-tag-deploy'] = deploys.defaults;
+  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox', { oneOffTasks: migrations.tasks, images: deploys.images });
   ecs.start();
   stops.push(() => ecs.stop());
   runbooks['bucket-swap'] = await seedBuckets(options.awsEndpoint, region);
@@ -71,6 +76,7 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     ecs,
     regions: regions.regions,
     migrations,
+    deploys,
     workerEnv: { [TASK_RECORDS_BUCKET_ENV]: TASK_RECORDS_BUCKET },
     async stop() {
       for (const stop of stops.reverse()) await stop();
