@@ -10,6 +10,7 @@ import { CloudWatchLogsClient, GetLogEventsCommand } from '@aws-sdk/client-cloud
 import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { DescribeTasksCommand, ECSClient, ListTasksCommand, type Task } from '@aws-sdk/client-ecs';
 import type { RunStatus } from '../src/messages.js';
+import { imageTag, logStreamName } from '../src/activities/migration-task.js';
 import { SANDBOX_COMMITS } from '../src/stack/sandbox/app-migrations.js';
 import { APP_LOG_GROUP } from '../src/stack/sandbox/migration-target.js';
 import { withClient } from '../src/stack/sandbox/pg.js';
@@ -271,3 +272,16 @@ async function pendingActivities(workflowId: string): Promise<string[]> {
   const { raw } = await (await temporalClient()).workflow.getHandle(workflowId).describe();
   return (raw.pendingActivities ?? []).map((a) => a.activityType?.name ?? '');
 }
+
+describe('ecs-migration, its judgements', () => {
+  it('reads an image tag as ECS references name it', () => {
+    assert.equal(imageTag('123456789012.dkr.ecr.us-east-1.amazonaws.com/sandbox-app:a476b78'), 'a476b78');
+    assert.equal(imageTag('registry.local:5000/team/app'), 'latest', 'a registry port is not a tag');
+    assert.equal(imageTag('app'), 'latest');
+    assert.equal(imageTag('app@sha256:0f3a'), undefined, 'a digest reference has no tag');
+  });
+
+  it('names the task log stream as awslogs does: prefix/container/task id', () => {
+    assert.equal(logStreamName('app', 'app', 'arn:aws:ecs:us-east-1:123456789012:task/sandbox/9c65af1e'), 'app/app/9c65af1e');
+  });
+});
