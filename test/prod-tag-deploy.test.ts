@@ -227,6 +227,31 @@ describe('prod-tag-deploy on the sandbox', function () {
       sandbox().ecs.configure({ healthDelayMs: 1_000 });
     }
   });
+
+  it('a failed canary after the schema changed is not undone: the run ends failed, saying to roll forward', async () => {
+    await waitClosed('rolling-restart:sandbox:web');
+    await serving(migrating);
+    // A broken release whose app migrates at boot: its first task changes the schema, then fails.
+    const version = `20250401000000_boot_migration_${Date.now()}`;
+    sandbox().migrations.catalog.add(plain, { version, sql: 'CREATE TABLE boot_migration_marker (id int)' });
+    sandbox().deploys.images.markBad(digest(plain));
+    sandbox().deploys.images.migrateOnStart(digest(plain));
+    try {
+      const run = await deploy(['--set', `commit=${plain}`]);
+      assert.equal(run.exitCode, 1, run.stdout + run.stderr);
+      const s = await status();
+      assert.equal(s.phase, 'failed');
+      assert.match(s.error ?? '', new RegExp(`nothing undone: schema_migration changed during the deploy \\(${version}\\), so ${migrating} may not fit it: roll forward with a fixed commit`));
+      assert.ok(s.steps.every((step) => step.status !== 'compensated'), 'nothing was undone');
+      assert.equal(await prodDigest(), digest(plain), 'the tag stays where the deploy put it');
+    } finally {
+      sandbox().deploys.images.markBad(digest(plain), false);
+      sandbox().deploys.images.migrateOnStart(digest(plain), false);
+      sandbox().migrations.catalog.remove(plain, version);
+    }
+    // Rolling forward: once the image is fixed, ECS finishes the deployment it kept retrying.
+    await serving(plain);
+  });
 });
 
 async function waitClosed(workflowId: string): Promise<void> {

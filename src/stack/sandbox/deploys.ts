@@ -12,7 +12,7 @@ import { CreateServiceCommand, ECSClient, RegisterTaskDefinitionCommand } from '
 import { CreateTargetGroupCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { S3Client } from '@aws-sdk/client-s3';
 import type { ProdTagDeployInputs } from '../../catalog/prod-tag-deploy.js';
-import { SANDBOX_COMMITS } from './app-migrations.js';
+import { SANDBOX_COMMITS, type AppMigrations } from './app-migrations.js';
 import { SANDBOX_CLUSTER } from './ecs.js';
 import { launchServiceTasks, taskAddress } from './ecs-simulator.js';
 import { APP_LOG_GROUP, APP_REPOSITORY, TASK_RECORDS_BUCKET, type SandboxMigrations } from './migration-target.js';
@@ -34,15 +34,28 @@ export interface SandboxDeploys {
   targetGroup: string;
 }
 
-export async function seedDeploys(options: { awsEndpoint: string; region: string; network: SandboxMigrations['network']; database: ProdTagDeployInputs['database'] }): Promise<SandboxDeploys> {
+export async function seedDeploys(options: {
+  awsEndpoint: string;
+  region: string;
+  network: SandboxMigrations['network'];
+  database: ProdTagDeployInputs['database'];
+  /** What an image that migrates at boot runs, and where (superuser URL of the app database). */
+  migrations: AppMigrations;
+  databaseUrl: string;
+}): Promise<SandboxDeploys> {
   const config = { endpoint: options.awsEndpoint, region: options.region, credentials: MOTO_CREDENTIALS };
   const ecr = new ECRClient(config);
   const ecs = new ECSClient(config);
   const elbv2 = new ElasticLoadBalancingV2Client(config);
-  const images = new ServiceImages({ ecr: new ECRClient(config), s3: new S3Client({ ...config, forcePathStyle: true }) }, TASK_RECORDS_BUCKET);
+  const digests: Record<string, string> = {};
+  const commitOf = (digest: string) => Object.entries(digests).find(([, d]) => d === digest)?.[0];
+  const images = new ServiceImages({ ecr: new ECRClient(config), s3: new S3Client({ ...config, forcePathStyle: true }) }, TASK_RECORDS_BUCKET, {
+    catalog: options.migrations,
+    databaseUrl: options.databaseUrl,
+    commitOf,
+  });
   try {
     const { repository } = await ecr.send(new CreateRepositoryCommand({ repositoryName: APP_REPOSITORY }));
-    const digests: Record<string, string> = {};
     for (const commit of Object.values(SANDBOX_COMMITS)) {
       const { image } = await ecr.send(new PutImageCommand({ repositoryName: APP_REPOSITORY, imageTag: commit, imageManifest: manifest(commit) }));
       digests[commit] = image!.imageId!.imageDigest!;

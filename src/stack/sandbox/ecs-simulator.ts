@@ -219,7 +219,7 @@ export class EcsSimulator {
       const batch = plans.filter((p) => p === planned).length;
       for (let left = batch; left > 0; left -= RUN_TASK_LIMIT) {
         const tasks = await launchServiceTasks(this.ecs, this.cluster, service, Math.min(left, RUN_TASK_LIMIT), planned, rollout?.digest);
-        if (rollout) for (const task of tasks) await this.images!.record(task.taskArn!, rollout);
+        if (rollout) for (const task of tasks) await this.images!.started(task.taskArn!, rollout);
       }
     }
   }

@@ -56,7 +56,14 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     database: regions.defaults.database as SandboxMigrations['defaults']['database'],
   });
   runbooks['ecs-migration'] = migrations.defaults;
-  const deploys = await seedDeploys({ awsEndpoint: options.awsEndpoint, region, network: migrations.network, database: migrations.defaults.database });
+  const deploys = await seedDeploys({
+    awsEndpoint: options.awsEndpoint,
+    region,
+    network: migrations.network,
+    database: migrations.defaults.database,
+    migrations: migrations.catalog,
+    databaseUrl: regions.regions.databaseUrl,
+  });
   runbooks['prod-tag-deploy'] = deploys.defaults;
   const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox', { oneOffTasks: migrations.tasks, images: deploys.images });
   ecs.start();

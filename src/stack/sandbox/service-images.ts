@@ -6,12 +6,15 @@
  * forced new deployment gets a new ID), remembers each task's digest in a
  * tag the simulator reads back, and records it where the sandbox's worker
  * reads task facts (see activities/task-facts.ts). Digests marked bad make
- * their tasks fail their health checks (a broken release).
+ * their tasks fail their health checks (a broken release); digests marked
+ * to migrate on start run their image's pending migrations when a task of
+ * theirs starts (an app that migrates at boot).
  */
 import { DescribeImagesCommand, type ECRClient } from '@aws-sdk/client-ecr';
 import { DescribeTaskDefinitionCommand, type ECSClient, type Service } from '@aws-sdk/client-ecs';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { recordedTaskKey, type RecordedTask } from '../../activities/task-facts.js';
+import type { AppMigrations } from './app-migrations.js';
 
 /** The simulator's own memory of the digest a task runs. */
 export const DIGEST_TAG = 'simulatedDigest';
@@ -24,8 +27,19 @@ export interface Rollout {
 export class ServiceImages {
   private readonly rollouts = new Map<string, Rollout & { deploymentId: string }>();
   private readonly bad = new Set<string>();
+  private readonly migratingOnStart = new Set<string>();
 
-  constructor(private readonly clients: { ecr: ECRClient; s3: S3Client }, private readonly recordsBucket: string) {}
+  constructor(
+    private readonly clients: { ecr: ECRClient; s3: S3Client },
+    private readonly recordsBucket: string,
+    private readonly migrations?: { catalog: AppMigrations; databaseUrl: string; commitOf: (digest: string) => string | undefined },
+  ) {}
+
+  /** Tasks of this digest started from now on run the image's pending migrations first. */
+  migrateOnStart(digest: string, on = true): void {
+    if (on) this.migratingOnStart.add(digest);
+    else this.migratingOnStart.delete(digest);
+  }
 
   /** Tasks of this digest started from now on fail their health checks. */
   markBad(digest: string, bad = true): void {
@@ -52,6 +66,13 @@ export class ServiceImages {
     const rollout = { deploymentId, digest, container: container.name };
     this.rollouts.set(service.serviceArn!, rollout);
     return rollout;
+  }
+
+  /** A task of the rollout started: record its digest, and migrate if its image does so at boot. */
+  async started(taskArn: string, rollout: Rollout): Promise<void> {
+    await this.record(taskArn, rollout);
+    const commit = this.migrations?.commitOf(rollout.digest);
+    if (commit && this.migratingOnStart.has(rollout.digest)) await this.migrations!.catalog.run(commit, this.migrations!.databaseUrl);
   }
 
   /** Where the sandbox's worker reads the digest a task runs. */
