@@ -242,6 +242,8 @@ export const REFUSALS_KEPT = 20;
 export const FailureType = {
   /** Bad input or missing resources found in preflight: nothing changed (exit 2). */
   invalidInput: 'InvalidInput',
+  /** Another run holds what this one would change (the CLI exits 3): nothing changed. */
+  conflict: 'Conflict',
   /** A checkpoint was rejected or timed out. */
   rejected: 'CheckpointRejected',
   /** Compensation ran after a failure or rejection. */

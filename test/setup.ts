@@ -146,6 +146,8 @@ export const mochaHooks = {
         RUNBOOK_SECRET_CHAT_WEBHOOK: webhookReceiver.url,
         // Where tests arm and open test gates (src/activities/test-gates.ts); inert until a test arms one.
         RUNBOOK_TEST_GATES_DIR: join(dir, 'gates'),
+        // The sandbox's worker reads what its ECS simulator records (exit codes moto cannot report).
+        ...sandboxHandle.workerEnv,
       },
     };
     await startSharedWorker();

@@ -6,19 +6,31 @@ import type { AwsClientFactory } from './aws.js';
 import { createAutoScalingActivities } from './autoscaling.js';
 import { createDbMigrationActivities } from './db-migration.js';
 import { createEcsActivities } from './ecs.js';
+import { createCanaryActivities } from './canary.js';
+import { createDeployRunsActivities } from './deploy-runs.js';
+import { createEcrActivities } from './ecr.js';
 import { createElbActivities } from './elb.js';
+import { createMigrationRunsActivities } from './migration-runs.js';
+import { createMigrationTaskActivities } from './migration-task.js';
 import { createNotifyActivities } from './notify.js';
 import { createRegionConfigActivities } from './region-config.js';
 import { createRegionDataActivities } from './region-data.js';
 import { createResolveActivities, type WorkerConfigDeps } from './resolve.js';
 import { createRunsActivities, type TemporalDeps } from './runs.js';
 import { createS3Activities } from './s3.js';
+import { createSchemaMigrationActivities } from './schema-migrations.js';
+import type { TaskFactsReader } from './task-facts.js';
+import type { LogsClientFactory } from './cloudwatch-logs.js';
 import { createTaskHealthActivities } from './task-health.js';
 import { createTerraformActivities } from './terraform.js';
 
 export interface ActivityDeps extends TemporalDeps, WorkerConfigDeps {
   /** AWS clients per connection; unset, the SDK's default credential chain. */
   aws?: AwsClientFactory;
+  /** CloudWatch Logs clients per connection; unset, the SDK's default credential chain. */
+  logs?: LogsClientFactory;
+  /** Exit codes and image digests of tasks; unset, ECS's DescribeTasks (see task-facts.ts). */
+  taskFacts?: TaskFactsReader;
 }
 
 export function createActivities(deps: ActivityDeps = {}) {
@@ -35,6 +47,12 @@ export function createActivities(deps: ActivityDeps = {}) {
     createRegionDataActivities(deps),
     createRegionConfigActivities(),
     createRunsActivities(deps),
+    createMigrationTaskActivities(deps),
+    createMigrationRunsActivities(deps),
+    createSchemaMigrationActivities(),
+    createEcrActivities(),
+    createCanaryActivities(deps),
+    createDeployRunsActivities(deps),
   );
 }
 

@@ -5,8 +5,10 @@ import { rollingRestartRunbook } from './rolling-restart.js';
 import { regionDataUpdateRunbook } from './region-data-update.js';
 import { bucketSwapRunbook } from './bucket-swap.js';
 import { dbMigrationRunbook } from './db-migration.js';
+import { ecsMigrationRunbook } from './ecs-migration.js';
+import { prodTagDeployRunbook } from './prod-tag-deploy.js';
 
-export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook];
+export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook, ecsMigrationRunbook, prodTagDeployRunbook];
 
 export class Catalog {
   private readonly byName = new Map<string, RunbookDefinition>();

@@ -53,7 +53,7 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
         namespace: 'default',
         environments: config,
         plugins: await loadPlugins(pluginPaths(config.plugins, dataDir)),
-        deps: createDeps(),
+        deps: createDeps({ ...process.env, ...sandbox.workerEnv }),
         identity,
       },
       // The worker exists but does not poll yet: dev.json and "Ready." wait until the server has seen it poll,

@@ -126,6 +126,7 @@ export async function followRun(client: Client, workflowId: string, options: Wai
 export function exitCodeFor(status: RunStatus): number {
   if (status.phase === 'succeeded' || status.phase === 'waiting' || status.phase === 'running') return 0;
   if (status.errorType === 'InvalidInput') return 2;
+  if (status.errorType === 'Conflict') return 3;
   return 1;
 }
 

@@ -79,6 +79,10 @@ export async function startCommand(ctx: CommandContext, runbookName: string, opt
   else if (status.phase === 'waiting') console.log(waitingLine(status));
   else if (view.note) console.log(`note: ${view.note}`);
   if (status.errorType === 'InvalidInput') return ExitCode.usage;
+  if (status.errorType === 'Conflict') {
+    if (!ctx.json) console.error(`runbook: ${status.error}`);
+    return ExitCode.conflict;
+  }
   return options.wait ? exitCodeFor(status) : ExitCode.ok;
 }
 

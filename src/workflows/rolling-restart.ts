@@ -18,7 +18,9 @@ import type { AutoScalingActivities, Capacity } from '../activities/autoscaling.
 import type { EcsActivities, ServiceTask } from '../activities/ecs.js';
 import type { ElbActivities } from '../activities/elb.js';
 import type { HealthyNewTasks, TaskFailure, TaskHealthActivities } from '../activities/task-health.js';
-import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import type { DeployRunsActivities } from '../activities/deploy-runs.js';
+import { workflowInfo } from '@temporalio/workflow';
+import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 
 export interface RollingRestartParams {
   /** Where the AWS APIs are; credentials stay with the worker. */
@@ -59,7 +61,7 @@ export const rollingRestartPlan = definePlan({
 /** One health failure among the new tasks is normal while they load (the seed says so); more mean a bad deploy. */
 const TOLERATED_FAILURES = 1;
 
-const aws = stepActivities<AutoScalingActivities & EcsActivities & ElbActivities>({
+const aws = stepActivities<AutoScalingActivities & EcsActivities & ElbActivities & DeployRunsActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
 });
@@ -97,7 +99,7 @@ interface Restart {
 export async function rollingRestart(input: RunbookInput): Promise<RollingRestartResult> {
   return runRunbook(input, rollingRestartPlan, async (rb: Runbook<RollingRestartParams>) => {
     const p = rb.params;
-    const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(p), {
+    const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(rb), {
       detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}`,
     });
     const newTasks = p.newTasks ?? before.oldTasks.length;
@@ -224,12 +226,16 @@ function asgOf(p: RollingRestartParams) {
 }
 
 /** Reads everything the run will touch, and refuses (changing nothing) what it must not restart. */
-async function preflight(p: RollingRestartParams): Promise<Before> {
-  const [asg, service, targetGroup] = await Promise.all([
+async function preflight(rb: Runbook<RollingRestartParams>): Promise<Before> {
+  const p = rb.params;
+  const [asg, service, targetGroup, holders] = await Promise.all([
     aws.inspectAutoScalingGroup({ aws: p.aws, autoScalingGroup: p.autoScalingGroup }),
     aws.inspectService({ aws: p.aws, cluster: p.cluster, service: p.service }),
     aws.inspectTargetGroup({ aws: p.aws, targetGroup: p.targetGroup }),
+    // Runs started before the service lock did not look; their histories must replay as they ran.
+    rb.legacy ? Promise.resolve([]) : aws.findServiceHolders({ env: rb.env, service: p.service, except: workflowInfo().workflowId }),
   ]);
+  refuseIfHeld(holders, 'service', p.service);
   refuseIf(service.deploymentInProgress, 'service', `a deployment of ${p.service} is in progress; restart once it has finished`);
   refuseIf(!service.targetGroupArns.includes(targetGroup.arn), 'targetGroup', `${targetGroup.name} is not a target group of ${p.service}`);
   refuseIf(targetGroup.targetType !== 'ip', 'targetGroup', `${targetGroup.name} registers targets by ${targetGroup.targetType}; this runbook follows tasks by IP (awsvpc)`);

@@ -32,7 +32,7 @@ const params: RollingRestartParams = {
 };
 
 /** A service of two tasks in a group at 2 of 4, and what the run asked AWS to do, in order. */
-function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: NewTasksWait) => Promise<HealthyNewTasks> } = {}) {
+function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: NewTasksWait) => Promise<HealthyNewTasks>; heldBy?: string[] } = {}) {
   const calls: string[] = [];
   const activities = {
     async inspectAutoScalingGroup(): Promise<Capacity> {
@@ -49,6 +49,9 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
     },
     async inspectTargetGroup() {
       return { arn: 'arn:tg/app-tg', name: 'app-tg', targetType: 'ip', targets: [], healthy: 2 };
+    },
+    async findServiceHolders(): Promise<string[]> {
+      return options.heldBy ?? [];
     },
     async setDesiredCapacity({ desiredCapacity }: { desiredCapacity: number }) {
       calls.push(`asg desired ${desiredCapacity}`);
@@ -75,7 +78,7 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
 }
 
 describe('rolling-restart workflow, with stub AWS', () => {
-  const stubs = useStubWorker(['inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
+  const stubs = useStubWorker(['findServiceHolders', 'inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
 
   it('raises, waits, stops the old tasks and restores, in the order of the seed', async () => {
     const aws = stubAws();
@@ -114,6 +117,15 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', params)));
     assert.equal(end.errorType, FailureType.invalidInput);
     assert.match(end.message ?? '', /^service: a deployment of app is in progress/);
+    assert.deepEqual(aws.calls, []);
+  });
+
+  it('refuses a service another runbook holds, as a conflict naming the holder, changing nothing', async () => {
+    const aws = stubAws({ heldBy: ['prod-tag-deploy:test:app'] });
+    const { start } = stubs.serve(aws.activities);
+    const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', params)));
+    assert.equal(end.errorType, FailureType.conflict);
+    assert.match(end.message ?? '', /^service: app is held by prod-tag-deploy:test:app: one runbook at a time per service/);
     assert.deepEqual(aws.calls, []);
   });
 

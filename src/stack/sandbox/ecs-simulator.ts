@@ -31,6 +31,8 @@ import {
 } from '@aws-sdk/client-ecs';
 import { DeregisterTargetsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { START_TIME_TAG } from '../../activities/ecs.js';
+import type { OneOffTasks } from './one-off-tasks.js';
+import { DIGEST_TAG, type Rollout, type ServiceImages } from './service-images.js';
 
 /** Tag holding the health a task was started with: `healthy` or `failing`. */
 export const PLANNED_HEALTH_TAG = 'simulatedHealth';
@@ -48,6 +50,14 @@ export interface EcsSimulatorSettings {
 export interface EcsSimulatorOptions {
   /** Pause between reconciliations. Default 250 ms. */
   tickMs?: number;
+  /** Runs the cluster's one-off tasks (RunTask outside any service), e.g. migrations. Unset, they are left alone. */
+  oneOffTasks?: OneOffTasks;
+  /**
+   * Resolves services' ECR image tags to digests per deployment; a forced new
+   * deployment then replaces the tasks one at a time (minimum healthy 100%,
+   * maximum 125%), as ECS does. Unset, images are not followed.
+   */
+  images?: ServiceImages;
 }
 
 /** Credentials moto accepts; the simulator only ever talks to the emulator. */
@@ -58,6 +68,8 @@ export class EcsSimulator {
   private readonly ecs: ECSClient;
   private readonly elbv2: ElasticLoadBalancingV2Client;
   private readonly tickMs: number;
+  private readonly oneOffTasks: OneOffTasks | undefined;
+  private readonly images: ServiceImages | undefined;
   private healthDelayMs = 0;
   private failNewTasks = false;
   private failNextTasks = 0;
@@ -72,6 +84,8 @@ export class EcsSimulator {
     this.ecs = new ECSClient(config);
     this.elbv2 = new ElasticLoadBalancingV2Client(config);
     this.tickMs = options.tickMs ?? 250;
+    this.oneOffTasks = options.oneOffTasks;
+    this.images = options.images;
   }
 
   configure(settings: EcsSimulatorSettings): void {
@@ -96,6 +110,7 @@ export class EcsSimulator {
   /** One pass over every service of the cluster (the loop calls this; tests may too). */
   async reconcile(): Promise<void> {
     for (const service of await this.activeServices()) await this.reconcileService(service);
+    await this.oneOffTasks?.reconcile(this.ecs, this.cluster);
   }
 
   private schedule(delayMs: number): void {
@@ -138,8 +153,11 @@ export class EcsSimulator {
     }
 
     const desired = service.desiredCount ?? 0;
-    if (tasks.length < desired) await this.runTasks(service, desired - tasks.length);
-    if (tasks.length > desired) {
+    const rollout = await this.images?.rolloutOf(this.ecs, service);
+    const replacing = rollout ? await this.replaceOneAtATime(service, tasks, rollout, isServing) : undefined;
+    if (replacing) tasks = replacing;
+    else if (tasks.length < desired) await this.runTasks(service, desired - tasks.length, rollout);
+    else if (tasks.length > desired) {
       // Scale in the tasks that serve least: not yet healthy first, then the newest.
       const servingLeastFirst = [...tasks].sort((a, b) => Number(isServing(a)) - Number(isServing(b)) || b.startedAt - a.startedAt);
       for (const task of servingLeastFirst.slice(0, tasks.length - desired)) {
@@ -154,6 +172,30 @@ export class EcsSimulator {
       const gone = [...group.registered].filter((ip) => !running.has(ip));
       if (gone.length) await this.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: group.arn, Targets: gone.map((Id) => ({ Id, Port: group.port })) }));
     }
+  }
+
+  /**
+   * One step of a deployment: while tasks of another digest run, start one
+   * task of the new digest when none is starting (at most 125% of the desired
+   * count), and stop one old task once the tasks serving exceed the desired
+   * count (never below 100%). Returns the tasks left, or undefined when there
+   * is nothing to replace.
+   */
+  private async replaceOneAtATime(service: Service, tasks: SimulatedTask[], rollout: Rollout, isServing: (t: SimulatedTask) => boolean): Promise<SimulatedTask[] | undefined> {
+    const old = tasks.filter((t) => t.digest !== rollout.digest);
+    if (!old.length) return undefined;
+    const desired = service.desiredCount ?? 0;
+    const fresh = tasks.filter((t) => t.digest === rollout.digest);
+    const serving = tasks.filter(isServing).length;
+    if (serving > desired || (serving >= desired && old.some((t) => !isServing(t)))) {
+      // Old tasks that do not serve go first, then the oldest.
+      const victim = [...old].sort((a, b) => Number(isServing(a)) - Number(isServing(b)) || a.startedAt - b.startedAt)[0]!;
+      await this.stopTask(victim.arn, `Task replaced by deployment ${service.deployments?.[0]?.id ?? ''} (simulated scheduler)`);
+      return tasks.filter((t) => t !== victim);
+    }
+    const maximum = desired + Math.max(1, Math.floor(desired / 4));
+    if (!fresh.some((t) => !isServing(t)) && tasks.length < maximum) await this.runTasks(service, 1, rollout);
+    return tasks;
   }
 
   private async targetGroupsOf(service: Service): Promise<SimulatedTargetGroup[]> {
@@ -171,12 +213,13 @@ export class EcsSimulator {
     return groups;
   }
 
-  private async runTasks(service: Service, count: number): Promise<void> {
-    const plans = Array.from({ length: count }, () => this.nextPlannedHealth());
+  private async runTasks(service: Service, count: number, rollout?: Rollout): Promise<void> {
+    const plans = Array.from({ length: count }, () => (this.images?.isBad(rollout?.digest) ? 'failing' : this.nextPlannedHealth()));
     for (const planned of ['failing', 'healthy'] as const) {
       const batch = plans.filter((p) => p === planned).length;
       for (let left = batch; left > 0; left -= RUN_TASK_LIMIT) {
-        await launchServiceTasks(this.ecs, this.cluster, service, Math.min(left, RUN_TASK_LIMIT), planned);
+        const tasks = await launchServiceTasks(this.ecs, this.cluster, service, Math.min(left, RUN_TASK_LIMIT), planned, rollout?.digest);
+        if (rollout) for (const task of tasks) await this.images!.started(task.taskArn!, rollout);
       }
     }
   }
@@ -208,6 +251,7 @@ export class EcsSimulator {
       startedAt,
       checkedAt: startedAt + this.healthDelayMs,
       planned: tag(PLANNED_HEALTH_TAG) === 'failing' ? 'failing' : 'healthy',
+      digest: tag(DIGEST_TAG),
     };
   }
 
@@ -231,10 +275,12 @@ interface SimulatedTask {
   /** When its health checks pass or fail. */
   checkedAt: number;
   planned: PlannedHealth;
+  /** The image digest it runs, when the simulator follows the service's image. */
+  digest: string | undefined;
 }
 
 /** Starts tasks for a service as its scheduler would: in the service's group, on its network, tagged with their start. */
-export async function launchServiceTasks(ecs: ECSClient, cluster: string, service: Service, count: number, planned: PlannedHealth): Promise<Task[]> {
+export async function launchServiceTasks(ecs: ECSClient, cluster: string, service: Service, count: number, planned: PlannedHealth, digest?: string): Promise<Task[]> {
   const { tasks = [], failures = [] } = await ecs.send(
     new RunTaskCommand({
       cluster,
@@ -247,6 +293,7 @@ export async function launchServiceTasks(ecs: ECSClient, cluster: string, servic
       tags: [
         { key: START_TIME_TAG, value: new Date().toISOString() },
         { key: PLANNED_HEALTH_TAG, value: planned },
+        ...(digest ? [{ key: DIGEST_TAG, value: digest }] : []),
       ],
     }),
   );

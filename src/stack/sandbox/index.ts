@@ -8,6 +8,10 @@ import { seedEcs } from './ecs.js';
 import { EcsSimulator } from './ecs-simulator.js';
 import { seedRegions, type SandboxRegions } from './regions.js';
 import { seedDatabases, type SandboxDatabases } from './db.js';
+import { seedMigrationTarget, TASK_RECORDS_BUCKET, type SandboxMigrations } from './migration-target.js';
+import { DB_USER } from './regions.js';
+import { seedDeploys, type SandboxDeploys } from './deploys.js';
+import { TASK_RECORDS_BUCKET_ENV } from '../../activities/deps.js';
 
 export interface SandboxOptions {
   awsEndpoint: string;
@@ -24,6 +28,15 @@ export interface Sandbox {
   ecs: EcsSimulator;
   /** region-data-update's bucket and region_config database, and a way to add regions. */
   regions: SandboxRegions;
+  /** ecs-migration's network, task definition and migrations, and the simulator's migration tasks. */
+  migrations: SandboxMigrations;
+  /**
+   * Environment a worker for the sandbox needs: where the ECS simulator records
+   * what moto cannot report (exit codes). `createDeps` reads it.
+   */
+  workerEnv: Record<string, string>;
+  /** prod-tag-deploy's repository and service, each commit's digest, and a way to mark digests bad. */
+  deploys: SandboxDeploys;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -33,11 +46,28 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const runbooks: Record<string, Record<string, unknown>> = {};
   const stops: (() => Promise<void>)[] = [];
   runbooks['rolling-restart'] = { ...(await seedEcs(options.awsEndpoint, region)) };
-  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox');
-  ecs.start();
-  stops.push(() => ecs.stop());
   const regions = await seedRegions({ awsEndpoint: options.awsEndpoint, region, postgresUrl: options.postgresUrl });
   runbooks['region-data-update'] = regions.defaults;
+  const migrations = await seedMigrationTarget({
+    awsEndpoint: options.awsEndpoint,
+    region,
+    databaseUrl: regions.regions.databaseUrl,
+    databaseOwner: DB_USER,
+    database: regions.defaults.database as SandboxMigrations['defaults']['database'],
+  });
+  runbooks['ecs-migration'] = migrations.defaults;
+  const deploys = await seedDeploys({
+    awsEndpoint: options.awsEndpoint,
+    region,
+    network: migrations.network,
+    database: migrations.defaults.database,
+    migrations: migrations.catalog,
+    databaseUrl: regions.regions.databaseUrl,
+  });
+  runbooks['prod-tag-deploy'] = deploys.defaults;
+  const ecs = new EcsSimulator(options.awsEndpoint, region, 'sandbox', { oneOffTasks: migrations.tasks, images: deploys.images });
+  ecs.start();
+  stops.push(() => ecs.stop());
   runbooks['bucket-swap'] = await seedBuckets(options.awsEndpoint, region);
   const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
   runbooks['db-migration'] = db.defaults;
@@ -52,6 +82,9 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     db,
     ecs,
     regions: regions.regions,
+    migrations,
+    deploys,
+    workerEnv: { [TASK_RECORDS_BUCKET_ENV]: TASK_RECORDS_BUCKET },
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },

@@ -11,7 +11,8 @@ import { withClient } from './pg.js';
 
 export const REGION_BUCKET = 'sandbox-region-data';
 const DB_NAME = 'districtbuilder';
-const DB_USER = 'districtbuilder';
+/** The app's database role: owns region_config and schema_migration. */
+export const DB_USER = 'districtbuilder';
 
 export interface RegionSeedOptions {
   awsEndpoint: string;

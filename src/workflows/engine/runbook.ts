@@ -601,7 +601,7 @@ export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<
 
 function endFailureType(phase: Phase, cause: string | undefined): string {
   if (phase === 'rolled-back') return FailureType.rolledBack;
-  if (cause === FailureType.invalidInput || cause === FailureType.rejected) return cause;
+  if (cause === FailureType.invalidInput || cause === FailureType.rejected || cause === FailureType.conflict) return cause;
   return FailureType.failed;
 }
 
