@@ -173,6 +173,8 @@ export interface ResolvedRun<P = unknown> {
   params: P;
   policy: RunPolicy;
   envHash: string;
+  /** ECS services the run changes besides its target (kept in the memo, for the lock across runbooks). */
+  services: string[];
   /** The requester claim, normalised. */
   startedBy: string;
 }
@@ -230,6 +232,8 @@ export const searchAttributes = {
 
 /** Memo key holding the final status, so a finished run can be read without a worker. */
 export const FINAL_STATUS_MEMO = 'runbookStatus';
+/** Memo key listing the ECS services an open run changes besides its target. */
+export const SERVICES_MEMO = 'runbookServices';
 /** Memo key holding the policy the worker resolved and the hash of its environment entry. */
 export const POLICY_MEMO = 'runbookPolicy';
 

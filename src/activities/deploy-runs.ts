@@ -5,7 +5,7 @@
  * it (which image each made prod, with the schema migrations there were then,
  * and whether a rollback froze deploys).
  */
-import { FINAL_STATUS_MEMO, searchAttributes, type RunStatus } from '../messages.js';
+import { FINAL_STATUS_MEMO, SERVICES_MEMO, searchAttributes, type RunStatus } from '../messages.js';
 import type { TemporalDeps } from './runs.js';
 
 export interface SucceededDeploy {
@@ -22,12 +22,21 @@ export function createDeployRunsActivities(deps: TemporalDeps) {
   const temporal = deps.temporal ?? (() => Promise.reject(new Error('this worker has no Temporal client for visibility queries')));
 
   return {
-    /** Open runs of any runbook on `env` whose target is this service, other than the asking one. */
+    /**
+     * Open runs on `env` that change this ECS service, other than the asking
+     * one: runs whose target it is, and runs that list it in their memo
+     * (db-migration's writers).
+     */
     async findServiceHolders({ env, service, except }: { env: string; service: string; except: string }): Promise<string[]> {
       const client = await temporal();
-      const query = `${searchAttributes.target.name} = '${service}' AND ${searchAttributes.env.name} = '${env}' AND ExecutionStatus = 'Running'`;
+      const query = `${searchAttributes.env.name} = '${env.replace(/'/g, "''")}' AND ExecutionStatus = 'Running'`;
       const holders: string[] = [];
-      for await (const run of client.workflow.list({ query })) if (run.workflowId !== except) holders.push(run.workflowId);
+      for await (const run of client.workflow.list({ query })) {
+        if (run.workflowId === except) continue;
+        const target = run.typedSearchAttributes.get(searchAttributes.target);
+        const services = (run.memo?.[SERVICES_MEMO] as string[] | undefined) ?? [];
+        if (target === service || services.includes(service)) holders.push(run.workflowId);
+      }
       return holders;
     },
 

@@ -130,6 +130,7 @@ export const dbMigrationRunbook = defineRunbook({
   params,
   plan: dbMigrationPlan,
   target: (p) => p.sourceInstance,
+  services: (p) => p.writers.map((w) => w.service),
   summary: (p, env) =>
     `move ${p.sourceInstance}/${p.database} to ${p.newInstance.identifier} on ${env.name} (${p.provisioning.mode}): ` +
     `stop ${p.writers.map((w) => w.service).join(', ')}, pg_dump -j ${p.parallelJobs} via s3://${p.backup.bucket}, restore, verify, cut over`,

@@ -14,6 +14,8 @@ export interface RunbookDefinition<S extends z.ZodTypeAny = z.ZodTypeAny> {
   plan: Plan;
   /** What the run holds exclusively: part of the workflow ID, so two runs cannot touch it at once. */
   target(params: z.infer<S>): string;
+  /** ECS services the run changes besides its target: no other runbook may change them while it is open. */
+  services?(params: z.infer<S>): string[];
   /** One line for the Temporal UI ("restart app on sandbox: 3 tasks -> 3 new"). */
   summary(params: z.infer<S>, env: EnvironmentConfig): string;
   /** Rules that depend on the environment; returns "field: rule" when refused. */

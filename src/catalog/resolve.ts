@@ -57,6 +57,7 @@ export function resolveRun(config: RunbooksConfig, catalog: Catalog, run: RunToR
     params: definition.prepare ? definition.prepare(validated, env) : validated,
     policy: runPolicy(env),
     envHash: environmentHash(env),
+    services: definition.services?.(validated) ?? [],
     startedBy,
   };
 }

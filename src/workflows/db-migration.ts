@@ -28,7 +28,8 @@ import type { InstanceInfo, MappedDatabaseSpec, RdsActivities } from '../activit
 import type { createSecretActivities, SecretSources } from '../activities/secrets.js';
 import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../activities/writers.js';
 import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
-import { definePlan, describeError, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import type { DeployRunsActivities } from '../activities/deploy-runs.js';
+import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
 
 export interface TerraformProvisioning {
@@ -101,7 +102,7 @@ export const dbMigrationPlan = definePlan({
   checkpoints: ['cutover', 'delete-old'],
 });
 
-type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities;
+type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities;
 
 const RETRY = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' } as const;
 
@@ -222,6 +223,12 @@ class Migration {
       quick.checkBackupPrerequisites({ storage: this.backupLocation }),
       quick.checkSecretRefs({ sources: this.sources, refs: this.secretsKnownBeforehand() }),
     ]);
+    // One runbook at a time per ECS service: a deploy or restart of a writer must not meet this run's stop (runs
+    // started before the service lock did not look, and must replay as they ran).
+    if (!this.rb.legacy) {
+      const holders = await Promise.all(p.writers.map((w) => quick.findServiceHolders({ env: this.rb.env, service: w.service, except: workflowInfo().workflowId })));
+      p.writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
+    }
     refuseIf(!source.engine.startsWith('postgres'), 'sourceInstance', `${p.sourceInstance} runs ${source.engine}; this runbook moves PostgreSQL`);
     refuseIf(source.status !== 'available' || !source.endpoint, 'sourceInstance', `${p.sourceInstance} is ${source.status}, not available`);
     return { source, writers, pgDumpVersion: tools.pgDumpVersion };

@@ -86,6 +86,8 @@ export const anyoneMayApprove: RunPolicy = { approvers: ['*'], allowSelfApproval
 
 /** The policy each stub run resolves to, by request ID (the real worker reads it from its config). */
 const policies = new Map<string, RunPolicy>();
+/** The services each stub run says it changes, by request ID. */
+const services = new Map<string, string[]>();
 
 /**
  * The worker's resolve step, stubbed: the params a test gives are taken as
@@ -93,7 +95,7 @@ const policies = new Map<string, RunPolicy>();
  * step is tested end to end (test/trust-boundary.test.ts).
  */
 async function resolveAsGiven({ input }: { workflowId: string; input: RunbookInput }): Promise<ResolvedRun> {
-  return { target: 'one', params: input.params, policy: policies.get(input.requestId) ?? anyoneMayApprove, envHash: 'stub', startedBy: input.startedBy };
+  return { target: 'one', params: input.params, policy: policies.get(input.requestId) ?? anyoneMayApprove, envHash: 'stub', services: services.get(input.requestId) ?? [], startedBy: input.startedBy };
 }
 
 type PolicyOverride = Partial<Omit<RunPolicy, 'timeoutsMs'>> & { timeoutsMs?: Record<string, number> };
@@ -102,11 +104,12 @@ type PolicyOverride = Partial<Omit<RunPolicy, 'timeoutsMs'>> & { timeoutsMs?: Re
 export function runbookInput<P>(
   runbook: string,
   params: P,
-  overrides: Partial<Omit<RunbookInput, 'params'>> & { policy?: PolicyOverride } = {},
+  overrides: Partial<Omit<RunbookInput, 'params'>> & { policy?: PolicyOverride; services?: string[] } = {},
 ): RunbookInput {
-  const { policy, ...rest } = overrides;
+  const { policy, services: changed, ...rest } = overrides;
   const requestId = randomUUID();
   if (policy) policies.set(requestId, { ...anyoneMayApprove, ...policy });
+  if (changed) services.set(requestId, changed);
   return { runbook, env: 'test', startedBy: 'alice', dryRun: false, requestId, params: params as Record<string, unknown>, ...rest };
 }
 

@@ -23,6 +23,7 @@ import {
   FINAL_STATUS_MEMO,
   FailureType,
   POLICY_MEMO,
+  SERVICES_MEMO,
   REFUSALS_KEPT,
   approveSignal,
   cancelNoteSignal,
@@ -186,7 +187,7 @@ export class Runbook<P = unknown> {
       { key: searchAttributes.target, value: this.target },
       { key: searchAttributes.startedBy, value: this.startedBy },
     ]);
-    upsertMemo({ [POLICY_MEMO]: { policy: this.policy, envHash: this.envHash, runId } });
+    upsertMemo({ [POLICY_MEMO]: { policy: this.policy, envHash: this.envHash, runId }, [SERVICES_MEMO]: resolved.services ?? [] });
     await this.notify('started');
   }
 
