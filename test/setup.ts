@@ -86,7 +86,7 @@ function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: strin
     production: {
       protected: true,
       aws,
-      approvals: { approvers: ['qa-lead', 'alice', 'bob'], allowSelfApproval: false },
+      approvals: { approvers: ['qa-lead', 'dba', 'alice', 'bob'], allowSelfApproval: false },
       runbooks: { ...runbooks, 'region-data-update': { ...runbooks['region-data-update'], stagingEnv: 'staging' } },
     },
   };
