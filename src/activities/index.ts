@@ -13,6 +13,7 @@ import { createRegionDataActivities } from './region-data.js';
 import { createRunsActivities, type TemporalDeps } from './runs.js';
 import { createS3Activities } from './s3.js';
 import { createTaskHealthActivities } from './task-health.js';
+import { createSecretResolver } from './secrets.js';
 import { createTerraformActivities } from './terraform.js';
 
 export interface ActivityDeps extends TemporalDeps {
@@ -28,7 +29,7 @@ export function createActivities(deps: ActivityDeps = {}) {
     createElbActivities(deps),
     createTaskHealthActivities(deps),
     createS3Activities(deps),
-    createTerraformActivities(),
+    createTerraformActivities({ ...deps, secrets: createSecretResolver() }),
     createDbMigrationActivities(deps),
     createRegionDataActivities(deps),
     createRegionConfigActivities(),

@@ -5,8 +5,9 @@ import { rollingRestartRunbook } from './rolling-restart.js';
 import { regionDataUpdateRunbook } from './region-data-update.js';
 import { bucketSwapRunbook } from './bucket-swap.js';
 import { dbMigrationRunbook } from './db-migration.js';
+import { terraformApplyRunbook } from './terraform-apply.js';
 
-export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook];
+export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook, terraformApplyRunbook];
 
 export class Catalog {
   private readonly byName = new Map<string, RunbookDefinition>();

@@ -4,3 +4,4 @@ export * from './rolling-restart.js';
 export * from './bucket-swap.js';
 export * from './db-migration.js';
 export * from './region-data-update.js';
+export * from './terraform-apply.js';

@@ -8,6 +8,7 @@ import { seedEcs } from './ecs.js';
 import { EcsSimulator } from './ecs-simulator.js';
 import { seedRegions, type SandboxRegions } from './regions.js';
 import { seedDatabases, type SandboxDatabases } from './db.js';
+import { seedTerraform, type SandboxTerraform } from './terraform.js';
 
 export interface SandboxOptions {
   awsEndpoint: string;
@@ -24,6 +25,8 @@ export interface Sandbox {
   ecs: EcsSimulator;
   /** region-data-update's bucket and region_config database, and a way to add regions. */
   regions: SandboxRegions;
+  /** terraform-apply's directory (undefined when no terraform binary could be found or built). */
+  terraform: SandboxTerraform | undefined;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -42,16 +45,23 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
   runbooks['db-migration'] = db.defaults;
   stops.push(() => db.stop());
+  const terraform = await seedTerraform({ awsEndpoint: options.awsEndpoint, region });
+  if (terraform) {
+    runbooks['terraform-apply'] = terraform.defaults;
+    stops.push(() => terraform.stop());
+  }
   return {
     environment: {
       description: 'the local stack started by `runbook dev`: anyone may approve, self-approval allowed',
       aws: { region, endpoint: options.awsEndpoint },
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '24h' },
+      ...(terraform ? { terraform: terraform.config } : {}),
       runbooks,
     },
     db,
     ecs,
     regions: regions.regions,
+    terraform,
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },
