@@ -7,15 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { execa } from 'execa';
 import type { RunStatus } from '../src/messages.js';
-import type { SandboxTerraform } from '../src/stack/sandbox/terraform.js';
+import { SANDBOX_DEPLOY_TOKEN, type SandboxTerraform } from '../src/stack/sandbox/terraform.js';
 import { describeChanges, describeCounts, planCounts, planProblems } from '../src/terraform-plan.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
-import { temporalClient, waitForStatus } from './helpers/wait.js';
+import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
 
 const idFor = (workspace: string) => `terraform-apply:sandbox:sandbox.${workspace}`;
@@ -56,8 +58,21 @@ describe('terraform-apply on the sandbox', function () {
     return workspace;
   }
 
+  async function secretValue(secretId: string): Promise<string> {
+    const client = new SecretsManagerClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    try {
+      return (await client.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString!;
+    } finally {
+      client.destroy();
+    }
+  }
+
+  /** `terraform state list`; a workspace nothing was applied in has no state file yet. */
   async function stateList(workspace: string): Promise<string[]> {
-    return (await tf(['state', 'list'], workspace)).split('\n').filter(Boolean);
+    const result = await execa('terraform', ['state', 'list'], { cwd: infra.config.dirs.sandbox, env: { TF_WORKSPACE: workspace }, reject: false });
+    if (/No state file was found/.test(result.stderr)) return [];
+    assert.equal(result.exitCode, 0, result.stderr);
+    return result.stdout.split('\n').filter(Boolean);
   }
 
   /** Whether moto holds the bucket; with the stand-ins nothing is created there, so the state decides. */
@@ -102,7 +117,7 @@ describe('terraform-apply on the sandbox', function () {
   it('plans into the run\'s folder, waits at review with counts, addresses and hash; approve applies exactly that plan, then deletes it', async () => {
     const workspace = await newWorkspace('approve');
     const id = (current = idFor(workspace));
-    const started = await start(workspace, 'vars.extra_buckets=["logs"]');
+    const started = await start(workspace, 'vars.extra_buckets=["logs"]', `secretVars.deploy_token=${SANDBOX_DEPLOY_TOKEN.credential}`);
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
     assert.match(started.stdout, /Waiting at checkpoint 'review'/);
 
@@ -132,8 +147,14 @@ describe('terraform-apply on the sandbox', function () {
       assert.equal(await bucketExists(`sandbox-tf-${workspace}-logs`), true);
     }
     assert.equal(existsSync(plan.path), false, 'the saved plan is deleted');
-    // The state and the world agree: the same inputs plan nothing.
-    await tf(['plan', '-detailed-exitcode', '-input=false', '-no-color', '-var', 'extra_buckets=["logs"]'], workspace, [0]);
+    // The secret reached Terraform (only its hash is an output), and never the history.
+    const token = await secretValue(SANDBOX_DEPLOY_TOKEN.secretId);
+    assert.equal((await tf(['output', '-raw', 'deploy_token_sha256'], workspace)).trim(), createHash('sha256').update(token).digest('hex'));
+    // Payloads decoded, so a value in any input, result or heartbeat would show.
+    const history = JSON.stringify(await (await temporalClient()).workflow.getHandle(id).fetchHistory(), (_key, value: unknown) =>
+      value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value);
+    assert.ok(!history.includes(token), 'the secret is not in the workflow history');
+    assert.match(history, /secretsmanager:sandbox\/deploy-token/, 'only its reference is');
   });
 
   it('refuses before review, exit 2, a plan that would destroy what allow does not name (var file from s3://); nothing changes', async () => {
@@ -193,13 +214,42 @@ describe('terraform-apply on the sandbox', function () {
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), false);
   });
 
+  it('after a SIGKILL of the worker during apply, resumes and finds the plan applied, without applying it twice', async () => {
+    const workspace = await newWorkspace('crash');
+    const id = (current = idFor(workspace));
+    const started = await start(workspace);
+    assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+    const plan = savedPlan(await finalStatus(id));
+    assert.equal((await runbook(['approve', id, '--checkpoint', 'review'])).exitCode, 0);
+    // Kill the worker while `terraform apply` holds the workspace's state lock: the orphaned apply
+    // finishes on its own, and the next attempt finds its saved plan stale.
+    const lock = join(infra.config.dirs.sandbox, 'terraform.tfstate.d', workspace, '.terraform.tfstate.lock.info');
+    await waitUntil(() => existsSync(`${plan.path}.applying`) && existsSync(lock), { timeoutMs: 120_000, intervalMs: 100, what: 'terraform apply to start' });
+    await worker().kill('SIGKILL');
+    await worker().start();
+
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 180_000);
+    assert.equal(status.phase, 'succeeded', status.error ?? '');
+    assert.match(stepDetail(status, 'apply'), /applied by an attempt whose result was lost/);
+    assert.equal((status.result as { alreadyApplied: boolean }).alreadyApplied, true);
+    assert.deepEqual(await stateList(workspace), [`${type}.assets`]);
+    if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), true);
+    assert.equal(existsSync(plan.path), false, 'the saved plan is deleted');
+  });
+
   it('refuses a plan made stale by a change to the state after review, saying to run again', async () => {
     const workspace = await newWorkspace('stale');
+    // States written without a provider (cheap): serial 1 before the plan, serial 2 by "someone else" after review.
+    const pushState = async (serial: number) => {
+      const file = join(testStack().dir, `${workspace}-${serial}.tfstate`);
+      writeFileSync(file, JSON.stringify({ version: 4, terraform_version: '1.5.0', serial, lineage: `stale-test-${process.pid}`, outputs: {}, resources: [] }));
+      await tf(['state', 'push', file], workspace);
+    };
+    await pushState(1);
     const id = (current = idFor(workspace));
     const started = await start(workspace, 'vars.extra_buckets=["mine"]');
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
-    // Meanwhile someone applies another change to the same workspace.
-    await tf(['apply', '-auto-approve', '-input=false', '-no-color', '-var', 'extra_buckets=["theirs"]'], workspace);
+    await pushState(2);
 
     assert.equal((await runbook(['approve', id, '--checkpoint', 'review'])).exitCode, 0);
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);

@@ -243,11 +243,10 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
         await terraform(args, ['apply', '-no-color', '-input=false', '-lock-timeout=60s', planFile]);
         return { alreadyApplied: false };
       } catch (err) {
-        if (!(err instanceof ApplicationFailure)) throw err;
+        if (!(err instanceof ApplicationFailure) || err.type === 'TerraformLocked') throw err;
         // Read only now: `show` loads the providers, which takes seconds.
-        const plan = await readPlan(terraform, args, planFile);
-        if (!/Saved plan is stale/.test(err.message)) throw await partlyApplied(terraform, args, plan, err);
-        if (retried && planVisibleInState(plan, await stateList(terraform, args))) return { alreadyApplied: true };
+        if (!/Saved plan is stale/.test(err.message)) throw await partlyApplied(terraform, args, await readPlan(terraform, args, planFile), err);
+        if (retried && planVisibleInState(await readPlan(terraform, args, planFile), await stateList(terraform, args))) return { alreadyApplied: true };
         throw ApplicationFailure.create({ type: 'PlanStale', message: `the plan is stale: the ${args.workspace ?? 'default'} state changed since it was made, nothing applied; run again for a fresh plan`, nonRetryable: true });
       }
     },
@@ -301,7 +300,6 @@ function planVisibleInState(plan: PlanSummary, state: string[]): boolean {
 
 /** A failed apply, saying which planned changes the state shows done (nothing is undone automatically). */
 async function partlyApplied(terraform: Terraform, where: TerraformDir, plan: PlanSummary, err: ApplicationFailure): Promise<ApplicationFailure> {
-  if (err.type === 'TerraformLocked') return err;
   const state = await stateList(terraform, where).catch(() => undefined);
   if (!state) return err;
   const done = plan.changes.filter((c) => (c.actions.includes('create') ? state.includes(c.address) : c.actions.includes('delete') ? !state.includes(c.address) : false));
@@ -344,8 +342,14 @@ async function readPlan(terraform: Terraform, where: TerraformDir, planFile: str
 }
 
 async function stateList(terraform: Terraform, where: TerraformDir): Promise<string[]> {
-  const { stdout } = await terraform(where, ['state', 'list']);
-  return stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+  try {
+    const { stdout } = await terraform(where, ['state', 'list']);
+    return stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+  } catch (err) {
+    // A workspace nothing was ever applied in has no state yet: it manages nothing.
+    if (err instanceof ApplicationFailure && /No state file was found/.test(err.message)) return [];
+    throw err;
+  }
 }
 
 async function requireWorkspace(terraform: Terraform, where: TerraformDir): Promise<void> {
