@@ -58,6 +58,15 @@ describe('terraform-apply on the sandbox', function () {
     return workspace;
   }
 
+  /** The run's history with every payload decoded (Buffers reach a JSON replacer already as {type: 'Buffer', data}). */
+  async function historyText(workflowId: string): Promise<string> {
+    const history = await (await temporalClient()).workflow.getHandle(workflowId).fetchHistory();
+    return JSON.stringify(history, (_key, value: unknown) => {
+      const buffer = value as { type?: string; data?: number[] } | null;
+      return buffer?.type === 'Buffer' && Array.isArray(buffer.data) ? Buffer.from(buffer.data).toString('utf8') : value;
+    });
+  }
+
   async function secretValue(secretId: string): Promise<string> {
     const client = new SecretsManagerClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
     try {
@@ -151,8 +160,7 @@ describe('terraform-apply on the sandbox', function () {
     const token = await secretValue(SANDBOX_DEPLOY_TOKEN.secretId);
     assert.equal((await tf(['output', '-raw', 'deploy_token_sha256'], workspace)).trim(), createHash('sha256').update(token).digest('hex'));
     // Payloads decoded, so a value in any input, result or heartbeat would show.
-    const history = JSON.stringify(await (await temporalClient()).workflow.getHandle(id).fetchHistory(), (_key, value: unknown) =>
-      value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : value);
+    const history = await historyText(id);
     assert.ok(!history.includes(token), 'the secret is not in the workflow history');
     assert.match(history, /secretsmanager:sandbox\/deploy-token/, 'only its reference is');
   });
@@ -214,15 +222,16 @@ describe('terraform-apply on the sandbox', function () {
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), false);
   });
 
-  it('after a SIGKILL of the worker during apply, resumes and finds the plan applied, without applying it twice', async () => {
+  it('after a SIGKILL of the worker during apply, a new worker finishes the run with the plan applied once', async () => {
     const workspace = await newWorkspace('crash');
     const id = (current = idFor(workspace));
     const started = await start(workspace);
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
     const plan = savedPlan(await finalStatus(id));
     assert.equal((await runbook(['approve', id, '--checkpoint', 'review'])).exitCode, 0);
-    // Kill the worker while `terraform apply` holds the workspace's state lock: the orphaned apply
-    // finishes on its own, and the next attempt finds its saved plan stale.
+    // Kill the worker while `terraform apply` holds the workspace's state lock. The orphaned apply
+    // either finishes (the next attempt finds its plan stale and the changes in the state) or dies
+    // of the closed pipe before saving state (the next attempt applies the plan, for the first time).
     const lock = join(infra.config.dirs.sandbox, 'terraform.tfstate.d', workspace, '.terraform.tfstate.lock.info');
     await waitUntil(() => existsSync(`${plan.path}.applying`) && existsSync(lock), { timeoutMs: 120_000, intervalMs: 100, what: 'terraform apply to start' });
     await worker().kill('SIGKILL');
@@ -230,8 +239,15 @@ describe('terraform-apply on the sandbox', function () {
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 180_000);
     assert.equal(status.phase, 'succeeded', status.error ?? '');
-    assert.match(stepDetail(status, 'apply'), /applied by an attempt whose result was lost/);
-    assert.equal((status.result as { alreadyApplied: boolean }).alreadyApplied, true);
+    const detail = stepDetail(status, 'apply');
+    console.log(`      after the SIGKILL: ${detail}`);
+    assert.match(detail, /^(applied: create aws_s3_bucket\.assets|applied: create terraform_data\.assets|the plan had been applied by an attempt whose result was lost)/);
+    // One apply activity, whose attempt on the new worker finished it (history records the last attempt).
+    const events = (await (await temporalClient()).workflow.getHandle(id).fetchHistory()).events ?? [];
+    const applies = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'terraformApply');
+    assert.equal(applies.length, 1, 'the apply activity was scheduled once');
+    const applyStarted = events.find((e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(applies[0]!.eventId));
+    assert.ok((applyStarted?.activityTaskStartedEventAttributes?.attempt ?? 0) >= 2, 'the apply ran again on the new worker');
     assert.deepEqual(await stateList(workspace), [`${type}.assets`]);
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), true);
     assert.equal(existsSync(plan.path), false, 'the saved plan is deleted');
