@@ -58,13 +58,18 @@ describe('terraform-apply on the sandbox', function () {
     return workspace;
   }
 
-  /** The run's history with every payload decoded (Buffers reach a JSON replacer already as {type: 'Buffer', data}). */
+  /** Every payload of the run's history (inputs, results, heartbeats, failures), decoded. */
   async function historyText(workflowId: string): Promise<string> {
     const history = await (await temporalClient()).workflow.getHandle(workflowId).fetchHistory();
-    return JSON.stringify(history, (_key, value: unknown) => {
-      const buffer = value as { type?: string; data?: number[] } | null;
-      return buffer?.type === 'Buffer' && Array.isArray(buffer.data) ? Buffer.from(buffer.data).toString('utf8') : value;
-    });
+    const decoded: string[] = [];
+    // Walked by hand: the history's messages turn bytes into base64 when serialised to JSON.
+    const walk = (node: unknown): void => {
+      if (node instanceof Uint8Array) decoded.push(Buffer.from(node).toString('utf8'));
+      else if (Array.isArray(node)) node.forEach(walk);
+      else if (node && typeof node === 'object') Object.values(node).forEach(walk);
+    };
+    walk(history.events);
+    return decoded.join('\n');
   }
 
   async function secretValue(secretId: string): Promise<string> {
