@@ -259,7 +259,8 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       await rm(`${planFile}.applying`, { force: true });
       const folder = dirname(planFile);
       for (const file of readdirSync(folder)) if (file.startsWith('var-file-')) await rm(join(folder, file), { force: true });
-      await rmdir(folder).catch(() => undefined);
+      // The run's folder, then its workflow's folder, once empty (a folder still in use is not empty).
+      await rmdir(folder).then(() => rmdir(dirname(folder))).catch(() => undefined);
       return { removed };
     },
 
