@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
+import { secretRefSchema } from './secret-refs.js';
 import type { RunPolicy } from './messages.js';
 
 const duration = durationSchema;
@@ -30,6 +31,21 @@ const approvalsSchema = z
     timeout: duration.default('24h'),
     timeouts: z.record(duration).default({}),
     webhook: z.string().url().optional(),
+  })
+  .strict();
+
+/**
+ * Terraform on this environment's workers. `dirs` is the allowlist runbooks
+ * pick a directory from by name (never a free path); `credentials` names the
+ * secrets Terraform variables may take, by logical name.
+ */
+const terraformSchema = z
+  .object({
+    dirs: z.record(z.string().regex(/^\//, 'must be an absolute path on the worker')).default({}),
+    /** A Terraform CLI configuration (TF_CLI_CONFIG_FILE) for runs here, e.g. a provider mirror. */
+    cliConfig: z.string().regex(/^\//, 'must be an absolute path on the worker').optional(),
+    /** Logical credential name -> secret reference (env:NAME, secretsmanager:<arn>[#key]). */
+    credentials: z.record(secretRefSchema).default({}),
   })
   .strict();
 
@@ -78,6 +94,7 @@ const environmentSchema = z
     approvals: approvalsSchema.default({}),
     /** Which webhooks (named under `webhooks:`) hear which events of runs here. */
     notify: z.array(notifyRouteSchema).default([]),
+    terraform: terraformSchema.optional(),
     /** Default inputs per runbook; validated against each runbook's inputs when a run starts. */
     runbooks: z.record(z.record(z.unknown())).default({}),
   })
@@ -121,6 +138,7 @@ const configSchema = z
 export type RunbooksConfig = z.infer<typeof configSchema> & { path: string };
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 export type AwsConnection = z.infer<typeof awsSchema>;
+export type TerraformConfig = z.infer<typeof terraformSchema>;
 
 export class ConfigError extends Error {}
 

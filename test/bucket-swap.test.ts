@@ -6,7 +6,8 @@
  * that the crash test kills.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -35,12 +36,14 @@ import pLimit from 'p-limit';
 import type { CopyCheckpoint } from '../src/activities/s3-copy.js';
 import type { RunStatus } from '../src/messages.js';
 import { MotoRecorder, s3Request } from '../src/stack/moto-recorder.js';
+import { findProviderMirror, motoProviderConfig, writeCliConfig } from '../src/stack/terraform.js';
 import { testStack } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
 
 const fixtureTerraformDir = fileURLToPath(new URL('../../test/fixtures/terraform/', import.meta.url));
+const realFixtureTerraformDir = fileURLToPath(new URL('../../test/fixtures/terraform-aws/', import.meta.url));
 const unique = (label: string) => `${label}-${process.pid}`;
 const idFor = (source: string) => `bucket-swap:sandbox:${source}`;
 
@@ -340,38 +343,59 @@ describe('bucket-swap on the sandbox', function () {
   });
 
   describe('terraform mode, with the real terraform binary', () => {
-    /** A copy of the fixture configuration whose state holds the old bucket's resource, in workspace `sandbox`. */
+    /** The real hashicorp/aws provider from the machine's mirror; without one, the terraform_data stand-in fixture. */
+    const mirror = findProviderMirror();
+    const address = mirror ? 'aws_s3_bucket.static' : 'terraform_data.static';
+    let cliConfig: string | undefined;
+
+    before(async () => {
+      if (!mirror) console.log('      real provider not found (no hashicorp/aws mirror): terraform mode runs on the terraform_data stand-in fixture, creating no bucket through Terraform');
+      cliConfig = mirror ? await writeCliConfig(join(testStack().dir, 'bucket-swap-terraform.rc'), mirror) : undefined;
+      await worker().start();
+    });
+
+    /**
+     * A copy of the fixture configuration whose state (workspace `sandbox`)
+     * holds the old bucket, holding 30 objects; with the real provider,
+     * Terraform created that bucket in moto.
+     */
     async function terraformDirHolding(oldBucket: string): Promise<string> {
       const dir = mkdtempSync(join(testStack().dir, 'terraform-'));
-      cpSync(fixtureTerraformDir, dir, { recursive: true });
+      cpSync(mirror ? realFixtureTerraformDir : fixtureTerraformDir, dir, { recursive: true });
+      if (mirror) writeFileSync(join(dir, 'provider.tf'), motoProviderConfig({ endpoint: testStack().awsEndpoint, region: 'us-east-1' }));
       writeFileSync(join(dir, 'terraform.tfvars'), `bucket_name = "${oldBucket}"\n`);
       await tf(dir, ['init', '-input=false', '-no-color']);
       await tf(dir, ['workspace', 'new', 'sandbox']);
       await tf(dir, ['apply', '-auto-approve', '-input=false', '-no-color'], 'sandbox');
+      const files = Array.from({ length: 30 }, (_, i) => ({ Key: `static/file-${i}.css`, Body: `a { order: ${i} }\n`, ContentType: 'text/css' }));
+      if (mirror) await Promise.all(files.map((file) => s3.send(new PutObjectCommand({ Bucket: oldBucket, ...file }))));
+      else await createSourceBucket(oldBucket, files);
       return dir;
     }
 
-    async function tf(dir: string, args: string[], workspace?: string): Promise<string> {
-      const result = await execa('terraform', args, { cwd: dir, env: workspace ? { TF_WORKSPACE: workspace } : {}, reject: false });
-      assert.equal(result.exitCode, 0, `terraform ${args.join(' ')}: ${result.stderr}`);
+    async function tf(dir: string, args: string[], workspace?: string, exitCodes = [0]): Promise<string> {
+      const env = { ...(workspace ? { TF_WORKSPACE: workspace } : {}), ...(cliConfig ? { TF_CLI_CONFIG_FILE: cliConfig } : {}) };
+      const result = await execa('terraform', args, { cwd: dir, env, reject: false });
+      assert.ok(exitCodes.includes(result.exitCode ?? -1), `terraform ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}${result.stdout.slice(-2000)}`);
       return result.stdout;
     }
 
-    async function smallBucket(name: string): Promise<void> {
-      await createSourceBucket(name, Array.from({ length: 30 }, (_, i) => ({ Key: `static/file-${i}.css`, Body: `a { order: ${i} }\n`, ContentType: 'text/css' })));
+    /** The run's plan files are gone: none in the Terraform directory, none left in the worker's run folders. */
+    function assertNoPlanLeft(dir: string, workflowId: string): void {
+      assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tfplan')), [], 'no plan in the Terraform directory');
+      const runs = join(tmpdir(), 'runbook-terraform', workflowId.replace(/[^A-Za-z0-9._-]/g, '_'));
+      const left = existsSync(runs) ? readdirSync(runs).flatMap((run) => readdirSync(join(runs, run))) : [];
+      assert.deepEqual(left, [], 'the saved plan was deleted');
     }
 
     const swapWithTerraform = (source: string, target: string, dir: string) => [
       'start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, '--set', 'mode=terraform',
-      '--set', `terraform.dir=${dir}`, '--set', 'terraform.workspace=sandbox', '--set', 'terraform.address=terraform_data.static', '--wait',
+      '--set', `terraform.dir=${dir}`, '--set', 'terraform.workspace=sandbox', '--set', `terraform.address=${address}`, '--wait',
     ];
-
-    before(() => worker().start());
 
     it('refuses, before apply, a plan that would replace something besides the bucket', async () => {
       const source = unique('tf-guard-old');
       const target = unique('tf-guard-new');
-      await smallBucket(source);
       const dir = await terraformDirHolding(source);
       const keyBefore = await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox');
       // The operator renames the bucket, and (by mistake) bumps the key it depends on.
@@ -381,21 +405,21 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(result.exitCode, 1, result.stdout + result.stderr);
       const status = await finalStatus(idFor(source));
       assert.equal(status.phase, 'failed');
-      assert.match(status.error ?? '', /refused, nothing applied: it would replace terraform_data\.encryption_key, not only terraform_data\.static/);
+      assert.match(status.error ?? '', new RegExp(`refused, nothing applied: it would replace terraform_data\\.encryption_key, not only ${address.replace('.', '\\.')}`));
       assert.deepEqual(
         ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan', 'copy-objects'].map((step) => stepStates(status)[step]),
         ['done', 'done', 'failed', 'skipped', 'skipped'],
       );
       assert.equal(await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox'), keyBefore, 'the key was not replaced');
-      assert.doesNotMatch(await tf(dir, ['state', 'list'], 'sandbox'), /terraform_data\.static/, 'the old bucket stays out of the state');
+      assert.doesNotMatch(await tf(dir, ['state', 'list'], 'sandbox'), new RegExp(address.replace('.', '\\.')), 'the old bucket stays out of the state');
       assert.equal(await bucketExists(target), false, 'no new bucket');
       assert.equal((await listAll(source)).length, 30, 'the old bucket is untouched');
+      assertNoPlanLeft(dir, idFor(source));
     });
 
-    it('state rm, targeted plan, guard, apply, outputs; then copies, and deletes the old bucket once approved', async () => {
+    it('state rm, targeted plan, guard, apply, outputs; then copies, deletes the old bucket once approved, and leaves no drift', async () => {
       const source = unique('tf-old');
       const target = unique('tf-new');
-      await smallBucket(source);
       const dir = await terraformDirHolding(source);
       writeFileSync(join(dir, 'terraform.tfvars'), `bucket_name = "${target}"\n`);
 
@@ -404,13 +428,15 @@ describe('bucket-swap on the sandbox', function () {
       const id = idFor(source);
       const waiting = await finalStatus(id);
       assert.equal(waiting.waitingFor?.checkpoint, 'delete-old');
-      assert.match(stepDetail(waiting, 'detach-old-state'), /removed terraform_data\.static from the sandbox state/);
-      assert.match(stepDetail(waiting, 'plan-new-bucket'), /create terraform_data\.static/);
+      assert.match(stepDetail(waiting, 'detach-old-state'), new RegExp(`removed ${address.replace('.', '\\.')} from the sandbox state`));
+      assert.match(stepDetail(waiting, 'plan-new-bucket'), new RegExp(`create ${address.replace('.', '\\.')}`));
       assert.match(stepDetail(waiting, 'guard-plan'), /^accepted: /);
-      assert.match(stepDetail(waiting, 'apply-plan'), new RegExp(`created s3://${target}`));
+      // With the real provider Terraform made the bucket, and the run leaves it as Terraform made it.
+      assert.match(stepDetail(waiting, 'apply-plan'), new RegExp(mirror ? `s3://${target} existed already` : `created s3://${target}`));
       assert.equal(stepStates(waiting)['create-bucket'], 'skipped');
       assert.equal((await tf(dir, ['output', '-raw', 'bucket_name'], 'sandbox')).trim(), target, 'Terraform names the new bucket');
-      assert.match(await tf(dir, ['state', 'list'], 'sandbox'), /terraform_data\.static/, 'the new bucket is in the state');
+      assert.match(await tf(dir, ['state', 'list'], 'sandbox'), new RegExp(address.replace('.', '\\.')), 'the new bucket is in the state');
+      assertNoPlanLeft(dir, id);
       await assertExactCopy(source, target);
 
       const approve = await runbook(['approve', id, '--checkpoint', 'delete-old']);
@@ -418,6 +444,8 @@ describe('bucket-swap on the sandbox', function () {
       await waitForStatus(id, (s) => s.phase === 'succeeded');
       assert.equal(await bucketExists(source), false);
       assert.equal((await listAll(target)).length, 30);
+      // The state and the world agree: a full plan has nothing to do.
+      await tf(dir, ['plan', '-detailed-exitcode', '-input=false', '-no-color'], 'sandbox', [0]);
     });
   });
 

@@ -22,6 +22,7 @@ import { createSchemaMigrationActivities } from './schema-migrations.js';
 import type { TaskFactsReader } from './task-facts.js';
 import type { LogsClientFactory } from './cloudwatch-logs.js';
 import { createTaskHealthActivities } from './task-health.js';
+import { createSecretResolver } from './secrets.js';
 import { createTerraformActivities } from './terraform.js';
 
 export interface ActivityDeps extends TemporalDeps, WorkerConfigDeps {
@@ -42,7 +43,7 @@ export function createActivities(deps: ActivityDeps = {}) {
     createElbActivities(deps),
     createTaskHealthActivities(deps),
     createS3Activities(deps),
-    createTerraformActivities(),
+    createTerraformActivities({ ...deps, secrets: createSecretResolver() }),
     createDbMigrationActivities(deps),
     createRegionDataActivities(deps),
     createRegionConfigActivities(),

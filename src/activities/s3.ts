@@ -126,7 +126,9 @@ export function createS3Activities(deps: AwsDeps) {
     /** Creates the bucket in the source's region with its settings; finding it made is success. */
     async createBucketLike(args: CreateBucketArgs): Promise<CreatedBucket> {
       const client = s3(args.aws);
-      const created = await createBucket(client, args.bucket, args.like.region);
+      // In us-east-1, CreateBucket of one's own existing bucket answers 200: "keep" must look first.
+      const exists = args.whenExists === 'keep' && (await checkTargetUsable(client, args.bucket));
+      const created = !exists && (await createBucket(client, args.bucket, args.like.region));
       if (!created && args.whenExists === 'keep') {
         return { bucket: args.bucket, created, applied: [], notCopied: ['all settings: the bucket existed already and keeps its own'] };
       }

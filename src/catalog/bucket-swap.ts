@@ -62,7 +62,7 @@ export const bucketSwapRunbook = defineRunbook({
     source: p.source,
     target: p.target,
     mode: p.mode,
-    ...(p.terraform ? { terraform: p.terraform } : {}),
+    ...(p.terraform ? { terraform: { ...p.terraform, ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}) } } : {}),
     concurrency: p.concurrency,
     multipartThreshold: p.multipartThreshold,
     partSize: p.partSize,

@@ -7,8 +7,17 @@ import { bucketSwapRunbook } from './bucket-swap.js';
 import { dbMigrationRunbook } from './db-migration.js';
 import { ecsMigrationRunbook } from './ecs-migration.js';
 import { prodTagDeployRunbook } from './prod-tag-deploy.js';
+import { terraformApplyRunbook } from './terraform-apply.js';
 
-export const builtinRunbooks: RunbookDefinition[] = [rollingRestartRunbook, regionDataUpdateRunbook, bucketSwapRunbook, dbMigrationRunbook, ecsMigrationRunbook, prodTagDeployRunbook];
+export const builtinRunbooks: RunbookDefinition[] = [
+  rollingRestartRunbook,
+  regionDataUpdateRunbook,
+  bucketSwapRunbook,
+  dbMigrationRunbook,
+  ecsMigrationRunbook,
+  prodTagDeployRunbook,
+  terraformApplyRunbook,
+];
 
 export class Catalog {
   private readonly byName = new Map<string, RunbookDefinition>();

@@ -16,7 +16,7 @@
  * (empty, partly or fully copied) for inspection rather than deleted by a
  * machine that just failed. The failure message says what is kept where.
  */
-import { ApplicationFailure, isCancellation } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import { formatBytes, formatCount } from '../format.js';
@@ -33,6 +33,8 @@ export interface TerraformParams {
   address: string;
   /** Output that names the bucket after apply. */
   output: string;
+  /** The environment's Terraform CLI configuration (TF_CLI_CONFIG_FILE), e.g. naming a provider mirror. */
+  cliConfig?: string;
 }
 
 export interface BucketSwapParams {
@@ -135,8 +137,8 @@ async function preflight(p: BucketSwapParams): Promise<SwapFindings> {
 
 /** The directory is initialised and the workspace exists; reading the state proves both. */
 async function inspectTerraform(t: TerraformParams): Promise<void> {
-  await terraform.terraformInit({ dir: t.dir });
-  await terraform.terraformStateList({ dir: t.dir, workspace: t.workspace });
+  await terraform.terraformInit(terraformDir(t));
+  await terraform.terraformStateList(terraformDir(t));
 }
 
 async function createWithApi(rb: Runbook<BucketSwapParams>, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
@@ -158,7 +160,8 @@ async function createWithApi(rb: Runbook<BucketSwapParams>, found: SwapFindings,
 async function createWithTerraform(rb: Runbook<BucketSwapParams>, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
   const p = rb.params;
   const t = requireTerraform(p);
-  const where = { dir: t.dir, workspace: t.workspace };
+  const where = terraformDir(t);
+  // A name: the activities keep it in this run's own folder, outside the Terraform directory.
   const planFile = `bucket-swap-${p.target}.tfplan`;
   rb.skip('create-bucket', `mode terraform: Terraform creates the bucket (${t.address})`);
 
@@ -170,29 +173,38 @@ async function createWithTerraform(rb: Runbook<BucketSwapParams>, found: SwapFin
     });
   progress.reached('planning');
 
-  const plan = await rb.change('plan-new-bucket', `terraform plan -target=${t.address} -out=${planFile}`,
-    () => terraform.terraformPlan({ ...where, targets: [t.address], planFile }), { detail: describePlan, dryResult: { changes: [], outputs: {} } });
+  try {
+    const plan = await rb.change('plan-new-bucket', `terraform plan -target=${t.address} -out=${planFile}`,
+      () => terraform.terraformPlan({ ...where, targets: [t.address], planFile }), { detail: describePlan, dryResult: { changes: [], outputs: {}, planFile, sha256: '' } });
 
-  if (rb.dryRun) {
-    rb.skip('guard-plan', `would refuse the plan if it destroyed or replaced anything but ${t.address}`);
-  } else {
-    await rb.read('guard-plan', `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
-      () => terraform.terraformGuardPlan({ ...where, planFile, target: t.address, expectOutput: { name: t.output, value: p.target } }), {
-        detail: (checked) => `accepted: ${describePlan(checked)}`,
-      });
-  }
-
-  progress.reached('applying');
-  return rb.change('apply-plan', `terraform apply ${planFile}, then check that output ${t.output} names s3://${p.target}`, async () => {
-    await terraform.terraformApply({ ...where, planFile });
-    const { values } = await terraform.terraformOutputs(where);
-    if (values[t.output] !== p.target) {
-      throw ApplicationFailure.create({ type: 'UnexpectedBucketName', message: `terraform output ${t.output} is '${String(values[t.output])}', not the target '${p.target}'`, nonRetryable: true });
+    if (rb.dryRun) {
+      rb.skip('guard-plan', `would refuse the plan if it destroyed or replaced anything but ${t.address}`);
+    } else {
+      await rb.read('guard-plan', `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
+        () => terraform.terraformGuardPlan({ ...where, planFile, allow: [t.address], require: [t.address], expectOutput: { name: t.output, value: p.target } }), {
+          detail: (checked) => `accepted: ${describePlan(checked)}`,
+        });
     }
-    // A bucket Terraform made is left as Terraform made it; where none exists (the
-    // sandbox, whose fixture resource stands in for the bucket), it is made like the source.
-    return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, whenExists: 'keep' });
-  }, { detail: describeCreated, dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] } });
+
+    progress.reached('applying');
+    return await rb.change('apply-plan', `terraform apply ${planFile}, then check that output ${t.output} names s3://${p.target}`, async () => {
+      await terraform.terraformApply({ ...where, planFile, sha256: plan.sha256 });
+      const { values } = await terraform.terraformOutputs(where);
+      if (values[t.output] !== p.target) {
+        throw ApplicationFailure.create({ type: 'UnexpectedBucketName', message: `terraform output ${t.output} is '${String(values[t.output])}', not the target '${p.target}'`, nonRetryable: true });
+      }
+      // A bucket Terraform made is left as Terraform made it; where none exists (a
+      // terraform_data stand-in for the bucket), it is made like the source.
+      return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, whenExists: 'keep' });
+    }, { detail: describeCreated, dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] } });
+  } finally {
+    // The saved plan holds every variable's value: never left behind, whether applied, refused or cancelled.
+    if (!rb.dryRun) await CancellationScope.nonCancellable(() => terraform.terraformDiscardPlan({ planFile }));
+  }
+}
+
+function terraformDir(t: TerraformParams) {
+  return { dir: t.dir, workspace: t.workspace, ...(t.cliConfig ? { cliConfig: t.cliConfig } : {}) };
 }
 
 function requireTerraform(p: BucketSwapParams): TerraformParams {

@@ -27,8 +27,9 @@ import type { DatabaseInspection, PostgresActivities, VerifyReport } from '../ac
 import type { InstanceInfo, MappedDatabaseSpec, RdsActivities } from '../activities/rds.js';
 import type { createSecretActivities, SecretSources } from '../activities/secrets.js';
 import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../activities/writers.js';
-import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
+import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
+import { planProblems, type PlanSummary } from '../terraform-plan.js';
 import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
 
@@ -374,7 +375,8 @@ class Migration {
     const planFile = `db-migration-${this.runTag}.tfplan`;
     const plan = await long(p.instanceTimeoutMs).terraformPlan({ ...where, targets: [tf.instanceAddress, tf.passwordAddress], planFile });
     refuseUnexpectedDestroys(plan, [tf.instanceAddress, tf.passwordAddress], planFile);
-    await long(p.instanceTimeoutMs).terraformApply({ ...where, planFile });
+    await long(p.instanceTimeoutMs).terraformApply({ ...where, planFile, sha256: plan.sha256 });
+    await long(p.instanceTimeoutMs).terraformDiscardPlan({ planFile }); // it holds the generated password
     return waits.waitForDbInstance({ aws: p.aws, identifier: p.newInstance.identifier, deadline, ...(emulate ? { emulate } : {}) });
   }
 
@@ -521,18 +523,13 @@ class Migration {
 
 /**
  * The targeted plan may create or replace the instance and its password (the
- * seed regenerates it), and must destroy nothing else. Checked here rather
- * than with bucket-swap's single-target plan guard.
+ * seed regenerates it), and must destroy nothing else: the one plan guard
+ * (src/terraform-plan.ts), with both targets allowed.
  */
 function refuseUnexpectedDestroys(plan: PlanSummary, targets: string[], planFile: string): void {
-  const within = (address: string, target: string) => address === target || address.startsWith(`${target}.`) || address.startsWith(`${target}[`);
-  const destroyed = plan.changes.filter((c) => c.actions.includes('delete') && !targets.some((t) => within(c.address, t)));
-  if (destroyed.length) {
-    throw ApplicationFailure.create({
-      type: 'PlanRefused',
-      message: `the plan ${planFile} was refused, nothing applied: it would destroy ${destroyed.map((c) => c.address).join(', ')}`,
-      nonRetryable: true,
-    });
+  const problems = planProblems(plan, { allow: targets });
+  if (problems.length) {
+    throw ApplicationFailure.create({ type: 'PlanRefused', message: `the plan ${planFile} was refused, nothing applied: ${problems.join('; ')}`, nonRetryable: true });
   }
 }
 

@@ -6,3 +6,4 @@ export * from './db-migration.js';
 export * from './region-data-update.js';
 export * from './ecs-migration.js';
 export * from './prod-tag-deploy.js';
+export * from './terraform-apply.js';

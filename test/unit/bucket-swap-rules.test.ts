@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { bucketNameProblem } from '../../src/activities/bucket-names.js';
 import { copyMismatch, plannedParts } from '../../src/activities/s3-objects.js';
-import { isWithin, planProblems } from '../../src/activities/terraform.js';
+import { isWithin, planProblems } from '../../src/terraform-plan.js';
 import { parseBytes } from '../../src/bytes.js';
 
 describe('bucket-swap rules', () => {
@@ -38,13 +38,14 @@ describe('bucket-swap rules', () => {
 
   it('refuses plans that destroy or replace anything but the target', () => {
     const target = 'aws_s3_bucket.static';
-    assert.deepEqual(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'new' } }, { target, expectOutput: { name: 'bucket_name', value: 'new' } }), []);
+    const only = { allow: [target], require: [target] };
+    assert.deepEqual(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'new' } }, { ...only, expectOutput: { name: 'bucket_name', value: 'new' } }), []);
     assert.deepEqual(
-      planProblems({ changes: [{ address: target, actions: ['create'] }, { address: 'aws_kms_key.k', actions: ['delete', 'create'] }, { address: 'aws_s3_bucket.logs', actions: ['delete'] }], outputs: {} }, { target }),
+      planProblems({ changes: [{ address: target, actions: ['create'] }, { address: 'aws_kms_key.k', actions: ['delete', 'create'] }, { address: 'aws_s3_bucket.logs', actions: ['delete'] }], outputs: {} }, only),
       [`it would replace aws_kms_key.k, destroy aws_s3_bucket.logs, not only ${target}`],
     );
-    assert.deepEqual(planProblems({ changes: [], outputs: {} }, { target }), [`it does not create ${target} (check the resource address)`]);
-    assert.match(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'other' } }, { target, expectOutput: { name: 'bucket_name', value: 'new' } })[0] ?? '', /output bucket_name would be 'other', not 'new'/);
+    assert.deepEqual(planProblems({ changes: [], outputs: {} }, only), [`it does not create ${target} (check the resource address)`]);
+    assert.match(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'other' } }, { ...only, expectOutput: { name: 'bucket_name', value: 'new' } })[0] ?? '', /output bucket_name would be 'other', not 'new'/);
     assert.equal(isWithin('module.site.aws_s3_bucket.static[0]', 'module.site'), true);
     assert.equal(isWithin('aws_s3_bucket.static_logs', target), false);
   });

@@ -12,6 +12,7 @@ import { seedMigrationTarget, TASK_RECORDS_BUCKET, type SandboxMigrations } from
 import { DB_USER } from './regions.js';
 import { seedDeploys, type SandboxDeploys } from './deploys.js';
 import { TASK_RECORDS_BUCKET_ENV } from '../../activities/deps.js';
+import { seedTerraform, type SandboxTerraform } from './terraform.js';
 
 export interface SandboxOptions {
   awsEndpoint: string;
@@ -37,6 +38,8 @@ export interface Sandbox {
   workerEnv: Record<string, string>;
   /** prod-tag-deploy's repository and service, each commit's digest, and a way to mark digests bad. */
   deploys: SandboxDeploys;
+  /** terraform-apply's directory (undefined when no terraform binary could be found or built). */
+  terraform: SandboxTerraform | undefined;
   /** Stops the simulators the sandbox runs. */
   stop(): Promise<void>;
 }
@@ -72,11 +75,17 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
   runbooks['db-migration'] = db.defaults;
   stops.push(() => db.stop());
+  const terraform = await seedTerraform({ awsEndpoint: options.awsEndpoint, region });
+  if (terraform) {
+    runbooks['terraform-apply'] = terraform.defaults;
+    stops.push(() => terraform.stop());
+  }
   return {
     environment: {
       description: 'the local stack started by `runbook dev`: anyone may approve, self-approval allowed',
       aws: { region, endpoint: options.awsEndpoint },
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '24h' },
+      ...(terraform ? { terraform: terraform.config } : {}),
       runbooks,
     },
     db,
@@ -85,6 +94,7 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
     migrations,
     deploys,
     workerEnv: { [TASK_RECORDS_BUCKET_ENV]: TASK_RECORDS_BUCKET },
+    terraform,
     async stop() {
       for (const stop of stops.reverse()) await stop();
     },
