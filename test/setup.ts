@@ -14,6 +14,7 @@ import { installRuntime, workflowsEntry } from '../src/worker.js';
 import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
+import { freePorts } from '../src/stack/ports.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
 import { quietBundlerLogger } from './helpers/quiet-logger.js';
@@ -113,7 +114,8 @@ export const mochaHooks = {
       stringify({
         webhooks: {
           chat: { url: 'env:RUNBOOK_SECRET_CHAT_WEBHOOK', format: 'slack' },
-          unreachable: { url: 'http://127.0.0.1:1/hook' },
+          // A port nothing listens on: connections are refused.
+          unreachable: { url: `http://127.0.0.1:${(await freePorts(1))[0]}/hook` },
         },
         plugins: [fixturePluginPath],
         environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
