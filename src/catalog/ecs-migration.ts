@@ -1,20 +1,9 @@
 /** Catalog entry of `ecs-migration` (seed 003, "Migrations"). */
 import { z } from 'zod';
 import { durationSchema } from '../duration.js';
-import { secretRefSchema } from '../secret-refs.js';
 import { ecsMigrationPlan, type EcsMigrationParams } from '../workflows/ecs-migration.js';
+import { databaseLoginProblem, databaseLoginSchema, toLogin } from './database-login.js';
 import { defineRunbook } from './definition.js';
-
-const database = z
-  .object({
-    host: z.string().min(1),
-    port: z.number().int().positive().default(5432),
-    database: z.string().min(1),
-    username: z.string().min(1),
-    password: secretRefSchema.describe('secret reference (env:, secretsmanager:, terraform-output:), never the password'),
-    tls: z.boolean().default(true),
-  })
-  .strict();
 
 const params = z
   .object({
@@ -27,7 +16,7 @@ const params = z
     subnetName: z.string().min(1).default('PrivateSubnet').describe('Name tag of the private subnets to run in (checked private, not trusted)'),
     securityGroup: z.string().regex(/^sg-[0-9a-f]+$/, 'a security group ID (sg-…)').describe('the app security group'),
     expectedImageTag: z.string().min(1).optional().describe("refuse unless the pinned revision's image has this tag"),
-    database: database.describe('the database holding schema_migration'),
+    database: databaseLoginSchema.describe('the database holding schema_migration'),
     stagingEnv: z.string().optional().describe('environment where the same image must have migrated first (production: staging)'),
     requireStagingRun: z.boolean().default(true).describe('refuse unless a succeeded ecs-migration on stagingEnv ran the same image tag'),
     stagingOverrideReason: z.string().min(10, 'write why the staging rule is waived (10 characters at least)').optional().describe('why the staging rule is waived; recorded with the run'),
@@ -44,6 +33,8 @@ export const ecsMigrationRunbook = defineRunbook({
   target: (p) => p.taskDefinition,
   summary: (p, env) => `migrate ${p.taskDefinition} on ${env.name}: \`${p.command.join(' ')}\` in ${p.cluster}, following its CloudWatch log`,
   check: (p, env) => {
+    const login = databaseLoginProblem(p.database, env);
+    if (login) return login;
     if (!p.requireStagingRun && !p.stagingOverrideReason) return 'stagingOverrideReason: required when requireStagingRun is false (it is recorded with the run)';
     if (env.protected && p.requireStagingRun && !p.stagingEnv) {
       return `stagingEnv: ${env.name} is protected, so a migration must have run on staging first; name it (or set requireStagingRun=false with a stagingOverrideReason)`;
@@ -60,11 +51,7 @@ export const ecsMigrationRunbook = defineRunbook({
     subnetName: p.subnetName,
     securityGroup: p.securityGroup,
     ...(p.expectedImageTag ? { expectedImageTag: p.expectedImageTag } : {}),
-    database: {
-      field: 'database',
-      location: { instance: p.database.host, endpoint: { host: p.database.host, port: p.database.port }, database: p.database.database, tls: p.database.tls ? 'require' : 'disable' },
-      credentials: { username: p.database.username, password: p.database.password },
-    },
+    database: toLogin(p.database),
     protectedEnv: env.protected,
     ...(p.stagingEnv ? { stagingEnv: p.stagingEnv } : {}),
     requireStagingRun: p.requireStagingRun,

@@ -1,20 +1,9 @@
 /** Catalog entry of `prod-tag-deploy` (seed 004). */
 import { z } from 'zod';
 import { durationSchema } from '../duration.js';
-import { secretRefSchema } from '../secret-refs.js';
 import { prodTagDeployPlan, type ProdTagDeployParams } from '../workflows/prod-tag-deploy.js';
+import { databaseLoginProblem, databaseLoginSchema, toLogin } from './database-login.js';
 import { defineRunbook } from './definition.js';
-
-const database = z
-  .object({
-    host: z.string().min(1),
-    port: z.number().int().positive().default(5432),
-    database: z.string().min(1),
-    username: z.string().min(1),
-    password: secretRefSchema.describe('secret reference (env:, secretsmanager:, terraform-output:), never the password'),
-    tls: z.boolean().default(true),
-  })
-  .strict();
 
 const imageTag = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'an image tag (letters, digits, _ . -)');
 
@@ -29,7 +18,7 @@ const params = z
     prodTag: imageTag.default('prod').describe('the tag ECS runs'),
     toleratedFailures: z.number().int().min(0).default(0).describe('new tasks that may fail before the canary stops'),
     healthTimeout: durationSchema.default('15m').describe('how long the new tasks may take to serve'),
-    database: database.describe('the database holding schema_migration'),
+    database: databaseLoginSchema.describe('the database holding schema_migration'),
     fixesCommit: imageTag.optional().describe('during a deploy freeze: the bad commit this deploy fixes'),
     rollbackOverrideReason: z.string().min(10, 'write why (10 characters at least)').optional()
       .describe('roll back although no run recorded the schema when the target was prod; recorded with the run'),
@@ -44,7 +33,9 @@ export const prodTagDeployRunbook = defineRunbook({
   plan: prodTagDeployPlan,
   target: (p) => p.service,
   summary: (p, env) => `${p.mode} ${p.service} on ${env.name} to ${p.repository}:${p.commit} (moves :${p.prodTag}, one task at a time)`,
-  check: (p) => {
+  check: (p, env) => {
+    const login = databaseLoginProblem(p.database, env);
+    if (login) return login;
     if (p.mode === 'deploy' && p.rollbackOverrideReason) return 'rollbackOverrideReason: only for mode=rollback';
     if (p.mode === 'rollback' && p.fixesCommit) return 'fixesCommit: only for mode=deploy';
     return null;
@@ -60,11 +51,7 @@ export const prodTagDeployRunbook = defineRunbook({
     prodTag: p.prodTag,
     toleratedFailures: p.toleratedFailures,
     healthTimeoutMs: p.healthTimeout,
-    database: {
-      field: 'database',
-      location: { instance: p.database.host, endpoint: { host: p.database.host, port: p.database.port }, database: p.database.database, tls: p.database.tls ? 'require' : 'disable' },
-      credentials: { username: p.database.username, password: p.database.password },
-    },
+    database: toLogin(p.database),
     protectedEnv: env.protected,
     ...(p.fixesCommit ? { fixesCommit: p.fixesCommit } : {}),
     ...(p.rollbackOverrideReason ? { rollbackOverrideReason: p.rollbackOverrideReason } : {}),

@@ -2,8 +2,8 @@
 import { z } from 'zod';
 import { formatIssues, type EnvironmentConfig } from '../config.js';
 import { s3UriSchema } from '../s3-uri.js';
-import { secretRefSchema } from '../secret-refs.js';
 import { regionDataUpdatePlan, type RegionDataUpdateParams } from '../workflows/region-data-update.js';
+import { databaseLoginProblem, databaseLoginSchema, toLogin } from './database-login.js';
 import { defineRunbook } from './definition.js';
 import { InputError } from './errors.js';
 import { rollingRestartRunbook } from './rolling-restart.js';
@@ -16,20 +16,6 @@ const region = z
   })
   .strict();
 
-/** Plain names only: a value such as `appdb host=elsewhere` would be read by libpq as connection settings. */
-const pgName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a PostgreSQL name: a letter or _, then letters, digits and _ (at most 63)');
-
-const database = z
-  .object({
-    host: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$/, 'a host name or IPv4 address (letters, digits, dots and hyphens)'),
-    port: z.number().int().min(1).max(65_535).default(5432),
-    database: pgName,
-    username: pgName,
-    password: secretRefSchema.describe('secret reference (env:, secretsmanager:, terraform-output:), never the password'),
-    tls: z.boolean().default(true),
-  })
-  .strict();
-
 const params = z
   .object({
     regions: z.array(region).min(1).describe('the regions to update, each with its new data'),
@@ -37,7 +23,7 @@ const params = z
     stagingEnv: z.string().min(1, 'must name an environment').optional().describe('environment where the same regions must have been updated first (production: staging)'),
     requireStagingRun: z.boolean().default(true).describe('refuse unless a succeeded run on stagingEnv covers these regions'),
     stagingOverrideReason: z.string().min(10, 'write why the staging run is skipped (10 characters at least)').optional().describe('why the staging rule is waived; recorded with the run'),
-    database: database.describe('the database holding region_config'),
+    database: databaseLoginSchema.describe('the database holding region_config'),
     restart: z.record(z.unknown()).default({}).describe("inputs of the rolling restart that reloads the data (defaults: this environment's rolling-restart defaults)"),
   })
   .strict();
@@ -58,7 +44,8 @@ export const regionDataUpdateRunbook = defineRunbook({
     }
     if (env.protected && !p.stagingEnv) return `stagingEnv: required on ${env.name}, a protected environment (where the same regions must have been updated first)`;
     if (env.protected && p.stagingEnv === env.name) return `stagingEnv: must be another environment than ${env.name}`;
-    if (env.protected && !p.database.tls) return `database.tls: ${env.name} is protected, so database connections must be encrypted`;
+    const login = databaseLoginProblem(p.database, env);
+    if (login) return login;
     if (!p.requireStagingRun && !p.stagingOverrideReason) return 'stagingOverrideReason: required when requireStagingRun is false (it is recorded with the run)';
     const duplicate = p.regions.find((r, i) => p.regions.findIndex((other) => other.id === r.id) !== i);
     if (duplicate) return `regions: ${duplicate.id} is listed twice`;
@@ -71,11 +58,7 @@ export const regionDataUpdateRunbook = defineRunbook({
     ...(p.stagingEnv ? { stagingEnv: p.stagingEnv } : {}),
     requireStagingRun: p.requireStagingRun,
     ...(p.stagingOverrideReason ? { stagingOverrideReason: p.stagingOverrideReason } : {}),
-    database: {
-      field: 'database',
-      location: { instance: p.database.host, endpoint: { host: p.database.host, port: p.database.port }, database: p.database.database, tls: p.database.tls ? 'require' : 'disable' },
-      credentials: { username: p.database.username, password: p.database.password },
-    },
+    database: toLogin(p.database),
     restart: restartParams(p, env),
   }),
 });
