@@ -47,6 +47,7 @@ export interface Counts {
 export interface RollingRestartResult {
   oldTaskArns: string[];
   newTaskArns: string[];
+  /** The old tasks stopped by this run (by any of its attempts). */
   stoppedTaskArns: string[];
   before: Counts & { asgMax: number; healthyTargets: number };
   after: Counts;
@@ -174,7 +175,7 @@ async function waitForHealthyNewTasks({ rb, p, before, oldTaskArns, newTasks }: 
     });
 }
 
-async function stopOldTasks({ rb, p, oldTaskArns }: Restart): Promise<{ stopped: string[] }> {
+async function stopOldTasks({ rb, p, oldTaskArns }: Restart): Promise<{ stopped: string[]; alreadyStopped: string[] }> {
   return rb.change('stop-old-tasks', `stop the ${oldTaskArns.length} tasks of ${p.service} that ran before the restart`,
     () => aws.stopTasks({ aws: p.aws, cluster: p.cluster, taskArns: oldTaskArns, reason: 'rolling restart: replaced by healthy new tasks' }), {
       detail: (s) => `stopped ${s.stopped.length}${s.alreadyStopped.length ? `, ${s.alreadyStopped.length} had already stopped` : ''}`,
@@ -195,11 +196,12 @@ async function restoreAsg({ rb, p, before, raisesAsg }: Restart): Promise<void> 
     () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.desired }), { dryResult: { desiredCapacity: before.asg.desired } });
 }
 
-function summarize({ rb, p, before, oldTaskArns, newTasks, raisesAsg }: Restart, healthy: HealthyNewTasks, stopped: { stopped: string[] }): RollingRestartResult {
+function summarize({ rb, p, before, oldTaskArns, newTasks, raisesAsg }: Restart, healthy: HealthyNewTasks, stopped: { stopped: string[]; alreadyStopped: string[] }): RollingRestartResult {
   return {
     oldTaskArns,
     newTaskArns: healthy.newTaskArns,
-    stoppedTaskArns: stopped.stopped,
+    // An attempt cut short by a crash stops some tasks; the retry finds them stopped. Both are this run's doing.
+    stoppedTaskArns: [...stopped.stopped, ...stopped.alreadyStopped],
     before: {
       asgDesired: before.asg.desired,
       asgMax: before.asg.max,
