@@ -15,6 +15,15 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware: a forgotten `await` on an activity or a checkpoint is a silent bug.
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false, attributes: false } }],
+    },
+  },
+  {
     files: ['src/workflows/**/*.ts', 'test/fixtures/*-runbook.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': [

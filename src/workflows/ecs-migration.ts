@@ -21,7 +21,7 @@ import type { MigrationOutcome, MigrationSetup, MigrationTaskActivities, Started
 import type { MigrationRunsActivities } from '../activities/migration-runs.js';
 import type { Login } from '../activities/pg-connect.js';
 import type { SchemaMigrationActivities, SchemaMigrations } from '../activities/schema-migrations.js';
-import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, type RunbookOf } from './engine/index.js';
 
 export interface EcsMigrationParams {
   aws: AwsConnection;
@@ -68,9 +68,12 @@ export const ecsMigrationPlan = definePlan({
   checkpoints: ['run-migration'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type Migration = RunbookOf<EcsMigrationParams, typeof ecsMigrationPlan>;
+
 const aws = stepActivities<MigrationTaskActivities & MigrationRunsActivities & SchemaMigrationActivities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
+  retry: API_RETRY,
 });
 
 /** The wait heartbeats its log position, so a crashed worker's attempt resumes within seconds where it was. */
@@ -78,7 +81,7 @@ function followActivities(timeoutMs: number) {
   return stepActivities<MigrationTaskActivities>({
     startToCloseTimeout: timeoutMs + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
+    retry: WAIT_RETRY,
   });
 }
 
@@ -92,7 +95,7 @@ interface Found extends MigrationSetup {
 }
 
 export async function ecsMigration(input: RunbookInput): Promise<EcsMigrationResult> {
-  return runRunbook(input, ecsMigrationPlan, async (rb: Runbook<EcsMigrationParams>) => {
+  return runRunbook(input, ecsMigrationPlan, async (rb: Migration) => {
     const p = rb.params;
     const found = await rb.read('preflight', `pin the newest ${p.taskDefinition} revision, check its ${p.container} container, the network and ${p.cluster}, read schema_migration`,
       () => preflight(rb), { detail: preflightDetail });
@@ -108,7 +111,7 @@ export async function ecsMigration(input: RunbookInput): Promise<EcsMigrationRes
   });
 }
 
-async function approveMigration(rb: Runbook<EcsMigrationParams>, found: Found): Promise<void> {
+async function approveMigration(rb: Migration, found: Found): Promise<void> {
   const p = rb.params;
   if (!p.protectedEnv) return rb.skip('run-migration', `${rb.env} is not protected: no approval needed`);
   await rb.checkpoint('run-migration',
@@ -116,7 +119,7 @@ async function approveMigration(rb: Runbook<EcsMigrationParams>, found: Found): 
     `schema_migration has ${found.before.count} rows, newest ${found.before.newest ?? 'none'}; a migration cannot be undone`);
 }
 
-async function runTask(rb: Runbook<EcsMigrationParams>, found: Found): Promise<StartedTask> {
+async function runTask(rb: Migration, found: Found): Promise<StartedTask> {
   const p = rb.params;
   const { workflowId, runId } = workflowInfo();
   return rb.change('run-task', `run ${found.taskDefinitionArn.split('/').at(-1)} on Fargate in ${p.cluster} (${found.subnets.length} private subnets, ${found.securityGroup.id}, no public IP) with ${p.container} running \`${p.command.join(' ')}\``,
@@ -137,7 +140,7 @@ async function runTask(rb: Runbook<EcsMigrationParams>, found: Found): Promise<S
     });
 }
 
-async function followTask(rb: Runbook<EcsMigrationParams>, found: Found, task: StartedTask): Promise<MigrationOutcome> {
+async function followTask(rb: Migration, found: Found, task: StartedTask): Promise<MigrationOutcome> {
   const p = rb.params;
   const deadline = new Date(Date.now() + p.timeoutMs).toISOString();
   return rb.change('follow-task', `follow ${task.logStream} in ${found.log.group} until the task stops; success only on exit code 0`,
@@ -154,14 +157,14 @@ async function followTask(rb: Runbook<EcsMigrationParams>, found: Found, task: S
     });
 }
 
-async function verify(rb: Runbook<EcsMigrationParams>, found: Found): Promise<SchemaMigrations> {
+async function verify(rb: Migration, found: Found): Promise<SchemaMigrations> {
   const p = rb.params;
   return rb.read('verify', 'read schema_migration after the migration', () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }), {
     detail: (after) => `${after.count} rows (${after.count - found.before.count} new), newest ${after.newest ?? 'none'}`,
   });
 }
 
-function summarize(rb: Runbook<EcsMigrationParams>, found: Found, task: StartedTask, outcome: MigrationOutcome, after: SchemaMigrations): EcsMigrationResult {
+function summarize(rb: Migration, found: Found, task: StartedTask, outcome: MigrationOutcome, after: SchemaMigrations): EcsMigrationResult {
   const before = new Set(found.before.versions);
   return {
     taskDefinitionArn: found.taskDefinitionArn,
@@ -181,7 +184,7 @@ function summarize(rb: Runbook<EcsMigrationParams>, found: Found, task: StartedT
 }
 
 /** Reads everything the run depends on and refuses, changing nothing, what it must not run. */
-async function preflight(rb: Runbook<EcsMigrationParams>): Promise<Found> {
+async function preflight(rb: Migration): Promise<Found> {
   const p = rb.params;
   const [setup, before] = await Promise.all([
     aws.inspectMigrationSetup({ aws: p.aws, cluster: p.cluster, taskDefinition: p.taskDefinition, container: p.container, vpc: p.vpc, subnetName: p.subnetName, securityGroup: p.securityGroup }),
@@ -206,7 +209,7 @@ async function preflight(rb: Runbook<EcsMigrationParams>): Promise<Found> {
 }
 
 /** On a protected environment the same image must have migrated on staging first, unless waived with a reason. */
-async function stagingRule(rb: Runbook<EcsMigrationParams>, imageTag: string | undefined): Promise<Found['staging']> {
+async function stagingRule(rb: Migration, imageTag: string | undefined): Promise<Found['staging']> {
   const p = rb.params;
   if (!p.stagingEnv) return null;
   if (!p.requireStagingRun) return { waived: p.stagingOverrideReason ?? '' };

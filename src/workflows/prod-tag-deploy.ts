@@ -24,7 +24,7 @@ import type { DeployRunsActivities, SucceededDeploy } from '../activities/deploy
 import type { EcrActivities, RepositoryImages } from '../activities/ecr.js';
 import type { Login } from '../activities/pg-connect.js';
 import type { SchemaMigrationActivities, SchemaMigrations } from '../activities/schema-migrations.js';
-import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, type RunbookOf } from './engine/index.js';
 
 export interface ProdTagDeployParams {
   aws: AwsConnection;
@@ -76,16 +76,19 @@ export const prodTagDeployPlan = definePlan({
   checkpoints: ['deploy', 'rollback'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type Deploy = RunbookOf<ProdTagDeployParams, typeof prodTagDeployPlan>;
+
 const aws = stepActivities<EcrActivities & CanaryActivities & DeployRunsActivities & SchemaMigrationActivities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
+  retry: API_RETRY,
 });
 
 function watchActivities(timeoutMs: number) {
   return stepActivities<CanaryActivities>({
     startToCloseTimeout: timeoutMs + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
+    retry: WAIT_RETRY,
   });
 }
 
@@ -100,7 +103,7 @@ interface Found {
 }
 
 export async function prodTagDeploy(input: RunbookInput): Promise<ProdTagDeployResult> {
-  return runRunbook(input, prodTagDeployPlan, async (rb: Runbook<ProdTagDeployParams>) => {
+  return runRunbook(input, prodTagDeployPlan, async (rb: Deploy) => {
     const p = rb.params;
     const found = await rb.read('preflight', `read ${p.repository}:${p.commit} and :${p.prodTag}, ${p.service}, schema_migration and the runs on ${p.service}`,
       () => preflight(rb), { detail: preflightDetail(p) });
@@ -128,7 +131,7 @@ export async function prodTagDeploy(input: RunbookInput): Promise<ProdTagDeployR
   });
 }
 
-async function approve(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<void> {
+async function approve(rb: Deploy, found: Found): Promise<void> {
   const p = rb.params;
   const what = `${p.service} on ${rb.env}: prod ${found.previousCommit ?? found.images.prodDigest} -> ${p.commit} (${found.images.commitDigest})`;
   if (p.mode === 'rollback') {
@@ -141,7 +144,7 @@ async function approve(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<
   await rb.checkpoint('deploy', `deploy ${what}; schema_migration has ${found.schema.count} rows`);
 }
 
-async function retag(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<void> {
+async function retag(rb: Deploy, found: Found): Promise<void> {
   const p = rb.params;
   await rb.change('retag', `tag ${p.repository}:${p.commit} (${found.images.commitDigest}) as ${p.prodTag}`,
     () => aws.moveTag({ aws: p.aws, repository: p.repository, tag: p.prodTag, digest: found.images.commitDigest }), {
@@ -155,13 +158,13 @@ async function retag(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<vo
     });
 }
 
-async function redeploy(rb: Runbook<ProdTagDeployParams>): Promise<void> {
+async function redeploy(rb: Deploy): Promise<void> {
   const p = rb.params;
   await rb.change('redeploy', `force a new deployment of ${p.service} (one task at a time: minimum healthy 100%, maximum 125%; ECS circuit-breaker rollback off)`,
     () => aws.forceNewDeployment(serviceOf(p)));
 }
 
-async function watchCanary(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<CanaryResult> {
+async function watchCanary(rb: Deploy, found: Found): Promise<CanaryResult> {
   const p = rb.params;
   try {
     return await rb.change('watch-canary',
@@ -180,7 +183,7 @@ async function watchCanary(rb: Runbook<ProdTagDeployParams>, found: Found): Prom
   }
 }
 
-async function setFreeze(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<DeployFreeze | null> {
+async function setFreeze(rb: Deploy, found: Found): Promise<DeployFreeze | null> {
   const p = rb.params;
   if (p.mode === 'deploy') {
     rb.skip('set-freeze', p.fixesCommit ? `deploy of a fix for ${p.fixesCommit}: the freeze is lifted` : 'deploy mode');
@@ -194,7 +197,7 @@ async function setFreeze(rb: Runbook<ProdTagDeployParams>, found: Found): Promis
 }
 
 /** The undo of a deploy: the previous image back under the tag, and serving again. */
-async function restorePrevious(rb: Runbook<ProdTagDeployParams>, found: Found): Promise<void> {
+async function restorePrevious(rb: Deploy, found: Found): Promise<void> {
   const p = rb.params;
   await aws.moveTag({ aws: p.aws, repository: p.repository, tag: p.prodTag, digest: found.images.prodDigest });
   await aws.forceNewDeployment(serviceOf(p));
@@ -207,7 +210,7 @@ function serviceOf(p: ProdTagDeployParams) {
 }
 
 /** Reads everything the run depends on and refuses, changing nothing, what it must not do. */
-async function preflight(rb: Runbook<ProdTagDeployParams>): Promise<Found> {
+async function preflight(rb: Deploy): Promise<Found> {
   const p = rb.params;
   const [images, service, schema, holders, deploys] = await Promise.all([
     aws.inspectImages({ aws: p.aws, repository: p.repository, commit: p.commit, prodTag: p.prodTag }),
@@ -239,7 +242,7 @@ async function preflight(rb: Runbook<ProdTagDeployParams>): Promise<Found> {
 }
 
 /** A deploy during a freeze must name the commit it fixes. */
-function checkFreeze(rb: Runbook<ProdTagDeployParams>, deploys: SucceededDeploy[]): void {
+function checkFreeze(rb: Deploy, deploys: SucceededDeploy[]): void {
   const p = rb.params;
   const last = deploys[0]?.result as ProdTagDeployResult | undefined;
   const freeze = last?.mode === 'rollback' ? last.freeze : null;
@@ -253,7 +256,7 @@ function checkFreeze(rb: Runbook<ProdTagDeployParams>, deploys: SucceededDeploy[
  * A rollback is safe only onto the schema the target image ran with: the
  * newest run that made its digest prod recorded schema_migration then.
  */
-function rollbackBasis(rb: Runbook<ProdTagDeployParams>, digest: string, schema: SchemaMigrations, deploys: SucceededDeploy[]): ProdTagDeployResult['basis'] {
+function rollbackBasis(rb: Deploy, digest: string, schema: SchemaMigrations, deploys: SucceededDeploy[]): ProdTagDeployResult['basis'] {
   const p = rb.params;
   const record = deploys.find((d) => (d.result as ProdTagDeployResult | null)?.digest === digest);
   if (!record) {

@@ -52,7 +52,8 @@ import { normalizeIdentity, refusalReason } from './approvals.js';
 import { parseCancelNote, parseDecision } from './signals.js';
 import { recordCheckpointWait, recordCompensation, recordRunEnded, recordRunStarted, recordStepDuration, secondsBetween, type RunLabels } from './metrics.js';
 import { describeError, failureType } from './errors.js';
-import type { Plan } from './plan.js';
+import type { CheckpointName, Plan, StepName } from './plan.js';
+import { formatDuration } from '../../format.js';
 
 export interface Undo<T> {
   /** What undoing does, in plain words ("restore desired count of app to 2"). */
@@ -95,7 +96,11 @@ const WORKER_RESOLVES_INPUT = 'worker-resolves-input';
 /** The step every run begins with: the worker checks the input against its own environments file. */
 export const RESOLVE_STEP = 'resolve';
 
-export class Runbook<P = unknown> {
+/**
+ * `S` is the plan's step names and `C` its checkpoint names (see `RunbookOf`),
+ * so a misspelt step is a compile error rather than a PlanMismatch at run time.
+ */
+export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   /** The validated, prepared parameters (set by the resolve step). */
   params!: P;
   readonly dryRun: boolean;
@@ -173,7 +178,7 @@ export class Runbook<P = unknown> {
   async resolve(): Promise<void> {
     if (this.legacy) return;
     const { workflowId, runId } = workflowInfo();
-    const resolved: ResolvedRun<P> = await this.read(RESOLVE_STEP, `check the inputs of ${this.runbook} against ${this.env} in the worker's config`,
+    const resolved: ResolvedRun<P> = await this.runStep(RESOLVE_STEP, `check the inputs of ${this.runbook} against ${this.env} in the worker's config`,
       () => resolveRun({ workflowId, input: this.input }) as Promise<ResolvedRun<P>>, {
         detail: (r) => `target ${r.target}; approvers ${r.policy.approvers.join(', ')}${r.policy.allowSelfApproval ? ' (self-approval allowed)' : ''}` +
           `${r.policy.protected ? '; protected environment' : ''}; config ${r.envHash.slice(0, 12)}`,
@@ -212,7 +217,7 @@ export class Runbook<P = unknown> {
   }
 
   /** A step that only reads: it runs for real in a dry run too. */
-  read<T>(name: string, summary: string, run: () => Promise<T>, options: StepOptions<T> = {}): Promise<T> {
+  read<T>(name: S, summary: string, run: () => Promise<T>, options: StepOptions<T> = {}): Promise<T> {
     return this.runStep(name, summary, run, options);
   }
 
@@ -220,7 +225,7 @@ export class Runbook<P = unknown> {
    * A step that changes something. Its undo is registered before it runs, so a
    * change that fails half-way is still undone. A dry run records what it would do.
    */
-  async change<T>(name: string, summary: string, run: () => Promise<T>, options: ChangeOptions<T> = {}): Promise<T> {
+  async change<T>(name: S, summary: string, run: () => Promise<T>, options: ChangeOptions<T> = {}): Promise<T> {
     if (this.dryRun) {
       this.skip(name, `would ${summary}`);
       return options.dryResult as T;
@@ -243,7 +248,7 @@ export class Runbook<P = unknown> {
   }
 
   /** Marks a step as not needed for this run, with the reason. */
-  skip(name: string, why: string): void {
+  skip(name: S, why: string): void {
     Object.assign(this.step(name), { status: 'skipped', detail: why, startedAt: undefined, endedAt: undefined });
   }
 
@@ -251,7 +256,7 @@ export class Runbook<P = unknown> {
    * Waits for a human decision. Resolves when approved; throws when rejected or
    * when the timeout passes (a timeout is a rejection: it never lets a destructive step run).
    */
-  async checkpoint(name: string, prompt: string): Promise<Decision> {
+  async checkpoint(name: C, prompt: string): Promise<Decision> {
     const step = this.step(name);
     if (this.dryRun) {
       this.skip(name, `would wait for approval: ${prompt}`);
@@ -563,13 +568,20 @@ export class Runbook<P = unknown> {
   }
 }
 
+/** The engine typed for one runbook's plan: `type Swap = RunbookOf<SwapParams, typeof swapPlan>`. */
+export type RunbookOf<P, Pl extends Plan> = Runbook<P, StepName<Pl>, CheckpointName<Pl>>;
+
 /**
  * Runs a runbook body on the engine: on success records the result; on failure,
  * rejection or cancellation runs the undo stack (even when cancelled) and ends
  * the run with a phase that says what happened.
  */
-export async function runRunbook<P, R>(input: RunbookInput | LegacyRunbookInput<P>, plan: Plan, body: (rb: Runbook<P>) => Promise<R>): Promise<R> {
-  const rb = new Runbook<P>(input, plan);
+export async function runRunbook<P, R, const Pl extends Plan>(
+  input: RunbookInput | LegacyRunbookInput<P>,
+  plan: Pl,
+  body: (rb: RunbookOf<P, Pl>) => Promise<R>,
+): Promise<R> {
+  const rb = new Runbook<P, StepName<Pl>, CheckpointName<Pl>>(input, plan);
   try {
     await rb.resolve();
     const result = await body(rb);
@@ -608,10 +620,4 @@ function endFailureType(phase: Phase, cause: string | undefined): string {
 
 function now(): string {
   return new Date().toISOString();
-}
-
-function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${Math.round(ms / 1000)}s`;
 }
