@@ -50,7 +50,7 @@ const terraformSchema = z
   .strict();
 
 /** What a run tells the people around it; see `notifyRun` in activities/notify.ts. */
-export const RUN_EVENTS = ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled'] as const;
+export const RUN_EVENTS = ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled', 'frozen'] as const;
 
 /**
  * A receiver of run events. Its URL is a secret for most receivers (a Slack

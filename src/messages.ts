@@ -104,7 +104,8 @@ export interface RunPolicy {
   notifications: { webhook: string; events: RunEvent[] }[];
 }
 
-export type RunEvent = 'started' | 'waiting' | 'reminder' | 'decided' | 'succeeded' | 'failed' | 'rolled-back' | 'cancelled';
+/** `frozen`: a rollback froze deploys (seed 004: "let everyone know to stop them from deploying newer commits"). */
+export type RunEvent = 'started' | 'waiting' | 'reminder' | 'decided' | 'succeeded' | 'failed' | 'rolled-back' | 'cancelled' | 'frozen';
 
 /** One event of a run, as the engine tells it to `notifyRun`. */
 export interface RunNotice {
@@ -125,6 +126,8 @@ export interface RunNotice {
   timeoutAt?: string;
   decision?: { decision: 'approved' | 'rejected'; by: string; comment?: string };
   error?: string;
+  /** What an event other than the life-cycle ones says (a deploy freeze: who must not deploy what). */
+  detail?: string;
 }
 
 /** Notices that could not be delivered; a failing receiver never fails or blocks a run. */

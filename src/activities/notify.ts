@@ -99,6 +99,8 @@ export function describeNotice(n: RunNotice): string {
       return `'${n.checkpoint}' of ${run} ${n.decision?.decision} by ${n.decision?.by}${n.decision?.comment ? `: ${n.decision.comment}` : ''}`;
     case 'succeeded':
       return `${run} succeeded: ${n.summary}`;
+    case 'frozen':
+      return `Deploy freeze: ${n.detail ?? n.summary} (${run})`;
     default:
       return `${run} ${n.event}: ${n.error ?? n.summary}`;
   }

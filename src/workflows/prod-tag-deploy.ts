@@ -16,7 +16,7 @@
  * no run recorded that, unless overridden with a reason); it always asks for
  * approval, and freezes deploys until one names the commit it fixes.
  */
-import { workflowInfo } from '@temporalio/workflow';
+import { patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import type { RunbookInput } from '../messages.js';
 import type { CanaryActivities, CanaryResult, DeployService } from '../activities/canary.js';
@@ -190,11 +190,22 @@ async function setFreeze(rb: Deploy, found: Found): Promise<DeployFreeze | null>
     return null;
   }
   const freeze: DeployFreeze = { badCommit: found.previousCommit ?? found.images.prodDigest, since: new Date().toISOString(), byRun: workflowInfo().workflowId };
-  return rb.change('set-freeze', `freeze deploys of ${p.service} on ${rb.env} until one names fixesCommit=${freeze.badCommit}`, () => Promise.resolve(freeze), {
+  await rb.change('set-freeze', `freeze deploys of ${p.service} on ${rb.env} until one names fixesCommit=${freeze.badCommit}`, () => Promise.resolve(freeze), {
     detail: (f) => `deploys frozen since ${f.since}: the next deploy must set fixesCommit=${f.badCommit}`,
     dryResult: freeze,
   });
+  // The seed: after a rollback "we also need to let everyone know to stop them from deploying newer commits".
+  if (!rb.dryRun && patched(ANNOUNCE_FREEZE)) {
+    await rb.notify('frozen', {
+      detail: `${p.commit} is prod again on ${p.service} (${rb.env}); ${freeze.badCommit} was rolled back. Do not deploy newer commits: ` +
+        `the next deploy must fix ${freeze.badCommit} and say so with --set fixesCommit=${freeze.badCommit}`,
+    });
+  }
+  return freeze;
 }
+
+/** Runs started before this marker set the freeze without announcing it. */
+const ANNOUNCE_FREEZE = 'announce-deploy-freeze';
 
 /** The undo of a deploy: the previous image back under the tag, and serving again. */
 async function restorePrevious(rb: Deploy, found: Found): Promise<void> {
