@@ -572,7 +572,7 @@ class Migration {
     await this.publish(source, target);
     await this.subscribe(source, target);
     const synced = await this.initialSync(source, target, schema.fingerprint);
-    await rb.checkpoint('cutover', await this.onlineCutoverPrompt(source, target, created, synced, found.writers));
+    await rb.checkpoint('cutover', await this.onlineCutoverPrompt(source, target, created, synced, found.writers, inspected));
     // The window: from here the writers are stopped until they run on the new database.
     const stoppedAt = new Date().toISOString();
     await this.stopWriters(found.writers, 'window-stop-writers');
@@ -644,12 +644,15 @@ class Migration {
       });
   }
 
-  private async onlineCutoverPrompt(source: DatabaseLocation, target: DatabaseLocation, created: InstanceInfo, synced: SyncProgress | undefined, writers: WriterState[]): Promise<string> {
+  private async onlineCutoverPrompt(
+    source: DatabaseLocation, target: DatabaseLocation, created: InstanceInfo, synced: SyncProgress | undefined, writers: WriterState[], inspected: DatabaseInspection | undefined,
+  ): Promise<string> {
     const lag = this.rb.dryRun ? synced : await quick.replicationLag(this.replicationPair(source, target));
     const now = lag ? `${lag.ready}/${lag.tables} tables streaming, ${lag.lagBytes} bytes and ${lag.lagSeconds.toFixed(1)} s behind` : 'every table streaming';
     return `${created.identifier} follows ${this.p.sourceInstance} (${now}). Cut over? The window: stop ${this.writerNames(writers)}, ` +
-      `wait until ${created.identifier} has every write, set the sequences, compare every table's row count, start the writers on ${created.endpoint!.host}. ` +
-      `Planned: seconds plus the writers' stop and start (the counts read every table once).`;
+      `wait until ${created.identifier} has every write, set the sequences, compare every table's row count` +
+      `${inspected ? ` (${inspected.tables.length} tables, ~${inspected.tables.reduce((sum, t) => sum + t.estimatedRows, 0)} rows)` : ''}, start the writers on ${created.endpoint!.host}. ` +
+      `Planned: the writers' stop and start, plus seconds for the catch-up and the counts (which read every table once).`;
   }
 
   private async catchUp(source: DatabaseLocation, target: DatabaseLocation, fingerprint: string): Promise<void> {
