@@ -437,8 +437,12 @@ async function rowCounts(client: pg.Client): Promise<Record<string, number>> {
   return counts;
 }
 
-/** libpq connection string for the subscription (the new instance dials the source). */
-function conninfo(c: PgConnection): string {
+/**
+ * libpq connection string for the subscription (the new instance dials the
+ * source): every value single-quoted, quotes and backslashes escaped, so no
+ * password can add or change a keyword.
+ */
+export function conninfo(c: PgConnection): string {
   const value = (v: string | number) => `'${String(v).replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
   return [
     `host=${value(c.host)}`, `port=${value(c.port)}`, `dbname=${value(c.database)}`, `user=${value(c.user)}`, `password=${value(c.password)}`,
