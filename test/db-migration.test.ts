@@ -73,6 +73,8 @@ describe('db-migration on the sandbox', function () {
       '--set', `sourceInstance=${source.instance}`,
       '--set', `newInstance.identifier=${newInstanceOf(source.instance)}`,
       '--set', `writers=${JSON.stringify([source.writer])}`,
+      // This file covers dump mode; online mode (the sandbox's default) has db-migration-online.test.ts.
+      '--set', 'mode=dump',
       ...extra,
     ];
   }

@@ -5,6 +5,7 @@
  */
 import type { AwsClientFactory } from './aws.js';
 import type { ExtraAwsClientFactory } from './aws-extra-clients.js';
+import { createLogicalReplicationActivities } from './logical-replication.js';
 import { createPgDumpActivities } from './pgdump.js';
 import { createPostgresActivities } from './postgres.js';
 import { createRdsActivities } from './rds.js';
@@ -28,6 +29,7 @@ export function createDbMigrationActivities(deps: DbMigrationDeps = {}) {
     ...createRdsActivities(deps, resolveSecret),
     ...createPostgresActivities(resolveSecret),
     ...createPgDumpActivities(deps, resolveSecret),
+    ...createLogicalReplicationActivities(deps, resolveSecret),
     ...createWriterActivities(deps),
   };
 }

@@ -66,6 +66,10 @@ const params = z
       })
       .strict()
       .describe('the instance to create'),
+    mode: z
+      .enum(['online', 'dump'])
+      .optional()
+      .describe('online: logical replication copies while the writers write, which stop only for the catch-up after `cutover`; dump: writers stopped for pg_dump and restore. Default: online where the source can replicate (preflight says why not)'),
     provisioning: provisioning.default({ mode: 'aws' }).describe("how the new instance is made: {mode: aws} (RDS API) or {mode: terraform, dir, workspace, instanceAddress, passwordAddress}"),
     writers: z
       .array(
@@ -96,6 +100,7 @@ const params = z
         app: credentials('the application').describe('the application\'s login: dumps the old database, owns the restored one'),
         admin: credentials('the new instance\'s master user').describe('master user of the new instance: creates the app role and the database'),
         newApp: credentials('the application on the new instance').optional().describe('the application\'s login on the new instance, if it differs (default: app)'),
+        replication: credentials('the replication login').optional().describe('online mode: the login the new instance replicates from the old one with; needs replication rights (default: admin)'),
       })
       .strict(),
     temporaryAccess: z
@@ -126,14 +131,16 @@ export type DbMigrationInputs = z.input<typeof params>;
 export const dbMigrationRunbook = defineRunbook({
   name: 'db-migration',
   workflowType: 'dbMigration',
-  description: 'move the application database to a new RDS instance: stop the writers, dump, create the instance, restore, verify, cut over, delete the old one',
+  description: 'move the application database to a new RDS instance: online (logical replication, writers stopped only for the catch-up) or dump (stop the writers, dump, restore, verify), cut over, delete the old one',
   params,
   plan: dbMigrationPlan,
   target: (p) => p.sourceInstance,
   services: (p) => p.writers.map((w) => w.service),
   summary: (p, env) =>
     `move ${p.sourceInstance}/${p.database} to ${p.newInstance.identifier} on ${env.name} (${p.provisioning.mode}): ` +
-    `stop ${p.writers.map((w) => w.service).join(', ')}, pg_dump -j ${p.parallelJobs} via s3://${p.backup.bucket}, restore, verify, cut over`,
+    (p.mode === 'dump'
+      ? `stop ${p.writers.map((w) => w.service).join(', ')}, pg_dump -j ${p.parallelJobs} via s3://${p.backup.bucket}, restore, verify, cut over`
+      : `${p.mode ?? 'online where the source can replicate, else dump'}: replicate while ${p.writers.map((w) => w.service).join(', ')} write, stop them only for the catch-up, cut over`),
   check: (p, env) => {
     if (p.newInstance.identifier === p.sourceInstance) return 'newInstance.identifier: must differ from sourceInstance';
     if (p.endpointMap && !env.aws.endpoint) return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
@@ -151,6 +158,7 @@ export const dbMigrationRunbook = defineRunbook({
     aws: env.aws,
     sourceInstance: p.sourceInstance,
     database: p.database,
+    ...(p.mode ? { mode: p.mode } : {}),
     newInstance: p.newInstance,
     provisioning: p.provisioning,
     writers: p.writers,

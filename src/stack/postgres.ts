@@ -211,6 +211,8 @@ function serverArgs(dir: string, port: number): string[] {
     // Durability is not worth the IO on a cluster that is re-created every start.
     '-c', 'fsync=off',
     '-c', 'full_page_writes=off',
+    // As RDS with rds.logical_replication = 1: db-migration's online mode replicates between the sandbox's databases.
+    '-c', 'wal_level=logical',
   ];
 }
 

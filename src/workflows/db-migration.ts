@@ -13,12 +13,18 @@
  *   checkpoint `cutover`: point the writers at the new database and start them
  *   checkpoint `delete-old`: "once we are satisfied", delete the old instance (final snapshot)
  *
+ * Online mode (logical replication, the default where the source supports it)
+ * keeps the writers running through the copy instead: schema copy, publication
+ * and subscription, initial sync; then at `cutover` the window is only: stop
+ * the writers, catch up to the source's WAL position, set the sequences, compare
+ * row counts, repoint and start the writers; then the replication objects go.
+ *
  * Until the writers start on the new database, any failure or rejection starts
  * them again on the old one, untouched; the new instance is left for
  * inspection and named in the error. Passwords never enter this workflow:
  * it passes secret references, and activities resolve them.
  */
-import { ApplicationFailure, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import type { BackupLocation, BackupResult, PgDumpActivities, RestoreResult } from '../activities/pgdump.js';
@@ -29,6 +35,7 @@ import type { createSecretActivities, SecretSources } from '../activities/secret
 import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../activities/writers.js';
 import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
+import type { LogicalReplicationActivities, ReplicationNames, SyncProgress } from '../activities/logical-replication.js';
 import { planProblems, type PlanSummary } from '../terraform-plan.js';
 import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
@@ -45,8 +52,12 @@ export interface TerraformProvisioning {
 
 export type Provisioning = { mode: 'aws' } | TerraformProvisioning;
 
+export type MigrationMode = 'online' | 'dump';
+
 export interface DbMigrationParams {
   aws: AwsConnection;
+  /** Unset: online where the source can replicate, else dump. */
+  mode?: MigrationMode;
   /** The instance to move away from (the run's target). */
   sourceInstance: string;
   /** The database inside the instance. */
@@ -62,6 +73,8 @@ export interface DbMigrationParams {
     admin: Credentials;
     /** The application's login on the new instance, when it differs (Terraform generates a new password). */
     newApp?: Credentials;
+    /** The login the new instance replicates from the old one with (online mode); default: admin. */
+    replication?: Credentials;
   };
   temporaryAccess?: { cidr: string };
   tls: 'require' | 'disable';
@@ -73,9 +86,13 @@ export interface DbMigrationParams {
 }
 
 export interface DbMigrationResult {
+  mode: MigrationMode;
   source: { instance: string; endpoint: string };
   newInstance: { instance: string; endpoint: string };
-  backup: { location: string; files: number; bytes: number };
+  /** Dump mode's backup; none in online mode. */
+  backup: { location: string; files: number; bytes: number } | null;
+  /** From the writers' stop to their start on the new database: the application's write downtime. */
+  writersStopped: { from: string; to: string; ms: number };
   verified: { tables: number; rows: number; sequences: number; schemaMigrationRows: number | null };
   writers: { service: string; taskDefinition: string; desiredCount: number }[];
   oldInstance: { deleted: true; finalSnapshot: string } | { deleted: false; reason: string };
@@ -92,18 +109,34 @@ export const dbMigrationPlan = definePlan({
     'create-new-instance',
     'create-app-role',
     'restore',
+    'copy-schema',
+    'publish',
+    'subscribe',
+    'initial-sync',
     'verify',
     'close-access',
     'cutover',
+    'window-stop-writers',
+    'catch-up',
+    'copy-sequences',
+    'compare-counts',
     'repoint-writers',
     'restore-writers',
+    'drop-replication',
     'delete-old',
     'delete-old-instance',
   ],
   checkpoints: ['cutover', 'delete-old'],
 });
 
-type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities;
+type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities &
+  LogicalReplicationActivities;
+
+/** Runs started before online mode existed replay as the dump they were (no replication check in their history). */
+const ONLINE_MODE = 'db-migration-online-mode';
+
+/** Steps only online mode runs, and the dump-only ones it skips. */
+const ONLINE_STEPS = ['copy-schema', 'publish', 'subscribe', 'initial-sync', 'window-stop-writers', 'catch-up', 'copy-sequences', 'compare-counts', 'drop-replication'] as const;
 
 const RETRY = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' } as const;
 
@@ -133,6 +166,13 @@ interface Preflight {
   source: InstanceInfo;
   writers: WriterState[];
   pgDumpVersion: string;
+  /** Decided in preflight when the database is reachable before access is opened, else by inspect-source. */
+  mode?: ModeChoice;
+}
+
+interface ModeChoice {
+  mode: MigrationMode;
+  why: string;
 }
 
 /** One run's state: what preflight found, what exists so far, and whether the writers have moved. */
@@ -151,6 +191,9 @@ class Migration {
   /** Whether each instance was public before the run opened it, so closing puts back exactly that. */
   private sourceWasPublic = false;
   private newWasPublic = false;
+  /** Whether this run may replicate (see ONLINE_MODE). */
+  private readonly onlineKnown: boolean;
+  private readonly replication: ReplicationNames;
 
   constructor(private readonly rb: Runbook<DbMigrationParams>) {
     const p = (this.p = rb.params);
@@ -160,6 +203,8 @@ class Migration {
     this.backupLocation = { aws: p.aws, bucket: p.backup.bucket, prefix: `${p.backup.prefix}${p.sourceInstance}/${runId}/` };
     this.runTag = runId.replace(/[^a-z0-9]/gi, '').slice(0, 12);
     this.finalSnapshotId = `${p.sourceInstance}-final-${this.runTag}`;
+    this.replication = { name: `runbook_migration_${this.runTag.toLowerCase()}` };
+    this.onlineKnown = patched(ONLINE_MODE);
   }
 
   /** The seed's steps, in its order. */
@@ -168,6 +213,10 @@ class Migration {
     const source = this.locate(found.source);
     await this.openAccess(found.source);
     const inspected = await this.inspectSource(source, found.pgDumpVersion);
+    const mode = found.mode ?? (await this.chooseModeOnceReachable(found.source, source));
+    if (mode.mode === 'online') return this.runOnline(found, source, inspected);
+    for (const step of ONLINE_STEPS) this.rb.skip(step, 'dump mode');
+    const stoppedAt = new Date().toISOString();
     await this.stopWriters(found.writers);
     const backup = await this.backup(source, inspected);
     await this.detachOldState();
@@ -179,10 +228,12 @@ class Migration {
     await this.closeAccess();
     await this.rb.checkpoint('cutover', this.cutoverPrompt(created, verified, found.writers));
     const repointed = await this.repointWriters(found.writers, created);
-    await this.restoreWriters(repointed, created);
+    const writersStopped = await this.restoreWriters(repointed, created, stoppedAt);
     this.rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
     const oldInstance = await this.deleteOldInstance(source, created);
     return {
+      mode: 'dump',
+      writersStopped,
       source: { instance: this.p.sourceInstance, endpoint: found.source.endpoint?.host ?? '' },
       newInstance: { instance: created.identifier, endpoint: created.endpoint?.host ?? '' },
       backup: { location: `s3://${backup.bucket}/${backup.prefix}`, files: backup.files, bytes: backup.bytes },
@@ -208,7 +259,8 @@ class Migration {
     const { rb, p } = this;
     return rb.read('preflight', `check ${p.sourceInstance}, that ${p.newInstance.identifier} does not exist, the writers, the backup bucket and every secret`, () => this.readEverything(), {
       detail: (f) => `${p.sourceInstance} (${f.source.engine} ${f.source.engineVersion}, ${f.source.instanceClass}) at ${f.source.endpoint?.host}; ` +
-        `writers: ${f.writers.map((w) => `${w.service} ${w.runningCount}/${w.desiredCount}`).join(', ')}`,
+        `writers: ${f.writers.map((w) => `${w.service} ${w.runningCount}/${w.desiredCount}`).join(', ')}` +
+        `; ${f.mode ? `mode ${f.mode.mode}: ${f.mode.why}` : 'mode decided once the database is reachable (inspect-source)'}`,
     });
   }
 
@@ -232,7 +284,39 @@ class Migration {
     }
     refuseIf(!source.engine.startsWith('postgres'), 'sourceInstance', `${p.sourceInstance} runs ${source.engine}; this runbook moves PostgreSQL`);
     refuseIf(source.status !== 'available' || !source.endpoint, 'sourceInstance', `${p.sourceInstance} is ${source.status}, not available`);
-    return { source, writers, pgDumpVersion: tools.pgDumpVersion };
+    // An emulated instance's database is on the local server: reachable before any access is opened.
+    const reachable = !p.temporaryAccess || Boolean(p.endpointMap);
+    const mode = reachable ? await this.chooseMode(source, this.locate(source)) : undefined;
+    return { source, writers, pgDumpVersion: tools.pgDumpVersion, ...(mode ? { mode } : {}) };
+  }
+
+  /**
+   * Online where the source can replicate, unless the input asks for dump; an
+   * explicit `mode: online` the source cannot serve is refused, naming every
+   * missing piece (tables without a key, wal_level, …). Read-only.
+   */
+  private async chooseMode(source: InstanceInfo, location: DatabaseLocation): Promise<ModeChoice> {
+    const { p } = this;
+    if (!this.onlineKnown) return { mode: 'dump', why: 'started before online mode existed' };
+    if (p.mode === 'dump') return { mode: 'dump', why: 'asked for (mode: dump)' };
+    const ready = await quick.checkLogicalReplication({
+      app: this.appLogin(location),
+      replication: this.replicationLogin(location),
+      sources: this.sources,
+      targetVersion: p.newInstance.engineVersion ?? source.engineVersion,
+      rds: !p.endpointMap,
+    });
+    if (!ready.problems.length) {
+      return { mode: 'online', why: `${p.mode ? 'asked for' : 'the default'}: ${p.sourceInstance} can replicate (wal_level ${ready.walLevel}, PostgreSQL ${ready.serverVersion}, ${ready.tables} tables)` };
+    }
+    refuseIf(p.mode === 'online', 'mode', `online needs logical replication from ${p.sourceInstance}: ${ready.problems.join('; ')}`);
+    return { mode: 'dump', why: `online is not possible: ${ready.problems.join('; ')}` };
+  }
+
+  /** When preflight could not reach the database (private until open-access), the mode is decided here; a dry run cannot look. */
+  private async chooseModeOnceReachable(instance: InstanceInfo, location: DatabaseLocation): Promise<ModeChoice> {
+    if (this.rb.dryRun) return { mode: this.p.mode ?? 'dump', why: 'a dry run cannot reach the database to check replication' };
+    return this.chooseMode(instance, location);
   }
 
   private async openAccess(source: InstanceInfo): Promise<void> {
@@ -293,11 +377,11 @@ class Migration {
     return inspected;
   }
 
-  private async stopWriters(writers: WriterState[]): Promise<void> {
+  private async stopWriters(writers: WriterState[], step: 'stop-writers' | 'window-stop-writers' = 'stop-writers'): Promise<void> {
     const { rb, p } = this;
     const stopped = writers.map((w) => ({ cluster: w.cluster, service: w.service, desiredCount: 0 }));
     const asTheyWere = writers.map((w) => ({ cluster: w.cluster, service: w.service, desiredCount: w.desiredCount, taskDefinition: w.taskDefinition }));
-    await rb.change('stop-writers', `stop ${this.writerNames(writers)}: desired count to 0, then wait until no task of theirs runs`, () => this.setAndWait(stopped), {
+    await rb.change(step, `stop ${this.writerNames(writers)}: desired count to 0, then wait until no task of theirs runs`, () => this.setAndWait(stopped), {
       undo: {
         summary: `start ${this.writerNames(writers)} again on ${p.sourceInstance} as they were (task definitions and desired counts ${writers.map((w) => w.desiredCount).join(', ')}), unless they already run on ${p.newInstance.identifier}`,
         run: async () => (this.writersOnNewDb ? undefined : this.setAndWait(asTheyWere)),
@@ -430,11 +514,17 @@ class Migration {
       });
   }
 
-  private async restoreWriters(repointed: WriterTarget[], created: InstanceInfo): Promise<void> {
+  /** Returns how long the writers were stopped, from `stoppedAt` until they run on the new database. */
+  private async restoreWriters(repointed: WriterTarget[], created: InstanceInfo, stoppedAt: string): Promise<DbMigrationResult['writersStopped']> {
     // The point of no return: from here a failure must not move the writers back (they may have written already).
     this.writersOnNewDb = true;
+    const stopped = () => ({ from: stoppedAt, to: new Date().toISOString(), ms: Date.now() - Date.parse(stoppedAt) });
     await this.rb.change('restore-writers', `start ${this.writerNames(repointed)} on ${created.identifier}: restore desired counts ${repointed.map((w) => w.desiredCount).join(', ')}`,
-      () => this.setAndWait(repointed), { detail: (r) => r.map((w) => `${w.service}: ${w.running} running`).join(', '), dryResult: [] });
+      () => this.setAndWait(repointed), {
+        detail: (r) => `${r.map((w) => `${w.service}: ${w.running} running`).join(', ')}; writers were stopped ${seconds(stopped().ms)}`,
+        dryResult: [],
+      });
+    return stopped();
   }
 
   /** "Once we are satisfied": deletes the old instance after approval; a rejection keeps it, and the run ends there. */
@@ -468,6 +558,146 @@ class Migration {
     }
   }
 
+  // --- online mode ----------------------------------------------------------------------------------
+
+  /** Online mode's steps, in order: the copy runs while the writers write; they stop only for the window after `cutover`. */
+  private async runOnline(found: Preflight, source: DatabaseLocation, inspected: DatabaseInspection | undefined): Promise<DbMigrationResult> {
+    const { rb } = this;
+    for (const step of ['stop-writers', 'backup', 'restore', 'verify'] as const) rb.skip(step, 'online mode: the writers keep running while logical replication copies the rows');
+    await this.detachOldState();
+    const created = await this.createNewInstance(found.source);
+    const target = this.locate(created);
+    await this.createAppRole(target);
+    const schema = await this.copySchema(source, target, inspected);
+    await this.publish(source, target);
+    await this.subscribe(source, target);
+    const synced = await this.initialSync(source, target, schema.fingerprint);
+    await rb.checkpoint('cutover', await this.onlineCutoverPrompt(source, target, created, synced, found.writers, inspected));
+    // The window: from here the writers are stopped until they run on the new database.
+    const stoppedAt = new Date().toISOString();
+    await this.stopWriters(found.writers, 'window-stop-writers');
+    await this.catchUp(source, target, schema.fingerprint);
+    await this.copySequences(source, target);
+    const counted = await this.compareCounts(source, target);
+    const repointed = await this.repointWriters(found.writers, created);
+    const writersStopped = await this.restoreWriters(repointed, created, stoppedAt);
+    rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
+    await this.dropReplication(source, target);
+    await this.closeAccess();
+    const oldInstance = await this.deleteOldInstance(source, created);
+    return {
+      mode: 'online',
+      writersStopped,
+      source: { instance: this.p.sourceInstance, endpoint: found.source.endpoint?.host ?? '' },
+      newInstance: { instance: created.identifier, endpoint: created.endpoint?.host ?? '' },
+      backup: null,
+      verified: { tables: counted.tables, rows: counted.rows, sequences: inspected?.sequences ?? 0, schemaMigrationRows: inspected?.schemaMigration?.rows ?? null },
+      writers: repointed.map((w) => ({ service: w.service, taskDefinition: w.taskDefinition ?? '', desiredCount: w.desiredCount })),
+      oldInstance,
+    };
+  }
+
+  private async copySchema(source: DatabaseLocation, target: DatabaseLocation, inspected: DatabaseInspection | undefined): Promise<{ tables: number; fingerprint: string }> {
+    const { rb, p } = this;
+    return rb.change('copy-schema', `pg_dump --schema-only ${p.sourceInstance}/${p.database}, restore it into a freshly created ${target.instance}/${p.database} as ${this.newApp.username}`,
+      () => long(p.copyTimeoutMs).copySchema({
+        source: this.appLogin(source),
+        admin: this.adminLogin(target),
+        app: this.newAppLogin(target),
+        sources: this.sources,
+        encoding: inspected?.encoding ?? 'UTF8',
+      }), { detail: (r) => `${r.tables} tables, their keys, indexes and sequences, no rows`, dryResult: { tables: 0, fingerprint: '' } });
+  }
+
+  /** The publication and slot on the source; undone (with the subscription) by any failure before the writers move. */
+  private async publish(source: DatabaseLocation, target: DatabaseLocation): Promise<void> {
+    const { rb, p } = this;
+    const { name } = this.replication;
+    await rb.change('publish', `create the publication ${name} of every table and the replication slot ${name} on ${p.sourceInstance}`,
+      () => quick.publish({ replication: this.replicationLogin(source), sources: this.sources, names: this.replication }), {
+        // Registered before it runs: a slot made by an attempt whose result was lost is dropped too.
+        undo: { summary: `drop the subscription, publication and replication slot ${name}`, run: () => this.dropReplicationObjects(source, target) },
+        detail: (r) => `publication ${name} ${r.createdPublication ? 'created' : 'found'}; slot ${name} ${r.createdSlot ? 'created' : 'found'}`,
+        dryResult: { createdPublication: true, createdSlot: true },
+      });
+  }
+
+  private async subscribe(source: DatabaseLocation, target: DatabaseLocation): Promise<void> {
+    const { rb, p } = this;
+    const { name } = this.replication;
+    await rb.change('subscribe', `create the subscription ${name} on ${target.instance}: the initial copy starts, the writers keep writing`,
+      () => quick.subscribe({ source: this.replicationLogin(source), target: this.adminLogin(target), sources: this.sources, names: this.replication }), {
+        detail: (r) => `subscription ${name} ${r.created ? 'created' : 'found (made by an earlier attempt)'} on ${target.instance}, replicating from ${p.sourceInstance} as ${this.replicationLogin(source).credentials.username}`,
+        dryResult: { created: true },
+      });
+  }
+
+  private async initialSync(source: DatabaseLocation, target: DatabaseLocation, fingerprint: string): Promise<SyncProgress | undefined> {
+    const { rb, p } = this;
+    if (rb.dryRun) {
+      rb.skip('initial-sync', `would wait until every table of ${p.sourceInstance} is copied and streaming`);
+      return undefined;
+    }
+    return rb.read('initial-sync', `wait until every table is copied and streaming (per-table state and lag in the heartbeat); fail on a schema change on ${p.sourceInstance}`,
+      () => long(p.copyTimeoutMs).waitForSync({ ...this.replicationPair(source, target), fingerprint, deadline: this.deadline(p.copyTimeoutMs) }), {
+        detail: (s) => describeSync(s),
+      });
+  }
+
+  private async onlineCutoverPrompt(
+    source: DatabaseLocation, target: DatabaseLocation, created: InstanceInfo, synced: SyncProgress | undefined, writers: WriterState[], inspected: DatabaseInspection | undefined,
+  ): Promise<string> {
+    const lag = this.rb.dryRun ? synced : await quick.replicationLag(this.replicationPair(source, target));
+    const now = lag ? `${lag.ready}/${lag.tables} tables streaming, ${lag.lagBytes} bytes and ${lag.lagSeconds.toFixed(1)} s behind` : 'every table streaming';
+    return `${created.identifier} follows ${this.p.sourceInstance} (${now}). Cut over? The window: stop ${this.writerNames(writers)}, ` +
+      `wait until ${created.identifier} has every write, set the sequences, compare every table's row count` +
+      `${inspected ? ` (${inspected.tables.length} tables, ~${inspected.tables.reduce((sum, t) => sum + t.estimatedRows, 0)} rows)` : ''}, start the writers on ${created.endpoint!.host}. ` +
+      `Planned: the writers' stop and start, plus seconds for the catch-up and the counts (which read every table once).`;
+  }
+
+  private async catchUp(source: DatabaseLocation, target: DatabaseLocation, fingerprint: string): Promise<void> {
+    const { rb, p } = this;
+    await rb.change('catch-up', `wait until ${target.instance} has confirmed ${p.sourceInstance}'s current WAL position`,
+      () => long(p.writersTimeoutMs).catchUp({ ...this.replicationPair(source, target), fingerprint, deadline: this.deadline(p.writersTimeoutMs) }), {
+        detail: (r) => `confirmed ${r.lsn} after ${seconds(r.waitedMs)}`,
+        dryResult: { lsn: '', waitedMs: 0 },
+      });
+  }
+
+  private async copySequences(source: DatabaseLocation, target: DatabaseLocation): Promise<void> {
+    const { rb, p } = this;
+    await rb.change('copy-sequences', `set every sequence of ${target.instance} past ${p.sourceInstance}'s last value (setval; replication does not carry sequences)`,
+      () => quick.copySequences({ source: this.appLogin(source), target: this.adminLogin(target), sources: this.sources }), {
+        detail: (r) => `${r.sequences} sequences set ahead of the source`,
+        dryResult: { sequences: 0 },
+      });
+  }
+
+  private async compareCounts(source: DatabaseLocation, target: DatabaseLocation): Promise<{ tables: number; rows: number }> {
+    const { rb, p } = this;
+    return rb.change('compare-counts', `compare every table's row count on ${target.instance} with ${p.sourceInstance}`,
+      () => long(p.copyTimeoutMs).compareCounts({ source: this.appLogin(source), target: this.newAppLogin(target), sources: this.sources }), {
+        detail: (r) => `${r.tables} tables and ${r.rows} rows equal`,
+        dryResult: { tables: 0, rows: 0 },
+      });
+  }
+
+  /** After the cutover nothing more may come from the old instance, and a slot left there would keep its WAL forever. */
+  private async dropReplication(source: DatabaseLocation, target: DatabaseLocation): Promise<void> {
+    const { rb, p } = this;
+    await rb.change('drop-replication', `drop the subscription on ${target.instance}, the publication and every replication slot of the run on ${p.sourceInstance}`,
+      () => this.dropReplicationObjects(source, target), { detail: (r) => (r.dropped.length ? `dropped ${r.dropped.join(', ')}` : 'nothing left to drop'), dryResult: { dropped: [] } });
+  }
+
+  private dropReplicationObjects(source: DatabaseLocation, target: DatabaseLocation) {
+    return long(this.p.writersTimeoutMs).dropReplication(this.replicationPair(source, target));
+  }
+
+  /** Source and target as the replication activities take them: the replication login on the source, admin on the target. */
+  private replicationPair(source: DatabaseLocation, target: DatabaseLocation) {
+    return { source: this.replicationLogin(source), target: this.adminLogin(target), sources: this.sources, names: this.replication };
+  }
+
   // --- helpers --------------------------------------------------------------------------------------
 
   private async setAndWait(targets: WriterTarget[]) {
@@ -481,6 +711,7 @@ class Migration {
       { field: 'credentials.app.password', ref: credentials.app.password },
       { field: 'credentials.admin.password', ref: credentials.admin.password },
       ...(credentials.newApp ? [{ field: 'credentials.newApp.password', ref: credentials.newApp.password }] : []),
+      ...(credentials.replication ? [{ field: 'credentials.replication.password', ref: credentials.replication.password }] : []),
     ];
     // Terraform outputs of the new instance exist only once Terraform has made it.
     return refs.filter((r) => !(this.p.provisioning.mode === 'terraform' && r.ref.startsWith('terraform-output:') && r.field !== 'credentials.app.password'));
@@ -511,6 +742,14 @@ class Migration {
     return { location, credentials: this.newApp, field: this.newAppField };
   }
 
+  /** The login the new instance replicates from the old one with. */
+  private replicationLogin(location: DatabaseLocation): Login {
+    const { credentials } = this.p;
+    return credentials.replication
+      ? { location, credentials: credentials.replication, field: 'credentials.replication' }
+      : { location, credentials: credentials.admin, field: 'credentials.admin' };
+  }
+
   private writerNames(writers: { service: string }[]): string {
     return writers.map((w) => w.service).join(', ');
   }
@@ -531,6 +770,11 @@ function refuseUnexpectedDestroys(plan: PlanSummary, targets: string[], planFile
   if (problems.length) {
     throw ApplicationFailure.create({ type: 'PlanRefused', message: `the plan ${planFile} was refused, nothing applied: ${problems.join('; ')}`, nonRetryable: true });
   }
+}
+
+/** One line for a step detail: tables streaming, the ones still copying, the lag. */
+function describeSync(p: SyncProgress): string {
+  return `${p.ready}/${p.tables} tables streaming${p.pending.length ? ` (${p.pending.join(', ')})` : ''}; lag ${p.lagBytes} bytes, ${p.lagSeconds.toFixed(1)} s`;
 }
 
 function major(version: string): number {

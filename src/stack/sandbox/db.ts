@@ -188,13 +188,14 @@ const SCHEMA = `
     PRIMARY KEY (order_id, line)
   );
   CREATE INDEX order_items_product_id_idx ON order_items (product_id);
-  -- Like many real logs: no primary key.
+  -- Like many real logs: no primary key. Its replica identity is the whole row, so it can be replicated (online mode).
   CREATE TABLE audit_log (
     at timestamptz NOT NULL,
     actor text NOT NULL,
     action text NOT NULL,
     payload jsonb
   );
+  ALTER TABLE audit_log REPLICA IDENTITY FULL;
   CREATE SEQUENCE invoice_number_seq START 1000;
   CREATE TABLE schema_migration (
     version text PRIMARY KEY,
