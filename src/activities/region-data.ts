@@ -15,6 +15,8 @@ import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { parseS3Uri, type S3Location } from '../s3-uri.js';
 import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
+import { settleAll } from '../settle.js';
+import { heartbeatWhile, throwIfCancelled } from './heartbeat.js';
 
 export interface RegionDataCheck {
   aws: AwsConnection;
@@ -37,6 +39,14 @@ export interface CopyRegionData {
   to: string;
   /** Also delete what lies under `to` but not under `from`, so `to` ends as an exact copy. */
   exact: boolean;
+}
+
+export interface BackupUriRequest {
+  aws: AwsConnection;
+  /** The region's data. */
+  uri: string;
+  /** yyyy-mm-dd, as the seed names backups. */
+  date: string;
 }
 
 export interface CopiedRegionData {
@@ -70,37 +80,58 @@ export function createRegionDataActivities(deps: AwsDeps) {
     },
 
     /**
+     * The seed's backup URI, `<uri>-backup-<yyyy-mm-dd>`, beside the region's
+     * folder (never inside it); when that already holds objects (an earlier
+     * update that day), the first free `-2`, `-3`, ... instead, so no backup is overwritten.
+     */
+    async freeBackupUri({ aws, uri, date }: BackupUriRequest): Promise<string> {
+      const s3 = clients(aws).s3;
+      const base = `${uri.replace(/\/+$/, '')}-backup-${date}`;
+      for (let n = 1; ; n++) {
+        const candidate = n === 1 ? base : `${base}-${n}`;
+        if (!(await holdsObjects(s3, parseOrRefuse(candidate, 'uri')))) return candidate;
+      }
+    },
+
+    /**
      * Copies every object under `from` to the same relative key under `to`,
-     * server-side; with `exact`, then deletes what `to` has beyond that.
-     * Repeating it gives the same result, so a retry after a crash is safe.
+     * server-side; with `exact`, then deletes what `to` has beyond that (only
+     * under `to`'s folder). Repeating it gives the same result, so a retry
+     * after a crash is safe. A cancel stops it between objects, once the copies
+     * in flight have finished: the caller's undo then sees every copy that happened.
      */
     async copyRegionData({ aws, from, to, exact }: CopyRegionData): Promise<CopiedRegionData> {
       const s3 = clients(aws).s3;
       const source = parseOrRefuse(from, 'from');
       const target = parseOrRefuse(to, 'to');
+      if (exact && source.bucket === target.bucket && source.prefix.startsWith(target.prefix)) {
+        throw invalidInput('to', `${from} lies inside ${to}: an exact copy would delete its own source`);
+      }
       const objects = await listAll(s3, source, 'from');
       const limit = pLimit(COPY_CONCURRENCY);
       let copied = 0;
-      await Promise.all(
-        objects.map((object) =>
-          limit(async () => {
-            const key = relativeKey(source, object.Key!);
-            await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
-              s3.send(
-                new CopyObjectCommand({
-                  Bucket: target.bucket,
-                  Key: target.prefix + key,
-                  CopySource: encodeURIComponent(`${source.bucket}/${object.Key}`),
-                  MetadataDirective: 'COPY',
-                  TaggingDirective: 'COPY',
-                }),
-                abortable(),
-              ),
-            );
-            Context.current().heartbeat(++copied);
-          }),
-        ),
-      );
+      await heartbeatWhile(() =>
+        settleAll(
+          objects.map((object) =>
+            limit(async () => {
+              throwIfCancelled();
+              const key = relativeKey(source, object.Key!);
+              // Not abortable: a copy the server already took would land after the undo started.
+              await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
+                s3.send(
+                  new CopyObjectCommand({
+                    Bucket: target.bucket,
+                    Key: target.prefix + key,
+                    CopySource: encodeURIComponent(`${source.bucket}/${object.Key}`),
+                    MetadataDirective: 'COPY',
+                    TaggingDirective: 'COPY',
+                  }),
+                ),
+              );
+              copied++;
+            }),
+          ),
+        ), () => copied);
       const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
       return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
     },
@@ -153,6 +184,13 @@ async function listAll(s3: S3Client, location: S3Location, field: string): Promi
   return objects;
 }
 
+async function holdsObjects(s3: S3Client, location: S3Location): Promise<boolean> {
+  const page = await callAws(`list s3://${location.bucket}/${location.prefix}`, () =>
+    s3.send(new ListObjectsV2Command({ Bucket: location.bucket, Prefix: location.prefix, MaxKeys: 1 }), abortable()),
+  );
+  return (page.KeyCount ?? page.Contents?.length ?? 0) > 0;
+}
+
 async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
   const object = await callAws(`read s3://${bucket}/${key}`, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable()));
   return (await object.Body?.transformToString()) ?? '';
@@ -161,6 +199,7 @@ async function readText(s3: S3Client, bucket: string, key: string): Promise<stri
 async function removeExtra(s3: S3Client, target: S3Location, keep: Set<string>): Promise<number> {
   const extra = (await listAll(s3, target, 'to')).map((o) => o.Key!).filter((key) => !keep.has(relativeKey(target, key)));
   for (let i = 0; i < extra.length; i += 1000) {
+    throwIfCancelled();
     const batch = extra.slice(i, i + 1000);
     await callAws(`delete ${batch.length} objects under s3://${target.bucket}/${target.prefix}`, () =>
       s3.send(new DeleteObjectsCommand({ Bucket: target.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), abortable()),
