@@ -174,7 +174,7 @@ describe('region-data-update', () => {
     await assertUpdated(s, await waitForStatus(id, (st) => st.phase === 'succeeded' || st.phase === 'rolled-back' || st.phase === 'failed'));
   });
 
-  it('a QA rejection restores the data byte for byte, restarts again, and leaves the versions', async function () {
+  it('a QA rejection restores the data byte for byte and the versions bumped before QA, and restarts again', async function () {
     this.timeout(180_000);
     const s = await scenario();
     const id = idOf('sandbox', s);

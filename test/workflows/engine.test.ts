@@ -191,7 +191,7 @@ describe('engine rules, on the workflow tier', () => {
     await statusWhen(handle, (s) => s.phase === 'waiting');
     await handle.signal(rejectSignal, { by: 'bob', checkpoint: 'delete-old', reason: 'copy incomplete' });
     const end = await outcome(handle);
-    assert.equal(end.errorType, FailureType.failed);
+    assert.equal(end.errorType, FailureType.rejected, 'the cause, not RolledBack');
     assert.match(end.message ?? '', /rejected by bob: copy incomplete; 1 later change\(s\) undone, the rest stands: the stage of books stays in place/);
     const status = await statusWhen(handle, (s) => s.phase !== 'waiting');
     assert.equal(status.phase, 'failed');
