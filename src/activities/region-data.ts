@@ -11,7 +11,6 @@ import {
   type S3Client,
   type _Object,
 } from '@aws-sdk/client-s3';
-import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { parseS3Uri, type S3Location } from '../s3-uri.js';
 import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
@@ -67,16 +66,19 @@ export function createRegionDataActivities(deps: AwsDeps) {
     async inspectRegionData({ aws, uri, field }: RegionDataCheck): Promise<RegionDataSummary> {
       const s3 = clients(aws).s3;
       const location = parseOrRefuse(uri, field);
-      const objects = await listAll(s3, location, field);
-      if (objects.length === 0) throw invalidInput(field, `no data at ${uri}`);
-      const topojson = objects.map((o) => relativeKey(location, o.Key!)).filter((key) => /\.(topo)?json$/i.test(key));
-      if (topojson.length === 0) throw invalidInput(field, `${uri} holds no .topojson or .json file`);
-      for (const key of topojson) {
-        const problem = topologyProblem(await readText(s3, location.bucket, location.prefix + key));
-        if (problem) throw invalidInput(field, `${uri}/${key} is not valid TopoJSON: ${problem}`);
-        Context.current().heartbeat(key);
-      }
-      return { uri, objects: objects.length, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), topojson };
+      let checked = 0;
+      return heartbeatWhile(async () => {
+        const objects = await listAll(s3, location, field);
+        if (objects.length === 0) throw invalidInput(field, `no data at ${uri}`);
+        const topojson = objects.map((o) => relativeKey(location, o.Key!)).filter((key) => /\.(topo)?json$/i.test(key));
+        if (topojson.length === 0) throw invalidInput(field, `${uri} holds no .topojson or .json file`);
+        for (const key of topojson) {
+          const problem = topologyProblem(await readText(s3, location.bucket, location.prefix + key));
+          if (problem) throw invalidInput(field, `${uri}/${key} is not valid TopoJSON: ${problem}`);
+          checked++;
+        }
+        return { uri, objects: objects.length, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), topojson };
+      }, () => checked);
     },
 
     /**
@@ -107,11 +109,12 @@ export function createRegionDataActivities(deps: AwsDeps) {
       if (exact && source.bucket === target.bucket && source.prefix.startsWith(target.prefix)) {
         throw invalidInput('to', `${from} lies inside ${to}: an exact copy would delete its own source`);
       }
-      const objects = await listAll(s3, source, 'from');
-      const limit = pLimit(COPY_CONCURRENCY);
       let copied = 0;
-      await heartbeatWhile(() =>
-        settleAll(
+      // Heartbeats from the first listing to the last delete: a slow page must not look like a dead worker.
+      return heartbeatWhile(async () => {
+        const objects = await listAll(s3, source, 'from');
+        const limit = pLimit(COPY_CONCURRENCY);
+        await settleAll(
           objects.map((object) =>
             limit(async () => {
               throwIfCancelled();
@@ -131,9 +134,10 @@ export function createRegionDataActivities(deps: AwsDeps) {
               copied++;
             }),
           ),
-        ), () => copied);
-      const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
-      return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
+        );
+        const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
+        return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
+      }, () => copied);
     },
   };
 }

@@ -73,8 +73,8 @@ export const regionDataUpdatePlan = definePlan({
   checkpoints: ['test-maps', 'qa'],
 });
 
-/** Copies heartbeat every 2 s; a short heartbeat timeout is what brings a cancel to a copy within seconds. */
-const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '10 seconds', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
+/** Copies heartbeat every 2 s; the heartbeat timeout bounds how soon a cancel reaches a copy (the worker sends at most one per 0.8 of it). */
+const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '20 seconds', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
 const regionConfig = stepActivities<RegionConfigActivities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '10 seconds', maximumAttempts: 10 } });
 const runs = stepActivities<RunsActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
 
