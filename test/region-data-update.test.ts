@@ -3,14 +3,16 @@
  * region_config table (PostgreSQL), the rolling restart as a real child run.
  */
 import assert from 'node:assert/strict';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import pLimit from 'p-limit';
 import pg from 'pg';
 import type { RunStatus } from '../src/messages.js';
 import { parseS3Uri } from '../src/s3-uri.js';
+import { topology } from '../src/stack/sandbox/regions.js';
 import type { RegionDataUpdateResult } from '../src/workflows/region-data-update.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook } from './helpers/cli.js';
-import { queryStatus, temporalClient, waitForStatus } from './helpers/wait.js';
+import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
 
 let counter = 0;
@@ -32,6 +34,41 @@ async function snapshot(uri: string): Promise<Record<string, string>> {
     files[object.Key!.slice(prefix.length)] = await body.Body!.transformToString();
   }
   return files;
+}
+
+/** Every object under a URI, by relative key, as ETag and size: for single-part objects the ETag is the MD5 of the bytes. */
+async function fingerprint(uri: string): Promise<Record<string, string>> {
+  const { bucket, prefix } = parseS3Uri(uri);
+  const client = s3();
+  const files: Record<string, string> = {};
+  let token: string | undefined;
+  do {
+    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) files[object.Key!.slice(prefix.length)] = `${object.ETag} ${object.Size}`;
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+  client.destroy();
+  return files;
+}
+
+/** `count` small tiles under a URI (not TopoJSON, so preflight reads only the layers). */
+async function putTiles(uri: string, count: number, label: string, extra: string[] = []): Promise<void> {
+  const { bucket, prefix } = parseS3Uri(uri);
+  const client = s3();
+  const limit = pLimit(16);
+  const keys = [...Array.from({ length: count }, (_, i) => `tiles/${String(i).padStart(4, '0')}.pbf`), ...extra];
+  await Promise.all(keys.map((key) => limit(() => client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + key, Body: `${label} ${key}` })))));
+  client.destroy();
+}
+
+async function readObject(uri: string, key: string): Promise<string | null> {
+  const { bucket, prefix } = parseS3Uri(uri);
+  try {
+    const object = await s3().send(new GetObjectCommand({ Bucket: bucket, Key: prefix + key }));
+    return await object.Body!.transformToString();
+  } catch {
+    return null;
+  }
 }
 
 async function regionRows(ids: string[]): Promise<Record<string, { s3Uri: string; version: number }>> {
@@ -129,13 +166,15 @@ describe('region-data-update', () => {
     const atQa = await waitForStatus(id, (st) => st.waitingFor?.checkpoint === 'qa', 120_000);
     assert.match(atQa.steps.find((st) => st.name === 'restart-services')!.detail!, /new tasks serving/);
     assert.deepEqual(await restartRunsSince('sandbox', startedAt), [{ status: 'COMPLETED' }], 'one child restart ran');
-    assert.equal((await regionRows(s.ids))[s.ids[0]!]?.version, 2, 'versions wait for QA');
+    assert.equal((await regionRows(s.ids))[s.ids[0]!]?.version, 3, 'versions are bumped with the restart, so QA sees the new data');
+    const steps = atQa.steps.map((st) => st.name);
+    assert.ok(steps.indexOf('restart-services') < steps.indexOf('bump-versions') && steps.indexOf('bump-versions') < steps.indexOf('qa'));
 
     await approve(id, 'qa');
     await assertUpdated(s, await waitForStatus(id, (st) => st.phase === 'succeeded' || st.phase === 'rolled-back' || st.phase === 'failed'));
   });
 
-  it('a QA rejection restores the data byte for byte, restarts again, and leaves the versions', async function () {
+  it('a QA rejection restores the data byte for byte and the versions bumped before QA, and restarts again', async function () {
     this.timeout(180_000);
     const s = await scenario();
     const id = idOf('sandbox', s);
@@ -143,6 +182,7 @@ describe('region-data-update', () => {
     assert.equal((await start('sandbox', s, '--wait')).exitCode, 0);
     await approve(id, 'test-maps');
     await waitForStatus(id, (st) => st.waitingFor?.checkpoint === 'qa', 120_000);
+    assert.equal((await regionRows(s.ids))[s.ids[0]!]?.version, 3, 'bumped before QA');
 
     const reject = await runbook(['reject', id, '--checkpoint', 'qa', '--reason', 'county layer fails to load'], { as: 'qa-lead' });
     assert.equal(reject.exitCode, 0, reject.stderr);
@@ -158,6 +198,81 @@ describe('region-data-update', () => {
     assert.equal(rows[b]?.version, 5);
     assert.equal(rows[c], undefined, 'the new region is removed again');
     assert.deepEqual(await restartRunsSince('sandbox', startedAt), [{ status: 'COMPLETED' }, { status: 'COMPLETED' }], 'restarted for the new data and again for the old');
+  });
+
+  it('a cancel during the replace of a region with 2,000 objects waits for the copy to stop, then restores the region byte for byte', async function () {
+    this.timeout(900_000); // measured 466 s on a machine at load 24; moto does ~100 S3 requests/s at best
+    const id = freshId('BIG');
+    const { uri, newDataUri } = await sandbox().regions.addRegion(id, 4);
+    await putTiles(uri, 2000, 'old');
+    await putTiles(newDataUri, 2000, 'new', ['tiles/only-in-new.pbf']);
+    const before = await fingerprint(uri);
+    assert.equal(Object.keys(before).length, 2002);
+    const runId = `region-data-update:sandbox:${id}`;
+    const started = await runbook(['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri }])}`, '--wait'], { as: 'ops' });
+    assert.equal(started.exitCode, 0, started.stderr);
+    await approve(runId, 'test-maps');
+
+    // The replace has begun once the region's first tile holds the new bytes.
+    await waitForStatus(runId, (st) => st.currentStep === 'replace-data', 300_000);
+    await waitUntil(async () => (await readObject(uri, 'tiles/0000.pbf')) === 'new tiles/0000.pbf', { timeoutMs: 120_000, what: 'the replace to copy its first tile' });
+    const cancelled = await runbook(['cancel', runId, '--reason', 'wrong data set'], { as: 'ops' });
+    assert.equal(cancelled.exitCode, 0, cancelled.stderr);
+    const status = await waitForStatus(runId, (st) => st.phase !== 'running' && st.phase !== 'waiting', 300_000);
+    assert.equal(status.phase, 'cancelled', status.error ?? '');
+    assert.equal(status.steps.find((st) => st.name === 'replace-data')?.status, 'compensated');
+
+    const backupUri = `${uri}-backup-${today()}`;
+    assert.deepEqual(await fingerprint(backupUri), before, 'the backup is the old data');
+    assert.deepEqual(await fingerprint(uri), before, 'the region is byte-identical to its backup (the file only the new data had is gone)');
+    assert.equal(await readObject(uri, 'tiles/0000.pbf'), 'old tiles/0000.pbf');
+
+    // The copy in flight was cancelled and had stopped before the restore was scheduled.
+    const history = await (await temporalClient()).workflow.getHandle(runId).fetchHistory();
+    const events = history.events ?? [];
+    const copies = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'copyRegionData').map((e) => {
+      const input = JSON.parse(Buffer.from(e.activityTaskScheduledEventAttributes!.input!.payloads![0]!.data!).toString()) as { from: string };
+      return { eventId: Number(e.eventId), from: input.from };
+    });
+    const replace = copies.find((c) => c.from === newDataUri)!;
+    const restore = copies.find((c) => c.from === backupUri)!;
+    assert.ok(replace && restore, JSON.stringify(copies));
+    const replaceCancelled = events.find((e) => Number(e.activityTaskCanceledEventAttributes?.scheduledEventId) === replace.eventId);
+    assert.ok(replaceCancelled, 'the replace copy ended cancelled, stopped between objects');
+    assert.ok(Number(replaceCancelled.eventId) < restore.eventId, 'the restore was scheduled only after the replace copy had stopped');
+  });
+
+  it('two updates of one region on the same day keep both backups, and files the new data lacks stay (exact is opt-in)', async function () {
+    this.timeout(400_000);
+    const id = freshId('TWICE');
+    const { uri, newDataUri } = await sandbox().regions.addRegion(id, 2);
+    await sandbox().regions.putObject(`${parseS3Uri(uri).prefix}notes/readme.txt`, 'kept: the new data lacks me');
+    const original = await fingerprint(uri);
+    const runId = `region-data-update:sandbox:${id}`;
+    const update = async (dataUri: string) => {
+      const started = await runbook(['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri: dataUri }])}`, '--wait'], { as: 'ops' });
+      assert.equal(started.exitCode, 0, started.stderr);
+      await approve(runId, 'test-maps');
+      await waitForStatus(runId, (st) => st.waitingFor?.checkpoint === 'qa', 180_000);
+      await approve(runId, 'qa');
+      const status = await waitForStatus(runId, (st) => st.phase !== 'running' && st.phase !== 'waiting', 120_000);
+      assert.equal(status.phase, 'succeeded', status.error ?? '');
+      return (status.result as RegionDataUpdateResult).regions[0]!;
+    };
+
+    const first = await update(newDataUri);
+    assert.equal(first.backupUri, `${uri}-backup-${today()}`);
+    assert.equal(await readObject(uri, 'notes/readme.txt'), 'kept: the new data lacks me', 'cp --recursive leaves extra files alone');
+    const afterFirst = await fingerprint(uri);
+
+    const secondData = `s3://${sandbox().regions.bucket}/incoming/${id}-second`;
+    for (const layer of ['counties', 'blockgroups']) await sandbox().regions.putObject(`incoming/${id}-second/${layer}.topojson`, JSON.stringify(topology(layer, `${id} second`)));
+    const second = await update(secondData);
+    assert.equal(second.backupUri, `${uri}-backup-${today()}-2`, 'the second backup gets a new suffix');
+    assert.deepEqual(await fingerprint(first.backupUri!), original, 'the first backup still holds the original data');
+    assert.deepEqual(await fingerprint(second.backupUri!), afterFirst, 'the second backup holds the data the first update left');
+    assert.deepEqual([first.newVersion, second.newVersion], [3, 4]);
+    assert.equal(await readObject(uri, 'notes/readme.txt'), 'kept: the new data lacks me');
   });
 
   it('refuses db-uri on production, and production without a succeeded staging run, changing nothing', async () => {

@@ -1,5 +1,6 @@
 /** Keeping long activities visibly alive. */
 import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
 
 const EVERY_MS = 2_000;
 
@@ -18,3 +19,15 @@ export async function heartbeatWhile<T>(work: () => Promise<T>, details: () => u
     clearInterval(beat);
   }
 }
+
+/**
+ * Called between units of work: throws the CancelledFailure the worker
+ * delivered with a heartbeat's answer, so a cancelled activity starts no new
+ * unit. Units already in flight finish first (see `settleAll` in src/settle.ts), so the undo
+ * that follows never races them.
+ */
+export function throwIfCancelled(): void {
+  const signal = Context.current().cancellationSignal;
+  if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledFailure(String(signal.reason ?? 'cancelled'));
+}
+

@@ -21,6 +21,7 @@ import { createS3Activities } from './s3.js';
 import { createSchemaMigrationActivities } from './schema-migrations.js';
 import type { TaskFactsReader } from './task-facts.js';
 import type { LogsClientFactory } from './cloudwatch-logs.js';
+import { createTaskCapacityActivities } from './task-capacity.js';
 import { createTaskHealthActivities } from './task-health.js';
 import { createSecretResolver } from './secrets.js';
 import { createTerraformActivities } from './terraform.js';
@@ -42,6 +43,7 @@ export function createActivities(deps: ActivityDeps = {}) {
     createEcsActivities(deps),
     createElbActivities(deps),
     createTaskHealthActivities(deps),
+    createTaskCapacityActivities(deps),
     createS3Activities(deps),
     createTerraformActivities({ ...deps, secrets: createSecretResolver() }),
     createDbMigrationActivities(deps),

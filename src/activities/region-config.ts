@@ -95,6 +95,24 @@ export function createRegionConfigActivities(deps: { resolveSecret?: SecretResol
         }),
       );
     },
+
+    /** Undoes `bumpVersions`: each version back from its bump (from + 1) to `from`; one already back counts as done. */
+    async restoreVersions({ db, bumps }: { db: RegionConfigDb; bumps: VersionBump[] }): Promise<RegionRow[]> {
+      return session(db, 'restore region_config.version', (client) =>
+        inTransaction(client, async () => {
+          const restored: RegionRow[] = [];
+          for (const bump of bumps) {
+            const { rows } = await client.query<{ id: string; s3_uri: string; version: number }>(
+              'UPDATE region_config SET version = $2 WHERE id = $1 AND version IN ($2, $2 + 1) RETURNING id, s3_uri, version',
+              [bump.id, bump.from],
+            );
+            if (rows.length !== 1) throw changedUnderUs(bump.id, `its version is neither ${bump.from} nor ${bump.from + 1}`);
+            restored.push({ id: rows[0]!.id, s3Uri: rows[0]!.s3_uri, version: rows[0]!.version });
+          }
+          return restored;
+        }),
+      );
+    },
   };
 }
 

@@ -20,6 +20,7 @@ const params = z
   .object({
     regions: z.array(region).min(1).describe('the regions to update, each with its new data'),
     mode: z.enum(['s3-overwrite', 'db-uri']).default('s3-overwrite').describe('overwrite the data on S3 (default), or point region_config.s3_uri at the new data (staging only)'),
+    exact: z.boolean().default(false).describe("also delete files in a region's folder that the new data lacks (default: leave them, as the seed's cp --recursive does)"),
     stagingEnv: z.string().min(1, 'must name an environment').optional().describe('environment where the same regions must have been updated first (production: staging)'),
     requireStagingRun: z.boolean().default(true).describe('refuse unless a succeeded run on stagingEnv covers these regions'),
     stagingOverrideReason: z.string().min(10, 'write why the staging run is skipped (10 characters at least)').optional().describe('why the staging rule is waived; recorded with the run'),
@@ -55,6 +56,7 @@ export const regionDataUpdateRunbook = defineRunbook({
     aws: env.aws,
     regions: p.regions.map((r) => ({ id: r.id, newDataUri: r.newDataUri, isNew: r.new })),
     mode: p.mode,
+    exact: p.exact,
     ...(p.stagingEnv ? { stagingEnv: p.stagingEnv } : {}),
     requireStagingRun: p.requireStagingRun,
     ...(p.stagingOverrideReason ? { stagingOverrideReason: p.stagingOverrideReason } : {}),

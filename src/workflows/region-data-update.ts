@@ -5,14 +5,17 @@
  *   per region: back up its data (cp --recursive <uri> <uri>-backup-<yyyy-mm-dd>)
  *     and copy the new data over it (or, on staging only, point region_config.s3_uri at it)
  *   restart the services so they load it (the rolling restart, as a child run)
+ *   as part of the restart, bump region_config.version of every updated region that already existed, so cached maps refresh
  *   QA opens the test maps and edits them
- *   bump region_config.version of every updated region that already existed, so cached maps refresh
  *
- * A QA rejection, a timeout or any failure after the data changed restores
- * every region from its backup byte for byte (or the old s3_uri), restarts the
- * services again, and leaves the versions alone.
+ * Only the regions named are touched: the copy writes under each region's
+ * folder and, like the seed's `cp --recursive`, leaves other files there alone
+ * unless `exact` is asked for; a backup never overwrites an earlier one.
+ * A QA rejection, a timeout, a cancel or any failure after the data changed
+ * (once the copy in flight has stopped) restores every region from its backup
+ * byte for byte (or the old s3_uri) and its version, and restarts the services again.
  */
-import { executeChild, workflowInfo } from '@temporalio/workflow';
+import { executeChild, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { runWorkflowId, type RunbookInput } from '../messages.js';
 import type { Login } from '../activities/pg-connect.js';
@@ -20,6 +23,7 @@ import type { RegionConfigActivities, RegionRow } from '../activities/region-con
 import type { RegionDataActivities } from '../activities/region-data.js';
 import type { FoundRun, RunsActivities } from '../activities/runs.js';
 import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { settleAll } from '../settle.js';
 import { rollingRestart, type RollingRestartResult } from './rolling-restart.js';
 
 export interface RegionUpdate {
@@ -33,6 +37,8 @@ export interface RegionDataUpdateParams {
   aws: AwsConnection;
   regions: RegionUpdate[];
   mode: 's3-overwrite' | 'db-uri';
+  /** Also delete files in a region's folder that the new data lacks (unset in runs resolved before it existed: true). */
+  exact?: boolean;
   /** Where this update must have succeeded first (production: staging). */
   stagingEnv?: string;
   requireStagingRun: boolean;
@@ -63,11 +69,12 @@ export interface RegionDataUpdateResult {
 }
 
 export const regionDataUpdatePlan = definePlan({
-  steps: ['preflight', 'test-maps', 'back-up-data', 'replace-data', 'add-new-regions', 'restart-services', 'qa', 'bump-versions'],
+  steps: ['preflight', 'test-maps', 'back-up-data', 'replace-data', 'add-new-regions', 'restart-services', 'bump-versions', 'qa'],
   checkpoints: ['test-maps', 'qa'],
 });
 
-const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '1 minute', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
+/** Copies heartbeat every 2 s; the heartbeat timeout bounds how soon a cancel reaches a copy (the worker sends at most one per 0.8 of it). */
+const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '20 seconds', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
 const regionConfig = stepActivities<RegionConfigActivities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '10 seconds', maximumAttempts: 10 } });
 const runs = stepActivities<RunsActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
 
@@ -79,26 +86,42 @@ interface Preflight {
 
 type Update = Runbook<RegionDataUpdateParams>;
 
+/**
+ * Runs started since this marker: backups get a free suffix, `exact` is
+ * opt-in, regions must not overlap, parallel copies settle before an undo,
+ * and the versions are bumped before QA (undone on a rejection).
+ */
+const SCOPED_AND_SEED_ORDER = 'region-data-scoped-and-seed-order';
+
+interface Backup {
+  id: string;
+  uri: string;
+  backupUri: string;
+}
+
 export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataUpdateResult> {
   return runRunbook(input, regionDataUpdatePlan, async (rb: Update) => {
     const p = rb.params;
     const db = { aws: p.aws, login: p.database };
     const ids = p.regions.map((r) => r.id).join(', ');
+    const scoped = patched(SCOPED_AND_SEED_ORDER);
+    const all = scoped ? settleAll : <T>(work: Promise<T>[]) => Promise.all(work);
 
     const found = await rb.read('preflight', `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
-      () => preflight(rb), { detail: (f) => preflightDetail(f) });
+      () => preflight(rb, scoped), { detail: (f) => preflightDetail(f) });
     const { existing, added } = found;
     const existingIds = existing.map((r) => r.id).join(', ') || 'none';
 
     await rb.checkpoint('test-maps', `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`);
 
     const date = new Date().toISOString().slice(0, 10);
-    const backups = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: `${r.row.s3Uri}-backup-${date}` }));
+    const seedBackupUri = (uri: string) => `${scoped ? uri.replace(/\/+$/, '') : uri}-backup-${date}`;
+    let backups: Backup[] = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: seedBackupUri(r.row.s3Uri) }));
     const overwrite = p.mode === 's3-overwrite';
     if (overwrite && backups.length) {
-      await rb.change('back-up-data', `back up the data of ${existingIds} to <uri>-backup-${date}`,
-        () => Promise.all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.uri, to: b.backupUri, exact: true }))),
-        { detail: (copies) => copies.map((c) => `${c.to} (${c.copied} objects)`).join('; ') });
+      backups = await rb.change('back-up-data', `back up the data of ${existingIds} to <uri>-backup-${date}${scoped ? ' (or the first free -2, -3, ...)' : ''}`,
+        () => backUp(rb, backups, date, scoped),
+        { detail: (done) => done.map((b) => `${b.backupUri} (${b.copied} objects)`).join('; '), dryResult: backups.map((b) => ({ ...b, copied: 0 })) });
     } else {
       rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
     }
@@ -107,12 +130,14 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
     if (!existing.length) {
       rb.skip('replace-data', 'no existing region to update');
     } else if (overwrite) {
-      await rb.change('replace-data', `copy the new data over the data of ${existingIds}`,
-        () => Promise.all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact: true }))), {
+      const exact = scoped ? p.exact === true : true;
+      await rb.change('replace-data', `copy the new data over the data of ${existingIds}${exact ? ', deleting files the new data lacks' : ''}`,
+        () => all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact }))), {
           undo: {
             summary: `restore ${existingIds} from their backups and restart ${p.restart.service}`,
             run: async () => {
-              await Promise.all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.backupUri, to: b.uri, exact: true })));
+              // Exact: the region ends byte-identical to its backup, also where the new data added files.
+              await all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.backupUri, to: b.uri, exact: true })));
               await restartAfterUndo();
             },
           },
@@ -145,13 +170,27 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
         dryResult: { newTaskArns: [], stoppedTaskArns: [] },
       });
 
-    await rb.checkpoint('qa', `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`);
+    const bumps = existing.map((r) => ({ id: r.id, from: r.row.version }));
+    const bumpVersions = () => existing.length
+      ? rb.change('bump-versions', `bump region_config.version of ${existingIds} by one so cached maps refresh`,
+          () => regionConfig.bumpVersions({ db, bumps }), {
+            detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '),
+            dryResult: [],
+            // Only runs since the marker bump before QA, where a rejection must put the versions back too.
+            ...(scoped ? { undo: { summary: `put region_config.version of ${existingIds} back`, run: () => regionConfig.restoreVersions({ db, bumps }) } } : {}),
+          })
+      : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), Promise.resolve([]));
+    const qa = () => rb.checkpoint('qa', `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`);
 
-    const bumped = existing.length
-      ? await rb.change('bump-versions', `bump region_config.version of ${existingIds} by one so cached maps refresh`,
-          () => regionConfig.bumpVersions({ db, bumps: existing.map((r) => ({ id: r.id, from: r.row.version })) }),
-          { detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '), dryResult: [] })
-      : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), []);
+    let bumped: RegionRow[];
+    if (scoped) {
+      // The seed bumps the versions as part of the restart, so QA sees the new data rather than cached maps.
+      bumped = await bumpVersions();
+      await qa();
+    } else {
+      await qa();
+      bumped = await bumpVersions();
+    }
 
     return {
       mode: p.mode,
@@ -162,7 +201,7 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
           id: r.id,
           uri: overwrite ? r.row.s3Uri : r.newDataUri,
           newDataUri: r.newDataUri,
-          backupUri: overwrite ? `${r.row.s3Uri}-backup-${date}` : null,
+          backupUri: overwrite ? backups.find((b) => b.id === r.id)!.backupUri : null,
           oldVersion: r.row.version,
           newVersion: bumped.find((b) => b.id === r.id)?.version ?? r.row.version,
           isNew: false,
@@ -171,6 +210,18 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
       ],
     };
   });
+}
+
+/** Backs every region up into a backup folder of its own (a free one, in runs since the marker), all copies settled. */
+async function backUp(rb: Update, planned: Backup[], date: string, scoped: boolean): Promise<(Backup & { copied: number })[]> {
+  const aws = rb.params.aws;
+  if (!scoped) {
+    const copies = await Promise.all(planned.map((b) => regionData.copyRegionData({ aws, from: b.uri, to: b.backupUri, exact: true })));
+    return planned.map((b, i) => ({ ...b, copied: copies[i]!.copied }));
+  }
+  const backups = await settleAll(planned.map(async (b) => ({ ...b, backupUri: await regionData.freeBackupUri({ aws, uri: b.uri, date }) })));
+  const copies = await settleAll(backups.map((b) => regionData.copyRegionData({ aws, from: b.uri, to: b.backupUri, exact: false })));
+  return backups.map((b, i) => ({ ...b, copied: copies[i]!.copied }));
 }
 
 /** The rolling restart runs as a child under its own workflow ID, so it also holds the service's lock. */
@@ -189,7 +240,7 @@ function restartWorkflowId(rb: Update): string {
 }
 
 /** Reads everything the run depends on and refuses, changing nothing, what it must not do. */
-async function preflight(rb: Update): Promise<Preflight> {
+async function preflight(rb: Update, scoped: boolean): Promise<Preflight> {
   const p = rb.params;
   const ids = p.regions.map((r) => r.id);
   const stagingRequired = Boolean(p.stagingEnv) && p.requireStagingRun;
@@ -209,6 +260,7 @@ async function preflight(rb: Update): Promise<Preflight> {
     refuseIf(region.isNew && Boolean(row), `regions.${i}.new`, `${region.id} is marked new but region_config already has it`);
     refuseIf(!region.isNew && !row, `regions.${i}.id`, `${region.id} is not in region_config (mark it "new": true to add it)`);
     refuseIf(Boolean(row) && row!.s3Uri === region.newDataUri, `regions.${i}.newDataUri`, `${region.id} already uses ${region.newDataUri}`);
+    if (scoped && row) refuseOverlaps(i, region, row, rows, p.mode);
   });
   await Promise.all(p.regions.map((r, i) => regionData.inspectRegionData({ aws: p.aws, uri: r.newDataUri, field: `regions.${i}.newDataUri` })));
   return {
@@ -216,6 +268,25 @@ async function preflight(rb: Update): Promise<Preflight> {
     added: p.regions.filter((r) => r.isNew),
     staging: stagingRun ?? (p.stagingEnv && !p.requireStagingRun ? { waived: p.stagingOverrideReason ?? '' } : null),
   };
+}
+
+/** A folder URI with one trailing slash, so `a/` contains `a/b` but not `ab`. */
+const folder = (uri: string) => `${uri.replace(/\/+$/, '')}/`;
+const within = (inner: string, outer: string) => folder(inner).startsWith(folder(outer));
+
+/**
+ * An update touches only its region's folder: refuse data that is a whole
+ * bucket (its backup could not sit beside it), new data inside the region or
+ * the region inside the new data (the copy would overwrite what it reads),
+ * and regions nested in each other.
+ */
+function refuseOverlaps(i: number, region: RegionUpdate, row: RegionRow, rows: RegionRow[], mode: RegionDataUpdateParams['mode']): void {
+  if (mode !== 's3-overwrite') return;
+  refuseIf(/^s3:\/\/[^/]+\/*$/.test(row.s3Uri), `regions.${i}.id`, `${region.id}'s data is the whole bucket ${row.s3Uri}: only data in a folder can be backed up beside it and overwritten`);
+  refuseIf(within(region.newDataUri, row.s3Uri) || within(row.s3Uri, region.newDataUri), `regions.${i}.newDataUri`,
+    `${region.newDataUri} and ${region.id}'s data ${row.s3Uri} lie inside one another: copying one over the other would overwrite what it reads`);
+  const nested = rows.find((other) => other.id !== row.id && (within(other.s3Uri, row.s3Uri) || within(row.s3Uri, other.s3Uri)));
+  refuseIf(Boolean(nested), `regions.${i}.id`, `${region.id}'s data ${row.s3Uri} and ${nested?.id}'s data ${nested?.s3Uri} lie inside one another: update them one at a time`);
 }
 
 function preflightDetail(found: Preflight): string {

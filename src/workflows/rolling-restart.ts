@@ -9,8 +9,12 @@
  *   stop the tasks started before the run
  *   put the task count back; the ASG scales in by itself
  *
- * If the new tasks never become healthy, they are stopped and every count
- * changed is put back; the old tasks never stop serving.
+ * Preflight refuses a restart whose new tasks the group at its maximum cannot
+ * place (task CPU and memory against the instances), rather than wait out the
+ * health timeout. If the new tasks never become healthy, they are stopped and
+ * every count changed is put back; the old tasks never stop serving. Once old
+ * tasks start stopping there is no going back: a later failure ends `failed`,
+ * saying what is left where.
  */
 import type { AwsConnection } from '../config.js';
 import type { RunbookInput } from '../messages.js';
@@ -19,7 +23,8 @@ import type { EcsActivities, ServiceTask } from '../activities/ecs.js';
 import type { ElbActivities } from '../activities/elb.js';
 import type { HealthyNewTasks, TaskFailure, TaskHealthActivities } from '../activities/task-health.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
-import { workflowInfo } from '@temporalio/workflow';
+import type { PlacementCapacity, TaskCapacityActivities } from '../activities/task-capacity.js';
+import { patched, workflowInfo } from '@temporalio/workflow';
 import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 
 export interface RollingRestartParams {
@@ -62,7 +67,12 @@ export const rollingRestartPlan = definePlan({
 /** One health failure among the new tasks is normal while they load (the seed says so); more mean a bad deploy. */
 const TOLERATED_FAILURES = 1;
 
-const aws = stepActivities<AutoScalingActivities & EcsActivities & ElbActivities & DeployRunsActivities>({
+/** Runs started since this marker check in preflight that the raised group can place the new tasks. */
+const CHECKS_CAPACITY = 'restart-checks-capacity';
+/** Runs started since this marker treat stopping the old tasks as the point of no return (see `commit`). */
+const COMMITS_BEFORE_STOP = 'restart-commits-before-stop';
+
+const aws = stepActivities<AutoScalingActivities & EcsActivities & ElbActivities & DeployRunsActivities & TaskCapacityActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
 });
@@ -83,6 +93,8 @@ interface Before {
   targetGroupArn: string;
   targetGroupName: string;
   healthyTargets: number;
+  /** Null where not checked: Fargate, or runs started before CHECKS_CAPACITY. */
+  capacity: PlacementCapacity | null;
 }
 
 /** What preflight found and what the run will do about it; every step reads from here. */
@@ -101,7 +113,8 @@ export async function rollingRestart(input: RunbookInput): Promise<RollingRestar
   return runRunbook(input, rollingRestartPlan, async (rb: Runbook<RollingRestartParams>) => {
     const p = rb.params;
     const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(rb), {
-      detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}`,
+      detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}` +
+        (b.capacity ? `; room for ${b.capacity.placeable} more tasks at the maximum` : ''),
     });
     const newTasks = p.newTasks ?? before.oldTasks.length;
     const restart: Restart = {
@@ -117,6 +130,7 @@ export async function rollingRestart(input: RunbookInput): Promise<RollingRestar
     await raiseAsgToMax(restart);
     await raiseDesiredCount(restart);
     const healthy = await waitForHealthyNewTasks(restart);
+    if (patched(COMMITS_BEFORE_STOP)) rb.commit(pointOfNoReturn(restart, healthy));
     const stopped = await stopOldTasks(restart);
     await restoreDesiredCount(restart);
     await restoreAsg(restart);
@@ -196,6 +210,13 @@ async function restoreAsg({ rb, p, before, raisesAsg }: Restart): Promise<void> 
     () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.desired }), { dryResult: { desiredCapacity: before.asg.desired } });
 }
 
+/** What stands, and where, should anything fail once old tasks start stopping. */
+function pointOfNoReturn({ p, before, oldTaskArns, raisedDesired, raisesAsg }: Restart, healthy: HealthyNewTasks): string {
+  return `old tasks were being stopped: ${healthy.newTaskArns.length} new tasks of ${p.service} serve; ` +
+    `check which of the ${oldTaskArns.length} old tasks still run and stop them, then set its desired count ${raisedDesired} -> ${before.serviceDesired}` +
+    (raisesAsg && p.restoreAsg ? ` and the desired capacity of ${p.autoScalingGroup} ${before.asg.max} -> ${before.asg.desired}` : '');
+}
+
 function summarize({ rb, p, before, oldTaskArns, newTasks, raisesAsg }: Restart, healthy: HealthyNewTasks, stopped: { stopped: string[]; alreadyStopped: string[] }): RollingRestartResult {
   return {
     oldTaskArns,
@@ -230,18 +251,22 @@ function asgOf(p: RollingRestartParams) {
 /** Reads everything the run will touch, and refuses (changing nothing) what it must not restart. */
 async function preflight(rb: Runbook<RollingRestartParams>): Promise<Before> {
   const p = rb.params;
-  const [asg, service, targetGroup, holders] = await Promise.all([
+  const checksCapacity = !rb.legacy && patched(CHECKS_CAPACITY);
+  const [asg, service, targetGroup, holders, capacity] = await Promise.all([
     aws.inspectAutoScalingGroup({ aws: p.aws, autoScalingGroup: p.autoScalingGroup }),
     aws.inspectService({ aws: p.aws, cluster: p.cluster, service: p.service }),
     aws.inspectTargetGroup({ aws: p.aws, targetGroup: p.targetGroup }),
     // Runs started before the service lock did not look; their histories must replay as they ran.
     rb.legacy ? Promise.resolve([]) : aws.findServiceHolders({ env: rb.env, service: p.service, except: workflowInfo().workflowId }),
+    checksCapacity ? aws.inspectPlacementCapacity({ aws: p.aws, cluster: p.cluster, service: p.service, autoScalingGroup: p.autoScalingGroup }) : Promise.resolve(null),
   ]);
   refuseIfHeld(holders, 'service', p.service);
   refuseIf(service.deploymentInProgress, 'service', `a deployment of ${p.service} is in progress; restart once it has finished`);
   refuseIf(!service.targetGroupArns.includes(targetGroup.arn), 'targetGroup', `${targetGroup.name} is not a target group of ${p.service}`);
   refuseIf(targetGroup.targetType !== 'ip', 'targetGroup', `${targetGroup.name} registers targets by ${targetGroup.targetType}; this runbook follows tasks by IP (awsvpc)`);
   refuseIf(service.tasks.length === 0, 'service', `${p.service} runs no tasks: there is nothing to restart`);
+  const newTasks = p.newTasks ?? service.tasks.length;
+  if (capacity) refuseIf(capacity.placeable < newTasks, 'newTasks', cannotPlace(p, newTasks, capacity));
   return {
     asg,
     serviceDesired: service.desiredCount,
@@ -249,7 +274,16 @@ async function preflight(rb: Runbook<RollingRestartParams>): Promise<Before> {
     targetGroupArn: targetGroup.arn,
     targetGroupName: targetGroup.name,
     healthyTargets: targetGroup.healthy,
+    capacity,
   };
+}
+
+function cannotPlace(p: RollingRestartParams, newTasks: number, c: PlacementCapacity): string {
+  const added = Math.max(0, c.asgMax - c.registeredInstances);
+  return `the restart needs room for ${newTasks} new tasks of ${p.service} (${c.task.cpu} CPU units, ${c.task.memory} MiB each), ` +
+    `but with ${p.autoScalingGroup} at its maximum of ${c.asgMax} the cluster can place ${c.placeable}: ` +
+    `${c.onRegistered} in the free room of its container instances and ${c.onNewInstances} on the ${added} ${c.instanceType} instance(s) ` +
+    `(${c.instance.cpu} CPU units, ${c.instance.memory} MiB each) the group adds; raise the group's maximum or set newTasks to at most ${c.placeable}`;
 }
 
 function formatDuration(ms: number): string {

@@ -4,7 +4,8 @@
  * signals, cancellation. A real dev server and a real Worker, in seconds.
  */
 import assert from 'node:assert/strict';
-import { ApplicationFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { approveSignal, rejectSignal, FailureType } from '../../src/messages.js';
 import type { LedgerActivities, LedgerEffect } from '../fixtures/ledger-activities.js';
 import type { LedgerParams } from '../fixtures/ledger-runbook.js';
@@ -13,14 +14,32 @@ import { outcome, runbookInput, statusWhen, useStubWorker } from '../helpers/stu
 /** The ledger's activities in memory: every call in order, every failure on purpose. */
 function stubLedger(options: { failUndoOf?: string } = {}) {
   const calls: string[] = [];
+  /** Resolves when the copy has started (a slow copy only). */
+  let copying: () => void = () => undefined;
+  const copyStarted = new Promise<void>((resolve) => (copying = resolve));
   const activities: LedgerActivities = {
     async ledgerPreflight({ name, items }) {
       calls.push(`preflight ${name}`);
       if (name.startsWith('missing')) throw ApplicationFailure.nonRetryable(`name: ledger '${name}' does not exist`, 'InvalidInput');
       return { items };
     },
-    async ledgerApply({ step, fail }: LedgerEffect) {
+    async ledgerApply({ step, fail, slowMs = 0 }: LedgerEffect) {
       calls.push(`apply ${step}`);
+      if (slowMs) {
+        copying();
+        const context = Context.current();
+        const until = Date.now() + slowMs;
+        while (Date.now() < until) {
+          context.heartbeat();
+          if (context.cancellationSignal.aborted) {
+            // The unit of work in flight finishes before the activity stops.
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            calls.push(`stopped ${step}`);
+            throw new CancelledFailure('cancelled between units of work');
+          }
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      }
       if (fail) throw ApplicationFailure.nonRetryable(`${step} failed on purpose`, 'FixtureFailure');
     },
     async ledgerUndo({ step }) {
@@ -28,7 +47,7 @@ function stubLedger(options: { failUndoOf?: string } = {}) {
       if (step === options.failUndoOf) throw ApplicationFailure.nonRetryable(`undo of ${step} failed on purpose`, 'FixtureFailure');
     },
   };
-  return { calls, activities };
+  return { calls, activities, copyStarted };
 }
 
 const params = (overrides: Partial<LedgerParams> = {}): LedgerParams => ({ name: 'books', items: 3, slowMs: 0, ...overrides });
@@ -151,5 +170,32 @@ describe('engine rules, on the workflow tier', () => {
     assert.equal(status.phase, 'cancelled');
     assert.equal(status.steps.find((s) => s.name === 'delete-old')?.detail, 'cancelled while waiting');
     assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'undo copy', 'undo stage']);
+  });
+
+  it('a cancel during a change waits until the change has stopped before undoing it', async () => {
+    const ledger = stubLedger();
+    const { start } = stubs.serve(ledger.activities);
+    const handle = await start('ledgerSwap', input({ slowMs: 60_000 }));
+    await ledger.copyStarted;
+    await handle.cancel();
+    await assert.rejects(handle.result());
+    const status = await statusWhen(handle, () => true);
+    assert.equal(status.phase, 'cancelled');
+    assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'stopped copy', 'undo copy', 'undo stage']);
+  });
+
+  it('a failure after the point of no return ends failed, saying what stands, never rolled-back', async () => {
+    const ledger = stubLedger();
+    const { start } = stubs.serve(ledger.activities);
+    const handle = await start('ledgerSwap', input({ commitAfterStage: true }));
+    await statusWhen(handle, (s) => s.phase === 'waiting');
+    await handle.signal(rejectSignal, { by: 'bob', checkpoint: 'delete-old', reason: 'copy incomplete' });
+    const end = await outcome(handle);
+    assert.equal(end.errorType, FailureType.rejected, 'the cause, not RolledBack');
+    assert.match(end.message ?? '', /rejected by bob: copy incomplete; 1 later change\(s\) undone, the rest stands: the stage of books stays in place/);
+    const status = await statusWhen(handle, (s) => s.phase !== 'waiting');
+    assert.equal(status.phase, 'failed');
+    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:done', 'copy:compensated', 'delete-old:failed', 'delete-source:skipped']);
+    assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'undo copy']);
   });
 });

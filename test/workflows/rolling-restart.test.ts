@@ -10,6 +10,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { execa } from 'execa';
 import type { Capacity } from '../../src/activities/autoscaling.js';
 import type { ServiceSnapshot } from '../../src/activities/ecs.js';
+import type { PlacementCapacity } from '../../src/activities/task-capacity.js';
 import type { HealthyNewTasks, NewTasksWait, WaitProgress } from '../../src/activities/task-health.js';
 import { readRun } from '../../src/cli/run-status.js';
 import { FailureType } from '../../src/messages.js';
@@ -32,7 +33,13 @@ const params: RollingRestartParams = {
 };
 
 /** A service of two tasks in a group at 2 of 4, and what the run asked AWS to do, in order. */
-function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: NewTasksWait) => Promise<HealthyNewTasks>; heldBy?: string[] } = {}) {
+function stubAws(options: {
+  service?: Partial<ServiceSnapshot>;
+  wait?: (args: NewTasksWait) => Promise<HealthyNewTasks>;
+  heldBy?: string[];
+  placeable?: number;
+  failStop?: boolean;
+} = {}) {
   const calls: string[] = [];
   const activities = {
     async inspectAutoScalingGroup(): Promise<Capacity> {
@@ -49,6 +56,11 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
     },
     async inspectTargetGroup() {
       return { arn: 'arn:tg/app-tg', name: 'app-tg', targetType: 'ip', targets: [], healthy: 2 };
+    },
+    async inspectPlacementCapacity(): Promise<PlacementCapacity> {
+      const placeable = options.placeable ?? 14;
+      return { task: { cpu: 512, memory: 1024 }, instanceType: 'm5.large', instance: { cpu: 2048, memory: 8192 }, asgMax: 4, registeredInstances: 2,
+        onRegistered: Math.max(0, placeable - 8), onNewInstances: Math.min(8, placeable), placeable };
     },
     async findServiceHolders(): Promise<string[]> {
       return options.heldBy ?? [];
@@ -67,6 +79,7 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
     },
     async stopTasks({ taskArns }: { taskArns: string[] }) {
       calls.push(`stop ${taskArns.join(' ')}`);
+      if (options.failStop) throw ApplicationFailure.nonRetryable('old-2 could not be stopped: AccessDenied', 'AccessDenied');
       return { stopped: taskArns, alreadyStopped: [] };
     },
     async stopNewTasksAndRestoreCount({ keepTaskArns, desiredCount }: { keepTaskArns: string[]; desiredCount: number }) {
@@ -78,7 +91,7 @@ function stubAws(options: { service?: Partial<ServiceSnapshot>; wait?: (args: Ne
 }
 
 describe('rolling-restart workflow, with stub AWS', () => {
-  const stubs = useStubWorker(['findServiceHolders', 'inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
+  const stubs = useStubWorker(['inspectPlacementCapacity', 'findServiceHolders', 'inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
 
   it('raises, waits, stops the old tasks and restores, in the order of the seed', async () => {
     const aws = stubAws();
@@ -109,6 +122,27 @@ describe('rolling-restart workflow, with stub AWS', () => {
       'service desired 2',
       'asg desired 2',
     ]);
+  });
+
+  it('refuses, with the numbers, new tasks the group at its maximum cannot place, changing nothing', async () => {
+    const aws = stubAws({ placeable: 3 });
+    const { start } = stubs.serve(aws.activities);
+    const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', { ...params, newTasks: 5 })));
+    assert.equal(end.errorType, FailureType.invalidInput);
+    assert.match(end.message ?? '', /^newTasks: the restart needs room for 5 new tasks of app \(512 CPU units, 1024 MiB each\), but with app-asg at its maximum of 4 the cluster can place 3: 0 in the free room of its container instances and 3 on the 2 m5.large instance\(s\)/);
+    assert.deepEqual(aws.calls, []);
+  });
+
+  it('a failure once old tasks stop ends failed with what is left where, never rolled-back', async () => {
+    const aws = stubAws({ failStop: true });
+    const { start } = stubs.serve(aws.activities);
+    const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
+    const end = await outcome(handle);
+    assert.equal(end.errorType, FailureType.failed);
+    assert.match(end.message ?? '', /old-2 could not be stopped: AccessDenied; nothing undone: old tasks were being stopped: 2 new tasks of app serve; check which of the 2 old tasks still run and stop them, then set its desired count 4 -> 2 and the desired capacity of app-asg 4 -> 2/);
+    const status = await statusWhen(handle, () => true);
+    assert.equal(status.phase, 'failed');
+    assert.deepEqual(aws.calls, ['asg desired 4', 'service desired 4', 'wait for 2 healthy', 'stop old-1 old-2'], 'no count is put back under the new tasks');
   });
 
   it('refuses a service whose deployment is in progress, changing nothing', async () => {

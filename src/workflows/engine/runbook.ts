@@ -47,7 +47,7 @@ import {
 } from '../../messages.js';
 import type { NotifyActivities } from '../../activities/notify.js';
 import type { ResolveActivities } from '../../activities/resolve.js';
-import { setStepSummary } from './activities.js';
+import { setChangeStep, setStepSummary } from './activities.js';
 import { normalizeIdentity, refusalReason } from './approvals.js';
 import { parseCancelNote, parseDecision } from './signals.js';
 import { recordCheckpointWait, recordCompensation, recordRunEnded, recordRunStarted, recordStepDuration, secondsBetween, type RunLabels } from './metrics.js';
@@ -93,6 +93,13 @@ const { resolveRun } = proxyActivities<ResolveActivities>({
  */
 const WORKER_RESOLVES_INPUT = 'worker-resolves-input';
 
+/**
+ * Runs started since this marker wait, on cancel, until the change activity in
+ * flight has stopped (WAIT_CANCELLATION_COMPLETED) before any undo runs;
+ * earlier runs replay with the SDK's default (TRY_CANCEL).
+ */
+const CANCEL_WAITS_FOR_CHANGE = 'cancel-waits-for-change';
+
 /** The step every run begins with: the worker checks the input against its own environments file. */
 export const RESOLVE_STEP = 'resolve';
 
@@ -112,6 +119,8 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   target = '';
   /** Started before the worker resolved inputs (see WORKER_RESOLVES_INPUT). */
   readonly legacy: boolean;
+  /** See CANCEL_WAITS_FOR_CHANGE. */
+  private readonly cancelWaitsForChange: boolean;
 
   private policy: RunPolicy | null = null;
   private envHash: string | null = null;
@@ -137,6 +146,7 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     private readonly plan: Plan,
   ) {
     this.legacy = !patched(WORKER_RESOLVES_INPUT);
+    this.cancelWaitsForChange = patched(CANCEL_WAITS_FOR_CHANGE);
     // Only strings are trusted for labels; the resolve step refuses anything else anyway.
     this.runbook = String(input?.runbook ?? '');
     this.env = String(input?.env ?? '');
@@ -233,7 +243,12 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     const outcome: { result?: T } = {};
     const undo = options.undo;
     if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(outcome.result) });
-    outcome.result = await this.runStep(name, summary, run, options);
+    setChangeStep(this.cancelWaitsForChange);
+    try {
+      outcome.result = await this.runStep(name, summary, run, options);
+    } finally {
+      setChangeStep(false);
+    }
     return outcome.result;
   }
 
@@ -594,14 +609,15 @@ export async function runRunbook<P, R, const Pl extends Plan>(
     const reason = cancelled ? rb.cancellation() : describeError(err);
     const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
     if (undone || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
-    const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone ? 'rolled-back' : 'failed';
     const standing = rb.standing();
+    // Past the point of no return the run is not rolled back, whatever later changes were undone.
+    const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone && !standing ? 'rolled-back' : 'failed';
     const error = failed.length
-      ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed`
-      : undone
-        ? `${reason}; ${undone} change(s) undone`
-        : standing
-          ? `${reason}; nothing undone: ${standing}`
+      ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed${standing ? `; standing: ${standing}` : ''}`
+      : standing
+        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}`
+        : undone
+          ? `${reason}; ${undone} change(s) undone`
           : reason;
     const type = cancelled ? 'Cancelled' : endFailureType(phase, failureType(err));
     await CancellationScope.nonCancellable(() => rb.notify(phase, { error }));
