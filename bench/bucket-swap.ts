@@ -12,7 +12,7 @@
  *
  *   npm run bench:bucket-swap
  *   BENCH_MIXES=small,medium BENCH_RSS_OBJECTS=0 npm run bench:bucket-swap   # a subset
- *   BENCH_LARGE='2x512MiB' npm run bench:bucket-swap                         # a smaller large mix
+ *   BENCH_SMALL=2000 BENCH_MEDIUM=200 BENCH_LARGE='2x512MiB' BENCH_RSS_OBJECTS=20000 npm run bench:bucket-swap   # smaller mixes
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,8 +34,12 @@ const REGION = 'us-east-1';
 const MiB = 2 ** 20;
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const S5CMD_WORKERS = Number(process.env.BENCH_S5CMD_WORKERS ?? 256);
+const SMALL_COUNT = Number(process.env.BENCH_SMALL ?? 10_000);
+const MEDIUM_COUNT = Number(process.env.BENCH_MEDIUM ?? 1000);
 const MIXES = (process.env.BENCH_MIXES ?? 'small,medium,large').split(',');
 const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x').map((v, i) => (i === 0 ? Number(v) : parseBytes(v))) as [number, number];
+/** A reference tool that runs longer than this fails the bench rather than hanging it. */
+const TOOL_TIMEOUT_MS = Number(process.env.BENCH_TOOL_TIMEOUT_S ?? 900) * 1000;
 const RSS_OBJECTS = Number(process.env.BENCH_RSS_OBJECTS ?? 100_000);
 /** The runbook's plan for the large mix: 64 MiB parts, so a 1 GiB object is 16 parallel UploadPartCopy requests. */
 const LARGE_PLAN = { multipartThreshold: 64 * MiB, partSize: 64 * MiB };
@@ -59,8 +63,8 @@ interface Measurement {
 }
 
 const MIX_DEFS: Record<string, Mix> = {
-  small: { name: '10,000 x 4 KB', count: 10_000, size: 4096, plan: DEFAULT_PLAN },
-  medium: { name: '1,000 x 1 MB', count: 1000, size: MiB, plan: DEFAULT_PLAN },
+  small: { name: `${SMALL_COUNT.toLocaleString('en-US')} x 4 KB`, count: SMALL_COUNT, size: 4096, plan: DEFAULT_PLAN },
+  medium: { name: `${MEDIUM_COUNT.toLocaleString('en-US')} x 1 MB`, count: MEDIUM_COUNT, size: MiB, plan: DEFAULT_PLAN },
   large: { name: `${LARGE_COUNT} x ${formatBytes(LARGE_SIZE)}`, count: LARGE_COUNT, size: LARGE_SIZE, plan: LARGE_PLAN },
 };
 
@@ -114,7 +118,9 @@ async function benchMix(s3: S3Client, tools: FastS3Tools, proxy: S3Proxy, endpoi
       const copied = await countObjects(s3, target);
       if (copied !== mix.count) throw new Error(`${tool} copied ${copied} of ${mix.count} objects`);
     }
-    measured.push({ mix: mix.name, tool, objects: mix.count, bytes, seconds, ...(requests ? { requests } : {}), ...(note ? { note } : {}) });
+    const measurement = { mix: mix.name, tool, objects: mix.count, bytes, seconds, ...(requests ? { requests } : {}), ...(note ? { note } : {}) };
+    measured.push(measurement);
+    log(`[${mix.name}] ${tool}: ${seconds.toFixed(2)} s, ${(mix.count / seconds).toFixed(0)} objects/s${requests ? `; ${requestSummary(requests)}` : ''}${note ? `; ${note}` : ''}`);
   };
   const activities = createS3Activities({ aws: awsClients });
   const aws = { region: REGION, endpoint };
@@ -127,11 +133,11 @@ async function benchMix(s3: S3Client, tools: FastS3Tools, proxy: S3Proxy, endpoi
     return `${verified.objects} objects match (${verified.multipart} by size and part count)`;
   });
   await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, `${key}-s5cmd`, async () => {
-    await execa(tools.s5cmd, ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`], { env: FAST_S3_CREDENTIALS });
+    await execa(tools.s5cmd, ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`], { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS });
     return undefined;
   });
   await measure('aws s3 sync (awscli defaults)', `${key}-awscli`, async () => {
-    await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], { env: FAST_S3_CREDENTIALS });
+    await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS });
     return undefined;
   });
   return measured;
