@@ -8,6 +8,8 @@ import { ECSClient } from '@aws-sdk/client-ecs';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { RDSClient } from '@aws-sdk/client-rds';
 import { S3Client } from '@aws-sdk/client-s3';
+import http from 'node:http';
+import https from 'node:https';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import type { AwsConnection } from '../config.js';
 import { FailureType } from '../messages.js';
@@ -71,13 +73,28 @@ function lazyClients(connection: AwsConnection): AwsClients {
       return once('elbv2', () => new ElasticLoadBalancingV2Client(common));
     },
     get s3() {
-      // Emulators serve buckets by path; virtual-host addressing would need DNS for every bucket.
-      return once('s3', () => new S3Client({ ...common, forcePathStyle: Boolean(connection.endpoint) }));
+      return once('s3', () => new S3Client({
+        ...common,
+        // Emulators serve buckets by path; virtual-host addressing would need DNS for every bucket.
+        forcePathStyle: Boolean(connection.endpoint),
+        // Keep-alive sockets for every copy request in flight (the copy's ceiling, s3-copy.ts) plus its listings:
+        // with fewer, requests queue for a socket, and without keep-alive each one pays a TCP (and TLS) handshake.
+        requestHandler: { httpAgent: keepAliveAgent(http.Agent), httpsAgent: keepAliveAgent(https.Agent) },
+        // No checksum of request bodies unless S3 requires one: the runbooks send copies and listings, not data.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+      }));
     },
     get rds() {
       return once('rds', () => new RDSClient(common));
     },
   };
+}
+
+/** Sockets per S3 client: the copy's most requests in flight (MAX_REQUESTS_IN_FLIGHT, 256), its listings and a margin. */
+const S3_SOCKETS = 300;
+
+function keepAliveAgent<A extends http.Agent>(Agent: new (options: http.AgentOptions) => A): A {
+  return new Agent({ keepAlive: true, maxSockets: S3_SOCKETS, maxFreeSockets: S3_SOCKETS });
 }
 
 /** Send options for every AWS call an activity makes: cancelling the activity aborts the request. */

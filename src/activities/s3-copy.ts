@@ -1,8 +1,9 @@
 /**
  * Copying every object of one bucket into another, server-side, at the scale
  * of millions of objects (s5cmd's design): the listing streams page by page
- * into a bounded pool of copies, so copying starts before listing ends and
- * memory holds at most two pages. After each fully copied page the activity
+ * into a pool of copy requests whose size adapts to throttling
+ * (adaptive-concurrency.ts), so copying starts before listing ends and memory
+ * holds at most three pages (two copying, the next one listed meanwhile). After each fully copied page the activity
  * heartbeats a small checkpoint (the continuation token after that page and
  * counters); a retried attempt resumes there, and first compares the pages
  * the lost attempt may have touched with the target, so it re-sends only the
@@ -22,7 +23,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { setMaxListeners } from 'node:events';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import pLimit, { type LimitFunction } from 'p-limit';
+import pLimit from 'p-limit';
+import { AdaptiveConcurrency, type AdaptiveConcurrencyStats } from './adaptive-concurrency.js';
 import { awsFailure, callAws, type AwsConnection } from './aws.js';
 import { passTestGate } from './test-gates.js';
 import {
@@ -41,7 +43,7 @@ export interface CopyObjectsArgs extends CopyPlan {
   aws: AwsConnection;
   source: string;
   target: string;
-  /** Copies in flight at once. */
+  /** Copy requests in flight at once, at most (fewer while S3 throttles). */
   concurrency: number;
 }
 
@@ -72,12 +74,20 @@ export interface CopyResult extends Omit<CopyCheckpoint, 'token' | 'lastKey' | '
   attempt: number;
   /** Incomplete multipart uploads of lost attempts, aborted. */
   abortedUploads: number;
+  /** How this attempt's request limit adapted to throttling, and the requests it re-sent after the SDK's own retries. */
+  throttling?: AdaptiveConcurrencyStats & { resent: number };
 }
 
 /** Pages listed but not yet fully copied: the one being finished and the one being started. */
 const WINDOW_PAGES = 2;
-/** Parts of one large object copied at once (inside one of the pool's slots). */
-const PART_CONCURRENCY = 4;
+/** Large objects copied in parts at once (their parts share the request limit with whole copies). */
+const MULTIPART_OBJECTS = 4;
+/** The catalog's ceiling; the S3 client keeps at least this many sockets open (aws.ts). */
+export const MAX_REQUESTS_IN_FLIGHT = 256;
+/** Sends of one request by the copier, each with the SDK's own retries inside. */
+const MAX_SENDS = 8;
+const RESEND_BACKOFF_BASE_MS = 100;
+const RESEND_BACKOFF_CAP_MS = 5_000;
 /** Heartbeat even while no page completes (a 5 GiB part copy takes a while); the SDK throttles the sends. */
 const HEARTBEAT_EVERY_MS = 2_000;
 
@@ -99,7 +109,7 @@ export async function copyObjects(s3: S3Client, args: CopyObjectsArgs): Promise<
   heartbeat(); // so that a retry knows where the first page starts even if no page completes
   const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
   // Every request in flight listens for cancellation on this one signal; that many listeners are expected.
-  setMaxListeners(args.concurrency * (PART_CONCURRENCY + 1) + 16, context.cancellationSignal);
+  setMaxListeners(MAX_REQUESTS_IN_FLIGHT + 16, context.cancellationSignal);
   const copier = new ObjectCopier(s3, args, context.cancellationSignal);
   try {
     if (!checkpoint.finished) {
@@ -112,7 +122,7 @@ export async function copyObjects(s3: S3Client, args: CopyObjectsArgs): Promise<
     // Uploads a crashed attempt left half-done would linger (and cost) in the new bucket; it held nothing before this copy.
     const abortedUploads = attempt > 1 ? await abortIncompleteUploads(s3, args.target, context.cancellationSignal) : 0;
     const { token: _token, lastKey: _lastKey, finished: _finished, ...counts } = checkpoint;
-    return { ...counts, attempt, abortedUploads };
+    return { ...counts, attempt, abortedUploads, throttling: { ...copier.requests.snapshot(), resent: copier.resent } };
   } finally {
     clearInterval(ticker);
   }
@@ -138,18 +148,19 @@ async function copyPages(
     await onPageDone(checkpoint);
   };
   const lostAttempt = new LostAttemptCopies(s3, args, resuming, checkpoint.lastKey);
-  let token = checkpoint.token;
+  // The next page is listed while the current one is copied, so the pool never waits on a listing.
+  let next: Promise<ObjectPage> | undefined = listPage(s3, args.source, { token: checkpoint.token });
   try {
-    for (;;) {
-      const page = await listPage(s3, args.source, { token });
+    while (next) {
+      const page: ObjectPage = await next;
+      next = page.nextToken ? listPage(s3, args.source, { token: page.nextToken }) : undefined;
+      next?.catch(() => {}); // awaited on the next turn; a failure meanwhile must not go unhandled
       const landed = await lostAttempt.copiesIn(page);
       const tally = copyPage(copier, page.entries, landed);
       tally.catch(() => {}); // awaited in order below; a failure meanwhile stops the copier at once
       window.push({ nextToken: page.nextToken, lastKey: page.entries.at(-1)?.key ?? checkpoint.lastKey, tally });
       if (window.length >= WINDOW_PAGES) await finishOldestPage();
       copier.throwIfFailed();
-      if (!page.nextToken) break;
-      token = page.nextToken;
     }
     while (window.length) await finishOldestPage();
     return checkpoint;
@@ -248,12 +259,21 @@ async function targetEntriesUpTo(s3: S3Client, bucket: string, after: string | u
   }
 }
 
-/** Copies one object at a time within the pool; after the first failure, queued copies return without copying. */
+/**
+ * Sends the copy's requests: at most as many in flight as the adaptive limit
+ * allows (so parts of large objects share it with whole copies), each retried
+ * past the SDK's own retries while S3 throttles or drops connections. After
+ * the first failure, requests not yet sent return without sending.
+ */
 class ObjectCopier {
   readonly plan: CopyPlan;
+  readonly requests: AdaptiveConcurrency;
   failure: Error | undefined;
+  /** Requests re-sent by this copier after the SDK gave up on them. */
+  resent = 0;
   private stopped = false;
-  private readonly limit: LimitFunction;
+  /** Large objects in parts at once: each opens a multipart upload, and their parts fill the request limit anyway. */
+  private readonly multipartObjects = pLimit(MULTIPART_OBJECTS);
 
   constructor(
     private readonly s3: S3Client,
@@ -261,26 +281,27 @@ class ObjectCopier {
     private readonly signal: AbortSignal,
   ) {
     this.plan = { multipartThreshold: args.multipartThreshold, partSize: args.partSize };
-    this.limit = pLimit(args.concurrency);
+    this.requests = new AdaptiveConcurrency(Math.min(args.concurrency, MAX_REQUESTS_IN_FLIGHT));
   }
 
-  copy(entry: ObjectEntry): Promise<Outcome> {
-    return this.limit(async () => {
-      if (this.stopped) return 'stopped';
-      try {
-        if (entry.size > this.plan.multipartThreshold) {
+  async copy(entry: ObjectEntry): Promise<Outcome> {
+    if (this.stopped) return 'stopped';
+    try {
+      if (entry.size > this.plan.multipartThreshold) {
+        return await this.multipartObjects(async () => {
           await this.copyInParts(entry);
-          return 'multipart';
-        }
-        await this.copyWhole(entry);
-        return 'copied';
-      } catch (err) {
-        if (isMissingKey(err)) return 'vanished';
-        this.failure ??= copyFailure(err, entry.key);
-        this.stop();
-        throw this.failure;
+          return 'multipart' as const;
+        });
       }
-    });
+      await this.copyWhole(entry);
+      return 'copied';
+    } catch (err) {
+      if (err instanceof Stopped) return 'stopped';
+      if (isMissingKey(err)) return 'vanished';
+      this.failure ??= copyFailure(err, entry.key);
+      this.stop();
+      throw this.failure;
+    }
   }
 
   stop(): void {
@@ -291,13 +312,33 @@ class ObjectCopier {
     if (this.failure) throw this.failure;
   }
 
+  /** One request within the limit; throttling and dropped connections are retried with jittered backoff. */
+  private async send<T extends { $metadata: { attempts?: number } }>(request: (s3: S3Client, options: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await this.requests.run(
+          () => {
+            if (this.stopped) throw new Stopped();
+            return request(this.s3, { abortSignal: this.signal });
+          },
+          (answer) => answer.$metadata.attempts ?? 1,
+          isThrottling,
+        );
+      } catch (err) {
+        if (err instanceof Stopped || this.signal.aborted || tries >= MAX_SENDS || !isTransient(err)) throw err;
+        this.resent++;
+        await sleep(Math.random() * Math.min(RESEND_BACKOFF_CAP_MS, RESEND_BACKOFF_BASE_MS * 2 ** tries), this.signal);
+      }
+    }
+  }
+
   /**
    * One CopyObject: S3 copies the content type, user metadata and tags with the
    * COPY directives. It copies whichever version is current when it runs, which
    * is what the verification then compares.
    */
   private async copyWhole(entry: ObjectEntry): Promise<void> {
-    await this.s3.send(
+    await this.send((s3, options) => s3.send(
       new CopyObjectCommand({
         Bucket: this.args.target,
         Key: entry.key,
@@ -306,27 +347,27 @@ class ObjectCopier {
         TaggingDirective: 'COPY',
         ...keptStorageClass(entry.storageClass),
       }),
-      { abortSignal: this.signal },
-    );
+      options,
+    ));
   }
 
   /**
-   * UploadPartCopy for objects above the threshold. A multipart upload starts
-   * empty, so the object's headers, metadata and tags are read from the source
-   * and given to it; every part is copied only if the source is still the
-   * version listed (CopySourceIfMatch), so parts never mix two versions.
+   * UploadPartCopy for objects above the threshold, every part sent at once
+   * into the request limit. A multipart upload starts empty, so the object's
+   * headers, metadata and tags are read from the source and given to it;
+   * every part is copied only if the source is still the version listed
+   * (CopySourceIfMatch), so parts never mix two versions.
    */
   private async copyInParts(entry: ObjectEntry): Promise<void> {
-    const { s3, args, signal } = this;
-    const send = { abortSignal: signal };
+    const { args } = this;
     const [head, tagging] = await Promise.all([
-      s3.send(new HeadObjectCommand({ Bucket: args.source, Key: entry.key }), send),
-      s3.send(new GetObjectTaggingCommand({ Bucket: args.source, Key: entry.key }), send),
+      this.send((s3, options) => s3.send(new HeadObjectCommand({ Bucket: args.source, Key: entry.key }), options)),
+      this.send((s3, options) => s3.send(new GetObjectTaggingCommand({ Bucket: args.source, Key: entry.key }), options)),
     ]);
     const size = head.ContentLength ?? entry.size;
     const etag = head.ETag ?? entry.etag;
     const tags = tagging.TagSet ?? [];
-    const { UploadId } = await s3.send(
+    const { UploadId } = await this.send((s3, options) => s3.send(
       new CreateMultipartUploadCommand({
         Bucket: args.target,
         Key: entry.key,
@@ -340,36 +381,70 @@ class ObjectCopier {
         ...keptStorageClass(head.StorageClass),
         ...(tags.length ? { Tagging: new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString() } : {}),
       }),
-      send,
-    );
+      options,
+    ));
     const upload = { Bucket: args.target, Key: entry.key, UploadId };
     try {
       const partSize = partSizeFor(size, this.plan);
-      const partLimit = pLimit(PART_CONCURRENCY);
       const parts = await Promise.all(
-        byteRanges(size, partSize).map((range, i) =>
-          partLimit(async () => {
-            const answer = await s3.send(
-              new UploadPartCopyCommand({
-                ...upload,
-                PartNumber: i + 1,
-                CopySource: copySource(args.source, entry.key),
-                CopySourceRange: `bytes=${range.first}-${range.last}`,
-                CopySourceIfMatch: etag,
-              }),
-              send,
-            );
-            return { PartNumber: i + 1, ETag: answer.CopyPartResult?.ETag };
-          }),
-        ),
+        byteRanges(size, partSize).map(async (range, i) => {
+          const answer = await this.send((s3, options) => s3.send(
+            new UploadPartCopyCommand({
+              ...upload,
+              PartNumber: i + 1,
+              CopySource: copySource(args.source, entry.key),
+              CopySourceRange: `bytes=${range.first}-${range.last}`,
+              CopySourceIfMatch: etag,
+            }),
+            options,
+          ));
+          return { PartNumber: i + 1, ETag: answer.CopyPartResult?.ETag };
+        }),
       );
-      await s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), send);
+      await this.send((s3, options) => s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), options));
     } catch (err) {
       // Best effort: a retried attempt aborts whatever is left anyway.
-      await s3.send(new AbortMultipartUploadCommand(upload)).catch(() => {});
+      await this.s3.send(new AbortMultipartUploadCommand(upload)).catch(() => {});
       throw err;
     }
   }
+}
+
+/** A request not sent because the copy stopped at another's failure. */
+class Stopped extends Error {}
+
+const NETWORK_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'TimeoutError', 'RequestTimeout']);
+
+function errorName(err: unknown): string {
+  const e = err as { name?: string; code?: string };
+  return e.code && NETWORK_ERRORS.has(e.code) ? e.code : (e.name ?? '');
+}
+
+function isThrottling(err: unknown): boolean {
+  const name = errorName(err);
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return name === 'SlowDown' || name === 'ServiceUnavailable' || name === 'Throttling' || name === 'ThrottlingException' || status === 503 || status === 429;
+}
+
+/** Worth sending again: throttling, a server error or a connection lost before the answer (every copy request is idempotent). */
+function isTransient(err: unknown): boolean {
+  if (isThrottling(err) || NETWORK_ERRORS.has(errorName(err))) return true;
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+  if (status >= 500) return true;
+  // A connection dropped mid-answer surfaces without an HTTP status.
+  return status === 0 && /socket hang up|ECONNRESET|EPIPE|other side closed|premature close/i.test((err as Error).message ?? '');
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 function byteRanges(size: number, partSize: number): { first: number; last: number }[] {

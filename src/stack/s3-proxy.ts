@@ -1,0 +1,153 @@
+/**
+ * A thin HTTP proxy in front of an S3 server that counts every request by S3
+ * operation, from outside the client (so a runbook, s5cmd and awscli are
+ * counted the same way), and can misbehave like S3 under load: answer a share
+ * of requests with 503 SlowDown without forwarding them, and drop a share of
+ * connections, half before forwarding the request and half after the server
+ * answered (the client never learns that its copy landed).
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface S3ProxyFaults {
+  /** Share of requests answered 503 SlowDown, 0 to 1. */
+  slowDown?: number;
+  /** Share of requests whose connection is dropped, 0 to 1. */
+  drop?: number;
+  /** Only requests of these operations misbehave (all when unset). */
+  operations?: string[];
+  /** Decides each fault; Math.random unless a test wants a fixed sequence. */
+  random?: () => number;
+}
+
+export interface S3ProxyCounts {
+  /** Requests the server answered and the client received, by operation. */
+  answered: Record<string, number>;
+  /** Requests answered 503 SlowDown by the proxy, never forwarded. */
+  slowDowns: number;
+  /** Connections dropped before forwarding. */
+  droppedBeforeServer: number;
+  /** Connections dropped after the server had answered (the request took effect). */
+  droppedAfterServer: number;
+  /** Most requests of each operation the server worked on at once. */
+  peakInFlight: Record<string, number>;
+}
+
+export interface S3Proxy {
+  endpoint: string;
+  counts(): S3ProxyCounts;
+  reset(): void;
+  setFaults(faults: S3ProxyFaults): void;
+  close(): Promise<void>;
+}
+
+/** The S3 operation of a request, from its method, query and headers (path-style addressing). */
+export function s3Operation(method: string, url: string, headers: http.IncomingHttpHeaders): string {
+  const { pathname, searchParams: q } = new URL(url, 'http://proxy');
+  const isObject = pathname.split('/').filter(Boolean).length > 1;
+  const copy = 'x-amz-copy-source' in headers;
+  switch (method) {
+    case 'GET':
+      if (!isObject) return q.has('uploads') ? 'ListMultipartUploads' : q.get('list-type') === '2' ? 'ListObjectsV2' : q.has('versions') ? 'ListObjectVersions' : q.size ? `GetBucket?${[...q.keys()][0]}` : 'ListObjects';
+      return q.has('tagging') ? 'GetObjectTagging' : q.has('uploadId') ? 'ListParts' : 'GetObject';
+    case 'HEAD':
+      return isObject ? 'HeadObject' : 'HeadBucket';
+    case 'PUT':
+      if (!isObject) return q.size ? `PutBucket?${[...q.keys()][0]}` : 'CreateBucket';
+      if (q.has('partNumber')) return copy ? 'UploadPartCopy' : 'UploadPart';
+      if (q.has('tagging')) return 'PutObjectTagging';
+      return copy ? 'CopyObject' : 'PutObject';
+    case 'POST':
+      if (q.has('uploads')) return 'CreateMultipartUpload';
+      if (q.has('uploadId')) return 'CompleteMultipartUpload';
+      return q.has('delete') ? 'DeleteObjects' : 'Post';
+    case 'DELETE':
+      if (q.has('uploadId')) return 'AbortMultipartUpload';
+      return isObject ? 'DeleteObject' : 'DeleteBucket';
+    default:
+      return method;
+  }
+}
+
+const SLOW_DOWN_BODY =
+  '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>';
+
+export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {}): Promise<S3Proxy> {
+  const target = new URL(upstream);
+  // As many kept-alive sockets to the server as clients may hold to the proxy.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  let counts = emptyCounts();
+  const inFlightNow: Record<string, number> = {};
+  let current = faults;
+
+  const server = http.createServer((req, res) => {
+    const operation = s3Operation(req.method ?? 'GET', req.url ?? '/', req.headers);
+    const misbehaves = !current.operations || current.operations.includes(operation);
+    const roll = misbehaves ? (current.random ?? Math.random)() : 1;
+    const slowDown = current.slowDown ?? 0;
+    const drop = current.drop ?? 0;
+    if (roll < slowDown) {
+      counts.slowDowns++;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(SLOW_DOWN_BODY) });
+      res.end(SLOW_DOWN_BODY);
+      return;
+    }
+    const dropBefore = roll < slowDown + drop / 2;
+    const dropAfter = !dropBefore && roll < slowDown + drop;
+    if (dropBefore) {
+      counts.droppedBeforeServer++;
+      req.socket.destroy();
+      return;
+    }
+    const inFlight = (inFlightNow[operation] = (inFlightNow[operation] ?? 0) + 1);
+    counts.peakInFlight[operation] = Math.max(counts.peakInFlight[operation] ?? 0, inFlight);
+    let settled = false;
+    const settle = () => {
+      if (!settled) inFlightNow[operation]!--;
+      settled = true;
+    };
+    const forwarded = http.request(
+      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+      (answer) => {
+        settle();
+        if (dropAfter) {
+          counts.droppedAfterServer++;
+          answer.resume();
+          answer.on('end', () => req.socket.destroy());
+          return;
+        }
+        counts.answered[operation] = (counts.answered[operation] ?? 0) + 1;
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    forwarded.on('error', () => {
+      settle();
+      req.socket.destroy();
+    });
+    req.pipe(forwarded);
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    counts: () => structuredClone(counts),
+    reset: () => {
+      counts = emptyCounts();
+    },
+    setFaults: (next) => {
+      current = next;
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      agent.destroy();
+    },
+  };
+}
+
+function emptyCounts(): S3ProxyCounts {
+  return { answered: {}, slowDowns: 0, droppedBeforeServer: 0, droppedAfterServer: 0, peakInFlight: {} };
+}
