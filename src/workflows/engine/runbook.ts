@@ -458,10 +458,10 @@ export class Runbook<P = unknown> {
     if (!args.signature) {
       return this.refuse(args, `unsigned decision: ${this.env} requires decisions signed with ssh-keygen -Y sign -n temporal-runbooks (runbook approve|reject --key <file>); the Temporal UI cannot decide here`);
     }
-    if (this.signaturesSeen.has(args.signature)) return this.refuse(args, 'this signature was already used; a signature decides one wait once');
-    this.signaturesSeen.add(args.signature);
     const binding = this.bindingRefusal(args);
     if (binding) return this.refuse(args, binding);
+    if (this.signaturesSeen.has(args.signature)) return this.refuse(args, 'this signature was already used; a signature decides one wait once');
+    this.signaturesSeen.add(args.signature);
     this.unverified.push(args);
   }
 
