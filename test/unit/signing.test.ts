@@ -164,3 +164,16 @@ describe('signed starts and decisions', function () {
     }
   });
 });
+
+describe('the shipped example config', () => {
+  it('loads, and its protected environments sign with named signers who are its approvers', () => {
+    const config = loadConfig(new URL('../../../examples/runbooks.config.yaml', import.meta.url).pathname);
+    for (const name of Object.keys(config.environments)) {
+      const env = environment(config, name);
+      if (!env.protected) continue;
+      const principals = environmentSigners(config, env)?.flatMap((s) => s.principals);
+      assert.ok(principals?.length, `${name} lists signers`);
+      assert.deepEqual([...principals].sort(), [...env.approvals.approvers].sort(), `${name}: every approver can sign`);
+    }
+  });
+});
