@@ -13,7 +13,8 @@ import { startCommand } from './cli/start.js';
 const program = new Command('runbook')
   .description('Run risky production runbooks as durable Temporal workflows')
   .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS'))
-  .option('--namespace <name>', 'Temporal namespace (default: config, else "default")')
+  .option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE, the profile, the config, else "default")')
+  .addOption(new Option('--profile <name>', "Temporal client config profile (TLS, mTLS, API key), as the temporal CLI reads it").env('TEMPORAL_PROFILE'))
   .addOption(new Option('--config <file>', 'environments config').env('RUNBOOK_CONFIG'))
   .option('--json', 'machine-readable output')
   .showHelpAfterError()
@@ -62,7 +63,8 @@ program
   .option('--input <file.json>', 'inputs from a JSON file')
   .option('--dry-run', 'run the read-only steps, record what the others would do')
   .option('--wait', 'wait for the end, or for a checkpoint')
-  .option('--as <user>', 'who starts the run (default RUNBOOK_USER or the OS user)')
+  .option('--as <user>', 'who starts the run (default RUNBOOK_USER or the OS user; where starts are signed, the key decides)')
+  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
   .action(action((ctx, name: string, options) => startCommand(ctx, name, options)));
 
 program
@@ -75,7 +77,8 @@ program
   .description('approve the checkpoint the run waits at')
   .option('--checkpoint <name>', 'the checkpoint you mean to approve (required without a terminal; refused if the run waits elsewhere)')
   .option('--comment <text>')
-  .option('--as <user>', 'who approves (default RUNBOOK_USER or the OS user)')
+  .option('--as <user>', 'who approves (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key\'s signer)')
+  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
   .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'approved', options)));
 
@@ -84,7 +87,8 @@ program
   .description('reject the checkpoint the run waits at; compensation follows')
   .option('--checkpoint <name>')
   .requiredOption('--reason <text>')
-  .option('--as <user>', 'who rejects (default RUNBOOK_USER or the OS user)')
+  .option('--as <user>', 'who rejects (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key\'s signer)')
+  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
   .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'rejected', options)));
 

@@ -5,12 +5,13 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
 import { secretRefSchema } from './secret-refs.js';
 import type { RunPolicy } from './messages.js';
+import { loadAllowedSigners, SignersFileError, type AllowedSigner } from './signing/allowed-signers.js';
 
 const duration = durationSchema;
 
@@ -31,6 +32,12 @@ const approvalsSchema = z
     timeout: duration.default('24h'),
     timeouts: z.record(duration).default({}),
     webhook: z.string().url().optional(),
+    /**
+     * An OpenSSH allowed-signers file (relative to this config file): where set,
+     * starts and decisions must be signed (`ssh-keygen -Y sign -n temporal-runbooks`)
+     * and the verified principal is the identity.
+     */
+    signers: z.string().min(1).optional(),
   })
   .strict();
 
@@ -103,7 +110,13 @@ const environmentSchema = z
 const configSchema = z
   .object({
     temporal: z
-      .object({ address: z.string().optional(), namespace: z.string().optional(), uiUrl: z.string().url().optional() })
+      .object({
+        address: z.string().optional(),
+        namespace: z.string().optional(),
+        uiUrl: z.string().url().optional(),
+        /** The Temporal client config profile (TOML, as the `temporal` CLI reads it) for TLS, mTLS and API keys; TEMPORAL_PROFILE wins. */
+        profile: z.string().min(1).optional(),
+      })
       .strict()
       .default({}),
     /** Modules that add runbooks (see README, "Adding a runbook"). */
@@ -135,7 +148,11 @@ const configSchema = z
     }
   });
 
-export type RunbooksConfig = z.infer<typeof configSchema> & { path: string };
+export type RunbooksConfig = z.infer<typeof configSchema> & {
+  path: string;
+  /** The allowed signers of each `approvals.signers` file, by absolute path (read and checked when the config loads). */
+  signers: Record<string, AllowedSigner[]>;
+};
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 export type AwsConnection = z.infer<typeof awsSchema>;
 export type TerraformConfig = z.infer<typeof terraformSchema>;
@@ -176,7 +193,30 @@ export function parseConfig(text: string, path = '<config>'): RunbooksConfig {
   }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`config ${path}: ${formatIssues(parsed.error)}`);
-  return { ...parsed.data, path: resolve(path) };
+  return { ...parsed.data, path: resolve(path), signers: loadSigners(parsed.data.environments, path) };
+}
+
+/** Reads each environment's signers file (made absolute in place), so a bad one stops the load with its file and line. */
+function loadSigners(environments: z.infer<typeof configSchema>['environments'], configPath: string): Record<string, AllowedSigner[]> {
+  const signers: Record<string, AllowedSigner[]> = {};
+  const base = configPath.startsWith('<') ? process.cwd() : dirname(resolve(configPath));
+  for (const [name, env] of Object.entries(environments)) {
+    if (!env.approvals.signers) continue;
+    const file = resolve(base, env.approvals.signers);
+    env.approvals.signers = file;
+    try {
+      signers[file] ??= loadAllowedSigners(file);
+    } catch (err) {
+      if (err instanceof SignersFileError) throw new ConfigError(`config ${configPath}: environments.${name}.approvals.signers: ${err.message}`);
+      throw err;
+    }
+  }
+  return signers;
+}
+
+/** The allowed signers of this environment, or undefined where starts and decisions are not signed. */
+export function environmentSigners(config: RunbooksConfig, env: EnvironmentConfig): AllowedSigner[] | undefined {
+  return env.approvals.signers ? config.signers[env.approvals.signers] : undefined;
 }
 
 export function environment(config: RunbooksConfig, name: string): EnvironmentConfig {
@@ -194,6 +234,7 @@ export function runPolicy(env: EnvironmentConfig): RunPolicy {
     approvers: approvers.map((a) => a.trim().toLowerCase()),
     allowSelfApproval: env.protected ? false : allowSelfApproval,
     protected: env.protected,
+    ...(env.approvals.signers ? { signed: true } : {}),
     timeoutMs: timeout,
     timeoutsMs: timeouts,
     notify: Boolean(webhook) || env.notify.length > 0,
@@ -212,7 +253,8 @@ export function environmentHash(env: EnvironmentConfig): string {
   return createHash('sha256').update(canonicalJson(env)).digest('hex');
 }
 
-function canonicalJson(value: unknown): string {
+/** Deterministic JSON: keys sorted, no whitespace, undefined fields left out (also what signers sign, see signing/canonical.ts). */
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

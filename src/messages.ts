@@ -94,6 +94,8 @@ export interface RunPolicy {
   allowSelfApproval: boolean;
   /** The environment is production-like: risky modes are refused and approval needs a second person. */
   protected: boolean;
+  /** Starts and decisions must be signed (the environment lists signers); the verified principal is the identity. */
+  signed?: boolean;
   /** Default checkpoint timeout in milliseconds. */
   timeoutMs: number;
   /** Per-checkpoint timeouts in milliseconds. */
@@ -153,10 +155,14 @@ export interface RunbookInput {
   startedBy: string;
   /** Unique per start request. */
   requestId: string;
+  /** Where the environment lists signers: an SSHSIG signature over the start (see src/signing/canonical.ts). */
+  signature?: string;
+  /** When that signature expires (ISO-8601 UTC); part of what is signed. */
+  expiresAt?: string;
 }
 
 /** The fields a start may carry; anything else is refused by the worker. */
-export const RUNBOOK_INPUT_FIELDS = ['runbook', 'env', 'params', 'dryRun', 'startedBy', 'requestId'] as const;
+export const RUNBOOK_INPUT_FIELDS = ['runbook', 'env', 'params', 'dryRun', 'startedBy', 'requestId', 'signature', 'expiresAt'] as const;
 
 /** The input of runs started before the worker resolved inputs itself (policy and prepared params travelled in it). */
 export interface LegacyRunbookInput<P> {
@@ -191,6 +197,10 @@ interface DecisionBinding {
   runId?: string;
   by: string;
   requestId?: string;
+  /** Where the environment lists signers: an SSHSIG signature over the decision (see src/signing/canonical.ts). */
+  signature?: string;
+  /** When that signature expires (ISO-8601 UTC); part of what is signed. */
+  expiresAt?: string;
 }
 
 export interface ApproveArgs extends DecisionBinding {
@@ -241,7 +251,7 @@ export const SERVICES_MEMO = 'runbookServices';
 export const POLICY_MEMO = 'runbookPolicy';
 
 /** Limits on decision signals: anything longer is refused (and recorded shortened). */
-export const SIGNAL_LIMITS = { identity: 128, text: 2048, id: 200 } as const;
+export const SIGNAL_LIMITS = { identity: 128, text: 2048, id: 200, signature: 4096 } as const;
 /** Refusals kept in the status; older ones are only counted. */
 export const REFUSALS_KEPT = 20;
 

@@ -11,6 +11,7 @@ import { TASK_QUEUE } from './messages.js';
 import { builtinRunbooks, Catalog } from './catalog/index.js';
 import type { RunbooksConfig } from './config.js';
 import type { RunbookPlugin } from './plugins.js';
+import type { SecureOptions } from './temporal-connection.js';
 import { lazyTemporalClient } from './activities/runs.js';
 import { RUNBOOK_HISTOGRAM_BUCKETS } from './workflows/engine/metrics.js';
 
@@ -22,6 +23,8 @@ const generatedEntries = join(distSrc, '..', '..', 'node_modules', '.cache', 'te
 export interface WorkerOptions {
   address: string;
   namespace: string;
+  /** TLS, client certificate, API key and gRPC metadata (from the Temporal client config profile). */
+  secure?: SecureOptions;
   /**
    * The environments file this worker enforces: every run's policy, defaults,
    * AWS connection and allowed inputs come from here, never from the starter.
@@ -94,13 +97,13 @@ export async function createWorker(options: WorkerOptions): Promise<{ worker: Wo
   const plugins = options.plugins ?? [];
   const catalog = new Catalog([...builtinRunbooks, ...plugins.flatMap((p) => p.runbooks)]);
   const deps: ActivityDeps = {
-    temporal: lazyTemporalClient(options.address, options.namespace),
+    temporal: lazyTemporalClient(options.address, options.namespace, options.secure),
     ...options.deps,
     environments: options.environments,
     catalog,
   };
   const activities = merge(createActivities(deps), ...plugins.map((p) => p.activities?.(deps) ?? {}));
-  const connection = await NativeConnection.connect({ address: options.address });
+  const connection = await NativeConnection.connect({ address: options.address, ...options.secure });
   const worker = await Worker.create({
     connection,
     namespace: options.namespace,

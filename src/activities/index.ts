@@ -16,6 +16,7 @@ import { createNotifyActivities } from './notify.js';
 import { createRegionConfigActivities } from './region-config.js';
 import { createRegionDataActivities } from './region-data.js';
 import { createResolveActivities, type WorkerConfigDeps } from './resolve.js';
+import { createSignatureActivities } from './signatures.js';
 import { createRunsActivities, type TemporalDeps } from './runs.js';
 import { createS3Activities } from './s3.js';
 import { createSchemaMigrationActivities } from './schema-migrations.js';
@@ -38,6 +39,7 @@ export interface ActivityDeps extends TemporalDeps, WorkerConfigDeps {
 export function createActivities(deps: ActivityDeps = {}) {
   return merge(
     createResolveActivities(deps),
+    createSignatureActivities(deps),
     createNotifyActivities(deps),
     createAutoScalingActivities(deps),
     createEcsActivities(deps),

@@ -5,6 +5,7 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { FINAL_STATUS_MEMO, searchAttributes, type RunStatus } from '../messages.js';
+import type { SecureOptions } from '../temporal-connection.js';
 
 export interface TemporalDeps {
   /** A client for the worker's own Temporal; created on first use. */
@@ -71,7 +72,7 @@ export function createRunsActivities(deps: TemporalDeps) {
 export type RunsActivities = ReturnType<typeof createRunsActivities>;
 
 /** One lazily connected client per worker, for activities that ask Temporal about other runs. */
-export function lazyTemporalClient(address: string, namespace: string): () => Promise<Client> {
+export function lazyTemporalClient(address: string, namespace: string, secure: SecureOptions = {}): () => Promise<Client> {
   let client: Promise<Client> | undefined;
-  return () => (client ??= Connection.connect({ address }).then((connection) => new Client({ connection, namespace })));
+  return () => (client ??= Connection.connect({ address, ...secure }).then((connection) => new Client({ connection, namespace })));
 }

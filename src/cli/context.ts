@@ -5,10 +5,13 @@ import { Client, Connection } from '@temporalio/client';
 import { builtinRunbooks, Catalog } from '../catalog/index.js';
 import { defaultConfigPath, loadConfig, type RunbooksConfig } from '../config.js';
 import { loadPlugins, pluginPaths, type RunbookPlugin } from '../plugins.js';
+import { temporalTarget, type TemporalTarget } from '../temporal-connection.js';
 
 export interface GlobalOptions {
   address?: string;
   namespace?: string;
+  /** Temporal client config profile (TEMPORAL_PROFILE). */
+  profile?: string;
   config?: string;
   json?: boolean;
 }
@@ -28,6 +31,7 @@ export class CommandContext {
   private client?: Client;
   private config?: RunbooksConfig | null;
   private plugins?: RunbookPlugin[];
+  private target?: TemporalTarget;
 
   constructor(readonly options: GlobalOptions) {}
 
@@ -35,12 +39,18 @@ export class CommandContext {
     return Boolean(this.options.json);
   }
 
+  /** Address, namespace, TLS and API key: flags, then Temporal's client config profile and the runbooks config (see temporal-connection.ts). */
+  get temporalTarget(): TemporalTarget {
+    this.target ??= temporalTarget({ address: this.options.address, namespace: this.options.namespace, profile: this.options.profile, config: this.optionalConfig()?.temporal });
+    return this.target;
+  }
+
   get address(): string {
-    return this.options.address ?? this.optionalConfig()?.temporal.address ?? 'localhost:7233';
+    return this.temporalTarget.address;
   }
 
   get namespace(): string {
-    return this.options.namespace ?? this.optionalConfig()?.temporal.namespace ?? 'default';
+    return this.temporalTarget.namespace;
   }
 
   /** The Temporal UI for this address: configured, else the dev server's convention (UI port = gRPC port + 1000). */
@@ -48,7 +58,7 @@ export class CommandContext {
     const configured = process.env.TEMPORAL_UI_URL ?? this.optionalConfig()?.temporal.uiUrl;
     if (configured) return configured.replace(/\/$/, '');
     const [host, port] = this.address.split(':');
-    return `http://${host}:${Number(port ?? 7233) + 1000}`;
+    return `${this.temporalTarget.secure.tls ? 'https' : 'http'}://${host}:${Number(port ?? 7233) + 1000}`;
   }
 
   runUrl(workflowId: string): string {
@@ -89,8 +99,10 @@ export class CommandContext {
 
   async temporal(): Promise<Client> {
     if (!this.client) {
-      const connection = await Connection.connect({ address: this.address, connectTimeout: '5s' }).catch((err: Error) => {
-        throw new Error(`cannot reach Temporal at ${this.address}: ${err.message} (start one with \`npm start\`, or pass --address)`);
+      const { address, secure, profile } = this.temporalTarget;
+      const connection = await Connection.connect({ address, ...secure, connectTimeout: '5s' }).catch((err: Error) => {
+        const how = secure.tls ? ` over TLS (profile '${profile}')` : '';
+        throw new Error(`cannot reach Temporal at ${address}${how}: ${err.message} (start one with \`npm start\`, or pass --address / --profile)`);
       });
       this.client = new Client({ connection, namespace: this.namespace });
     }

@@ -6,11 +6,16 @@
  * so most refusals are reported before anything is sent; then the signal goes
  * once, with a request ID, and the command waits until the run has recorded it
  * as a decision or a refusal. It never re-sends.
+ *
+ * Where the run's environment lists signers, the decision is signed (see
+ * src/signing/) and the worker's verified principal is who decided.
  */
 import { randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline/promises';
 import { approveSignal, rejectSignal, type DecideArgs, type RunStatus } from '../messages.js';
-import { refusalReason } from '../workflows/engine/approvals.js';
+import { decisionMessage } from '../signing/canonical.js';
+import { expiresAt, findSigningKey, signMessage } from '../signing/sign.js';
+import { refusalReason, type ApprovalState } from '../workflows/engine/approvals.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { identity, type CommandContext } from './context.js';
 import { readRun } from './run-status.js';
@@ -20,6 +25,8 @@ export interface DecideOptions {
   comment?: string;
   reason?: string;
   as?: string;
+  /** Private key to sign with (else RUNBOOK_SIGNING_KEY, else the first key in ssh-agent). */
+  key?: string;
   /** Skip the confirmation on a terminal. */
   yes?: boolean;
 }
@@ -40,13 +47,18 @@ export async function decideCommand(ctx: CommandContext, workflowId: string, dec
     const where = status.waitingFor ? `the run waits at '${status.waitingFor.checkpoint}'` : 'the run waits at no checkpoint';
     throw new UsageError(`refused: without a terminal to confirm on, name the checkpoint you decide with --checkpoint (${where})`);
   }
-  const by = identity(options.as);
+  const signed = Boolean(status.policy?.signed);
+  // Signed, the key says who decides: a name is sent only when given with --as, and must then be the key's.
+  const by = signed ? (options.as ?? '') : identity(options.as);
   const binding = { checkpoint, waitId: status.waitingFor?.waitId, runId: execution.runId, by, requestId: randomUUID() };
   const args: DecideArgs =
     decision === 'approved' ? { decision, ...binding, comment: options.comment } : { decision, ...binding, reason: options.reason ?? '' };
 
-  const refused = refusalReason({ env: status.env, startedBy: status.startedBy, runId: execution.runId, waitingFor: status.waitingFor, pending: null, decisions: status.decisions }, args);
+  const state: ApprovalState = { env: status.env, startedBy: status.startedBy, runId: execution.runId, waitingFor: status.waitingFor, pending: null, decisions: status.decisions };
+  // Without a name, only what does not depend on who decides can be checked here; the worker checks the rest.
+  const refused = by ? refusalReason(state, args) : refusalReason({ ...state, waitingFor: state.waitingFor && { ...state.waitingFor, approvers: ['*'], allowSelfApproval: true } }, { ...args, by: 'signer' });
   if (refused) throw new UsageError(`refused: ${refused}`);
+  if (signed) await sign(status.env, args, workflowId, options.key);
   if (interactive && !options.yes && !(await confirm(status, args))) {
     console.error('nothing sent');
     return ExitCode.usage;
@@ -63,6 +75,15 @@ export async function decideCommand(ctx: CommandContext, workflowId: string, dec
   return ExitCode.ok;
 }
 
+/** Signs the decision over the wait it was read from (the worker checks it against its own signers file). */
+async function sign(env: string, args: DecideArgs, workflowId: string, keyFlag: string | undefined): Promise<void> {
+  const key = await findSigningKey(keyFlag);
+  if (!key) throw new UsageError(`refused: ${env} requires signed decisions: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`);
+  args.expiresAt = expiresAt();
+  const comment = args.decision === 'approved' ? args.comment : args.reason;
+  args.signature = await signMessage(key, decisionMessage({ workflowId, runId: args.runId!, waitId: args.waitId!, decision: args.decision, comment, expiresAt: args.expiresAt }));
+}
+
 /** Shows what is being decided, as the run states it, and asks. */
 async function confirm(status: RunStatus, args: DecideArgs): Promise<boolean> {
   const w = status.waitingFor!;
@@ -73,7 +94,7 @@ async function confirm(status: RunStatus, args: DecideArgs): Promise<boolean> {
     `  checkpoint: ${w.checkpoint} (wait ${w.waitId}), waiting since ${w.since}, rejects itself at ${w.timeoutAt}`,
     `  prompt:     ${w.prompt}`,
     `  approvers:  ${w.approvers.join(', ')}${w.allowSelfApproval ? ' (self-approval allowed)' : ''}`,
-    `  you:        ${args.by}`,
+    `  you:        ${args.by || '(the signing key decides)'}`,
   ].join('\n'));
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { buildStartRequest } from '../catalog/inputs.js';
 import { environment } from '../config.js';
+import { startMessage } from '../signing/canonical.js';
+import { expiresAt, findSigningKey, signMessage } from '../signing/sign.js';
 import { TASK_QUEUE, searchAttributes, type RunStatus } from '../messages.js';
 import { CliError, ExitCode, UsageError } from './errors.js';
 import { identity, type CommandContext } from './context.js';
@@ -16,6 +18,8 @@ export interface StartOptions {
   dryRun?: boolean;
   wait?: boolean;
   as?: string;
+  /** Private key to sign the start with (else RUNBOOK_SIGNING_KEY, else the first key in ssh-agent). */
+  key?: string;
 }
 
 export async function startCommand(ctx: CommandContext, runbookName: string, options: StartOptions): Promise<number> {
@@ -25,6 +29,14 @@ export async function startCommand(ctx: CommandContext, runbookName: string, opt
     startedBy: identity(options.as),
     dryRun: Boolean(options.dryRun),
   });
+  if (env.approvals.signers) {
+    // Signed over exactly what the worker will check: the params as sent, this request, a near expiry.
+    const key = await findSigningKey(options.key);
+    if (!key) throw new UsageError(`${env.name} requires signed starts: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`);
+    const input = request.input;
+    input.expiresAt = expiresAt();
+    input.signature = await signMessage(key, startMessage({ runbook: input.runbook, env: input.env, params: input.params, requestId: input.requestId, expiresAt: input.expiresAt }));
+  }
 
   const client = await ctx.temporal();
   const pollers = await countPollers(client);

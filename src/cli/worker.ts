@@ -17,6 +17,7 @@ export async function workerCommand(ctx: CommandContext, options: WorkerCommandO
     {
       address: ctx.address,
       namespace: ctx.namespace,
+      secure: ctx.temporalTarget.secure,
       // Loaded and validated before the worker polls: a worker without its own config would have no rules to enforce.
       environments: ctx.requireConfig(),
       plugins: await ctx.loadPlugins(),
@@ -25,7 +26,8 @@ export async function workerCommand(ctx: CommandContext, options: WorkerCommandO
     },
     () => {
       if (metricsAddress) console.log(`metrics on http://${metricsAddress}/metrics`);
-      console.log(`worker polling '${ctx.namespace}' at ${ctx.address} with environments from ${ctx.requireConfig().path} (Ctrl-C to stop)`);
+      const how = ctx.temporalTarget.secure.tls ? ` over TLS (profile '${ctx.temporalTarget.profile}')` : '';
+      console.log(`worker polling '${ctx.namespace}' at ${ctx.address}${how} with environments from ${ctx.requireConfig().path} (Ctrl-C to stop)`);
     },
   );
   return ExitCode.ok;

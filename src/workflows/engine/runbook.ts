@@ -47,6 +47,7 @@ import {
 } from '../../messages.js';
 import type { NotifyActivities } from '../../activities/notify.js';
 import type { ResolveActivities } from '../../activities/resolve.js';
+import type { SignatureActivities } from '../../activities/signatures.js';
 import { setChangeStep, setStepSummary } from './activities.js';
 import { normalizeIdentity, refusalReason } from './approvals.js';
 import { parseCancelNote, parseDecision } from './signals.js';
@@ -85,6 +86,17 @@ const { resolveRun } = proxyActivities<ResolveActivities>({
   startToCloseTimeout: '30 seconds',
   retry: { initialInterval: '1 second', maximumAttempts: 5 },
 });
+
+const { verifyDecisionSignature } = proxyActivities<SignatureActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', maximumAttempts: 3 },
+});
+
+/**
+ * Marks the first signed decision a run hands to the worker to verify: runs
+ * before it never scheduled that activity, so their histories replay unchanged.
+ */
+const SIGNED_DECISIONS = 'signed-decisions';
 
 /**
  * Runs started before this marker carried their policy and prepared parameters
@@ -135,6 +147,10 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   private pending: Decision | null = null;
   private readonly decisions: Decision[] = [];
   private readonly refusals: Refusal[] = [];
+  /** Signed decisions waiting for the worker to verify them (a signal handler cannot call an activity). */
+  private readonly unverified: DecideArgs[] = [];
+  /** Every signature this run has been sent: a signature decides at most once. */
+  private readonly signaturesSeen = new Set<string>();
   private readonly undos: { step: string; summary: string; run: () => Promise<unknown> }[] = [];
   private error: string | null = null;
   private committed: string | null = null;
@@ -308,6 +324,7 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
       throw err;
     }
     recordCheckpointWait(this.labels(), name, decision.by === 'timeout' ? 'timeout' : decision.decision, secondsBetween(this.waitingFor!.since, now()));
+    for (const late of this.unverified.splice(0)) this.refuse(late, `wait ${waitId} ended (${decision.by === 'timeout' ? 'timed out' : decision.decision}) before this decision was checked`);
     this.pending = null;
     this.waitingFor = null;
     this.decisions.push(decision);
@@ -446,9 +463,26 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     const parsed = parseDecision(raw, decision);
     if (!parsed.ok) return this.refuse({ by: parsed.by, checkpoint: parsed.checkpoint, requestId: parsed.requestId }, parsed.reason);
     const args = parsed.args;
+    if (this.policy?.signed && !this.legacy) return this.queueSigned(args);
     const reason = refusalReason(this.approvalState(), args);
     if (reason) return this.refuse(args, reason);
     this.accept(args);
+  }
+
+  /**
+   * Where decisions are signed, an unsigned one (a UI or `temporal workflow signal`
+   * sender) is refused; a signed one is queued for the wait loop to verify,
+   * unless it is already wrong whoever sent it.
+   */
+  private queueSigned(args: DecideArgs): void {
+    if (!args.signature) {
+      return this.refuse(args, `unsigned decision: ${this.env} requires decisions signed with ssh-keygen -Y sign -n temporal-runbooks (runbook approve|reject --key <file>); the Temporal UI cannot decide here`);
+    }
+    const binding = this.bindingRefusal(args);
+    if (binding) return this.refuse(args, binding);
+    if (this.signaturesSeen.has(args.signature)) return this.refuse(args, 'this signature was already used; a signature decides one wait once');
+    this.signaturesSeen.add(args.signature);
+    this.unverified.push(args);
   }
 
   /** Keeps the newest refusals and counts the rest, so junk signals cannot grow the status without bound. */
@@ -508,11 +542,77 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     const reminders = remind ? [Math.floor(timeoutMs / 2), timeoutMs - Math.min(Math.floor(timeoutMs / 10), 3_600_000)] : [];
     let waited = 0;
     for (const at of reminders) {
-      if (await condition(() => this.pending !== null, at - waited, { summary })) return true;
+      if (await this.decisionWithin(at - waited, summary)) return true;
       waited = at;
       await this.notify('reminder', { checkpoint, waitId: this.waitingFor?.waitId, prompt, timeoutAt: this.waitingFor?.timeoutAt });
     }
-    return condition(() => this.pending !== null, timeoutMs - waited, { summary });
+    return this.decisionWithin(timeoutMs - waited, summary);
+  }
+
+  /**
+   * Waits up to `ms` for an accepted decision. Signed decisions arrive as
+   * unverified and are verified by the worker here, between waits; a run that
+   * is never sent one makes exactly the one `condition` call it always made.
+   */
+  private async decisionWithin(ms: number, summary: string): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const remaining = deadline - Date.now();
+      if (!(await condition(() => this.pending !== null || this.unverified.length > 0, remaining, { summary }))) return false;
+      await this.verifySigned();
+      if (this.pending) return true;
+      if (deadline - Date.now() <= 0) return false;
+    }
+  }
+
+  /** Hands each queued signed decision to the worker's verify activity, then applies the approval rule to the verified principal. */
+  private async verifySigned(): Promise<void> {
+    while (this.unverified.length) {
+      const args = this.unverified.shift()!;
+      const binding = this.bindingRefusal(args);
+      if (binding) {
+        this.refuse(args, binding);
+        continue;
+      }
+      if (!patched(SIGNED_DECISIONS)) {
+        this.refuse(args, 'this run cannot verify signed decisions');
+        continue;
+      }
+      const { workflowId, runId } = workflowInfo();
+      const wait = this.waitingFor!;
+      let verdict: Awaited<ReturnType<typeof verifyDecisionSignature>>;
+      try {
+        verdict = await verifyDecisionSignature({
+          env: this.env,
+          workflowId,
+          runId,
+          waitId: wait.waitId,
+          decision: args.decision,
+          comment: args.decision === 'approved' ? args.comment : args.reason,
+          ...(args.by ? { by: args.by } : {}),
+          signature: args.signature,
+          expiresAt: args.expiresAt,
+        });
+      } catch (err) {
+        verdict = { ok: false, reason: `the signature could not be checked: ${describeError(err)}` };
+      }
+      if (!verdict.ok) {
+        this.refuse(args, verdict.reason);
+        continue;
+      }
+      const verified = { ...args, by: verdict.principal };
+      // The decision may have been overtaken while it was checked (another decision, or the wait ended).
+      const reason = refusalReason(this.approvalState(), verified);
+      if (reason) this.refuse(verified, reason);
+      else this.accept(verified);
+    }
+  }
+
+  /** The rule's checks that do not depend on who decides: run, wait, checkpoint, request. */
+  private bindingRefusal(args: DecideArgs): string | null {
+    const state = this.approvalState();
+    const anyone = state.waitingFor ? { ...state.waitingFor, approvers: ['*'], allowSelfApproval: true } : null;
+    return refusalReason({ ...state, waitingFor: anyone }, { ...args, by: args.by || 'signer' });
   }
 
   private async notifyWaiting(checkpoint: string, waitId: string, prompt: string): Promise<void> {

@@ -16,6 +16,8 @@ const TEXT_FIELDS = {
   requestId: SIGNAL_LIMITS.id,
   comment: SIGNAL_LIMITS.text,
   reason: SIGNAL_LIMITS.text,
+  signature: SIGNAL_LIMITS.signature,
+  expiresAt: SIGNAL_LIMITS.id,
 } as const;
 
 type TextField = keyof typeof TEXT_FIELDS;
@@ -50,6 +52,8 @@ export function parseDecision(raw: unknown, decision: DecideArgs['decision']): P
     ...(text.waitId ? { waitId: text.waitId } : {}),
     ...(text.runId ? { runId: text.runId } : {}),
     ...(text.requestId ? { requestId: text.requestId } : {}),
+    ...(text.signature ? { signature: text.signature } : {}),
+    ...(text.expiresAt ? { expiresAt: text.expiresAt } : {}),
   };
   const args: DecideArgs =
     decision === 'approved'
