@@ -123,9 +123,9 @@ async function accessLogEvidence(s3: S3Client, args: ReadEvidenceArgs): Promise<
       if (logged) requests.set(logged, (requests.get(logged) ?? 0) + 1);
     }
   }
-  const read = keys.length > LOG_OBJECTS_READ ? `the newest ${LOG_OBJECTS_READ} of ${formatCount(keys.length)}` : formatCount(keys.length);
+  const read = keys.length > LOG_OBJECTS_READ ? `the newest ${LOG_OBJECTS_READ} of ${formatCount(keys.length)} log objects` : `${formatCount(keys.length)} log object${keys.length === 1 ? '' : 's'}`;
   return [
-    `access logs (${read} log objects in ${where} since ${args.since}): ${formatCount(requests.get(args.source) ?? 0)} requests to s3://${args.source}, ` +
+    `access logs (${read} in ${where} since ${args.since}): ${formatCount(requests.get(args.source) ?? 0)} requests to s3://${args.source}, ` +
       `${formatCount(requests.get(args.target) ?? 0)} to s3://${args.target}`,
   ];
 }

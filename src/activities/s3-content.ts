@@ -36,7 +36,7 @@ export async function contentMismatch(s3: S3Client, bucket: string, source: Obje
 }
 
 /** The ETag of these bytes: their MD5, or cut into parts of `partSize`, the multipart form. */
-export async function etagOf(bytes: AsyncIterable<Uint8Array>, partSize: number | undefined, progress: () => void = () => {}): Promise<string> {
+export async function etagOf(bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, partSize: number | undefined, progress: () => void = () => {}): Promise<string> {
   if (partSize === undefined) {
     const whole = createHash('md5');
     for await (const chunk of bytes) {

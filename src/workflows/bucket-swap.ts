@@ -472,7 +472,7 @@ function describeNames(w: BucketWriter, p: BucketSwapParams): string {
 
 function contentNote(v: VerifiedCopy): string {
   return v.contentChecked !== undefined
-    ? `${multipartCopies(v.multipart)}; ${formatCount(v.contentChecked)} objects whose ETags differ by design checked by reading their content`
+    ? `${multipartCopies(v.multipart)}; content checked where ETags differ by design (${formatCount(v.contentChecked)} ${v.contentChecked === 1 ? 'object' : 'objects'}, MD5 of each part)`
     : `${multipartCopies(v.multipart)} by size and part count`;
 }
 
