@@ -6,13 +6,27 @@
  * that the crash test kills.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  GetBucketCorsCommand,
+  GetBucketLifecycleConfigurationCommand,
+  GetBucketLoggingCommand,
+  GetBucketOwnershipControlsCommand,
+  GetBucketPolicyCommand,
+  PutBucketAclCommand,
+  PutBucketCorsCommand,
+  PutBucketLifecycleConfigurationCommand,
+  PutBucketLoggingCommand,
+  PutBucketOwnershipControlsCommand,
+  PutBucketPolicyCommand,
+  UploadPartCommand,
   GetBucketEncryptionCommand,
   GetBucketTaggingCommand,
   GetBucketVersioningCommand,
@@ -30,14 +44,16 @@ import {
   S3Client,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
+import { CreateServiceCommand, DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { execa } from 'execa';
 import pLimit from 'p-limit';
 import type { CopyCheckpoint } from '../src/activities/s3-copy.js';
 import type { RunStatus } from '../src/messages.js';
 import { MotoRecorder, s3Request } from '../src/stack/moto-recorder.js';
+import { WRITERS_CLUSTER } from '../src/stack/sandbox/db.js';
 import { findProviderMirror, motoProviderConfig, writeCliConfig } from '../src/stack/terraform.js';
-import { testStack } from './setup.js';
+import { testStack, type TEST_TERRAFORM_DIRS } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
@@ -258,7 +274,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.match(result.stdout, /Waiting at checkpoint 'delete-old'/);
 
       const waiting = await finalStatus(id);
-      assert.match(waiting.waitingFor?.prompt ?? '', /verified copy of all 2,001 objects \(\d+(\.\d+)? MiB\) of s3:\/\/swap-e2e-\d+: keys, sizes and ETags match \(1 multipart copy by size and part count\)/);
+      assert.match(waiting.waitingFor?.prompt ?? '', /verified copy of all 2,001 objects \(\d+(\.\d+)? MiB\) of s3:\/\/swap-e2e-\d+: keys, sizes and ETags match \(1 multipart copy; content checked where ETags differ by design \(1 object, MD5 of each part\)\)/);
       assert.match(stepDetail(waiting, 'copy-objects'), /2,001 objects .*: 2,000 copied whole, 1 in parts/);
       assert.deepEqual(
         ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan'].map((step) => stepStates(waiting)[step]),
@@ -296,7 +312,7 @@ describe('bucket-swap on the sandbox', function () {
     const status = await finalStatus(idFor('sandbox-uploads'));
     assert.equal(status.phase, 'succeeded');
     assert.equal(stepStates(status).preflight, 'done');
-    assert.match(stepDetail(status, 'preflight'), /s3:\/\/sandbox-uploads in us-east-1 \(versioning enabled, encryption AES256, public access blocked, 2 tags\); s3:\/\/sandbox-uploads-v2 does not exist yet/);
+    assert.match(stepDetail(status, 'preflight'), /s3:\/\/sandbox-uploads in us-east-1 \(versioning enabled, encryption AES256, public access blocked, 2 tags[^;]*\); s3:\/\/sandbox-uploads-v2 does not exist yet/);
     for (const step of ['create-bucket', 'copy-objects', 'verify', 'delete-old', 'delete-old-bucket']) assert.match(stepDetail(status, step), /^would /, step);
     assert.deepEqual(await bucketNames(), bucketsBefore);
   });
@@ -342,6 +358,172 @@ describe('bucket-swap on the sandbox', function () {
     assert.deepEqual((await listAll(target)).map((o) => o.key), ['kept.txt']);
   });
 
+  describe('a protected bucket with a writer service: settings carried, writers stopped, changes after approval refused', () => {
+    const source = unique('guarded-old');
+    const target = unique('guarded-new');
+    const logs = unique('guarded-logs');
+    const writerService = unique('uploads-writer');
+    const id = idFor(source);
+    const LARGE_KEY = 'media/video.bin';
+    let ecs: ECSClient;
+    let waiting: RunStatus;
+    let duringCopy: { desiredCount: number; running: number };
+    const policy = (bucket: string) => JSON.stringify({
+      Version: '2012-10-17',
+      // An Allow for a reader account: moto enforces policies, and a TLS-only Deny would refuse the test's own http requests.
+      Statement: [{ Sid: 'CdnReads', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111122223333:root' }, Action: ['s3:GetObject', 's3:ListBucket'], Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`] }],
+    });
+    const lifecycle = [{ ID: 'expire-tmp', Status: 'Enabled' as const, Filter: { Prefix: 'tmp/' }, Expiration: { Days: 7 } }];
+    const cors = [{ AllowedMethods: ['GET', 'HEAD'], AllowedOrigins: ['https://app.example.com'], AllowedHeaders: ['*'], MaxAgeSeconds: 3000 }];
+
+    async function writerNow(): Promise<{ desiredCount: number; running: number }> {
+      const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [writerService] }));
+      const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster: WRITERS_CLUSTER, desiredStatus: 'RUNNING' }));
+      const { tasks = [] } = taskArns.length ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns })) : { tasks: [] };
+      return { desiredCount: services[0]!.desiredCount!, running: tasks.filter((t) => t.group === `service:${writerService}` && t.lastStatus === 'RUNNING').length };
+    }
+
+    /** An ECS service whose task definition names the old bucket, as an application's would; the sandbox's simulator runs its task. */
+    async function startWriterService(): Promise<void> {
+      const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: ['app-writer'] }));
+      const { taskDefinition } = await ecs.send(new RegisterTaskDefinitionCommand({
+        family: writerService, networkMode: 'awsvpc', requiresCompatibilities: ['FARGATE'], cpu: '256', memory: '512',
+        containerDefinitions: [{ name: 'app', image: 'sandbox/uploads:latest', cpu: 256, memory: 512, environment: [{ name: 'UPLOADS_BUCKET', value: source }, { name: 'UNRELATED', value: `${source}-archive` }] }],
+      }));
+      await ecs.send(new CreateServiceCommand({
+        cluster: WRITERS_CLUSTER, serviceName: writerService, taskDefinition: taskDefinition!.taskDefinitionArn, desiredCount: 1, launchType: 'FARGATE',
+        networkConfiguration: services[0]!.networkConfiguration,
+      }));
+      await waitUntil(async () => (await writerNow()).running === 1, { timeoutMs: 60_000, what: `a task of ${writerService}` });
+    }
+
+    /** Replaces an object by a multipart upload of the same size and part count, with other bytes: only a content check tells. */
+    async function rewriteInParts(bucket: string, key: string, sizes: number[]): Promise<void> {
+      const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
+      const parts = [];
+      for (const [i, size] of sizes.entries()) {
+        const { ETag } = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: i + 1, Body: Buffer.alloc(size, 9) }));
+        parts.push({ ETag, PartNumber: i + 1 });
+      }
+      await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    }
+
+    before(async function () {
+      this.timeout(240_000);
+      ecs = new ECSClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+      await worker().start();
+      await s3.send(new CreateBucketCommand({ Bucket: logs }));
+      const logDelivery = 'uri="http://acs.amazonaws.com/groups/s3/LogDelivery"';
+      await s3.send(new PutBucketAclCommand({ Bucket: logs, GrantWrite: logDelivery, GrantReadACP: logDelivery, GrantFullControl: `id="${(await s3.send(new ListBucketsCommand({}))).Owner!.ID!}"` }));
+      await createSourceBucket(source, [
+        { Key: 'docs/a.txt', Body: 'first edition\n', ContentType: 'text/plain' },
+        { Key: 'docs/b.txt', Body: 'b\n', ContentType: 'text/plain' },
+        { Key: LARGE_KEY, Body: Buffer.alloc(LARGE_OBJECT_SIZE, 3), ContentType: 'application/octet-stream' },
+      ]);
+      await s3.send(new PutObjectCommand({ Bucket: source, Key: 'docs/a.txt', Body: 'second edition\n', ContentType: 'text/plain' }));
+      await s3.send(new PutBucketOwnershipControlsCommand({ Bucket: source, OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerPreferred' }] } }));
+      await s3.send(new PutBucketPolicyCommand({ Bucket: source, Policy: policy(source) }));
+      await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: source, LifecycleConfiguration: { Rules: lifecycle } }));
+      await s3.send(new PutBucketCorsCommand({ Bucket: source, CORSConfiguration: { CORSRules: cors } }));
+      await s3.send(new PutBucketLoggingCommand({ Bucket: source, BucketLoggingStatus: { LoggingEnabled: { TargetBucket: logs, TargetPrefix: 'access/' } } }));
+      await startWriterService();
+
+      // Held before verification: the copy is done, and the writer must be stopped by now.
+      const gate = join(gatesDir(), `before-verify.${target}`);
+      writeFileSync(`${gate}.hold`, '');
+      const started = await runbook(['start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, ...SMALL_PARTS,
+        '--set', `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: writerService }])}`, '--set', 'writersTimeout=2m']);
+      assert.equal(started.exitCode, 0, started.stdout + started.stderr);
+      try {
+        await waitForStatus(id, (st) => existsSync(`${gate}.reached`) || st.phase !== 'running', 120_000);
+      } finally {
+        const pending = (await (await temporalClient()).workflow.getHandle(id).describe()).raw.pendingActivities ?? [];
+        const failures = pending.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? 'no failure'}`);
+        assert.ok(existsSync(`${gate}.reached`), `the run reaches verification (${(await finalStatus(id)).error ?? ''} ${failures.join('; ')})`);
+      }
+      duringCopy = await writerNow();
+      // What S3 would deliver (moto writes no access logs): requests to both buckets since the copy started.
+      const line = (bucket: string, op: string) => `owner ${bucket} [${new Date().toUTCString()}] 10.0.0.1 - REQ ${op} docs/a.txt "GET /docs/a.txt HTTP/1.1" 200 - 14 14 1 1 "-" "cdn" -`;
+      await s3.send(new PutObjectCommand({ Bucket: logs, Key: `access/${new Date().toISOString().slice(0, 19).replace(/[T:]/g, '-')}-ABCDEF0123456789`,
+        Body: [line(source, 'REST.GET.OBJECT'), line(source, 'REST.HEAD.OBJECT'), line(target, 'REST.GET.OBJECT')].join('\n') + '\n' }));
+      writeFileSync(`${gate}.open`, '');
+      waiting = await waitForStatus(id, (st) => st.phase !== 'running', 120_000);
+      assert.equal(waiting.phase, 'waiting', waiting.error ?? '');
+    });
+
+    after(async () => {
+      const handle = (await temporalClient()).workflow.getHandle(id);
+      if ((await handle.describe()).status.name === 'RUNNING') await handle.terminate('test over');
+      ecs?.destroy();
+    });
+
+    it('stops the writer for the copy and starts it again before asking; the new bucket has the policy (renamed), lifecycle rule, CORS, ownership and logging', async () => {
+      assert.deepEqual(duringCopy, { desiredCount: 0, running: 0 }, 'nothing of the writer runs while the copy is made');
+      assert.deepEqual(await writerNow(), { desiredCount: 1, running: 1 }, 'the writer runs again as it was');
+      assert.deepEqual(['stop-writers', 'verify', 'start-writers', 'check-readers'].map((step) => stepStates(waiting)[step]), ['done', 'done', 'done', 'done']);
+      assert.match(stepDetail(waiting, 'verify'), /content checked where ETags differ by design \(1 object, MD5 of each part\)/);
+
+      const read = (Bucket: string) => Promise.all([
+        s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })).then((r) => r.Rules?.map((rule) => ({ ID: rule.ID, Status: rule.Status, Prefix: rule.Filter?.Prefix, Days: rule.Expiration?.Days }))),
+        s3.send(new GetBucketCorsCommand({ Bucket })).then((r) => r.CORSRules?.map(({ AllowedMethods, AllowedOrigins, AllowedHeaders, MaxAgeSeconds }) => ({ AllowedMethods, AllowedOrigins, AllowedHeaders, MaxAgeSeconds }))),
+        s3.send(new GetBucketOwnershipControlsCommand({ Bucket })).then((r) => r.OwnershipControls?.Rules?.[0]?.ObjectOwnership),
+        s3.send(new GetBucketLoggingCommand({ Bucket })).then((r) => r.LoggingEnabled && { bucket: r.LoggingEnabled.TargetBucket, prefix: r.LoggingEnabled.TargetPrefix }),
+      ]);
+      const [carried, original] = await Promise.all([read(target), read(source)]);
+      assert.deepEqual(carried, original);
+      assert.deepEqual(carried, [[{ ID: 'expire-tmp', Status: 'Enabled', Prefix: 'tmp/', Days: 7 }], cors, 'BucketOwnerPreferred', { bucket: logs, prefix: 'access/' }]);
+      const carriedPolicy = JSON.parse((await s3.send(new GetBucketPolicyCommand({ Bucket: target }))).Policy!) as unknown;
+      assert.deepEqual(carriedPolicy, JSON.parse(policy(target)), 'the policy, naming the new bucket');
+      await assertSettingsCopied(source, target);
+    });
+
+    it('asks with what the delete drops, what the writer names, and the evidence of reads', () => {
+      const prompt = waiting.waitingFor?.prompt ?? '';
+      console.log(`      delete-old prompt:\n${prompt.replace(/^/gm, '        ')}`);
+      assert.match(prompt, new RegExp(`verified copy of all 3 objects .* of s3://${source}`));
+      assert.match(prompt, new RegExp(`Dropped by the delete: s3://${source} also holds 1 older versions \\(of keys such as 'docs/a.txt'\\) and 0 delete markers`));
+      assert.match(prompt, new RegExp(`${writerService}: UPLOADS_BUCKET names s3://${source} \\(the OLD bucket\\)`));
+      assert.doesNotMatch(prompt, /UNRELATED/, 'a longer bucket name is not the old bucket');
+      assert.match(prompt, new RegExp(`Do the application and the CDN now read s3://${target}\\?`));
+      // moto delivers access logs of its own too: at least the test's requests are counted.
+      const logged = new RegExp(`access logs \\(\\d+ log objects? in s3://${logs}/access/ since [^)]+\\): (\\d+) requests to s3://${source}, (\\d+) to s3://${target}`).exec(prompt);
+      assert.ok(logged, 'the prompt counts requests in the access logs');
+      assert.ok(Number(logged[1]) >= 2 && Number(logged[2]) >= 1, `requests to both buckets counted (${logged[0]})`);
+      assert.match(prompt, new RegExp(`request metrics: none configured on s3://${source}`));
+      assert.match(prompt, /CDN: this runbook cannot read CloudFront/);
+      assert.match(prompt, /Right before deleting, both buckets are compared again/);
+    });
+
+    it('an object added to the source and two changed in the target (one rewritten in parts, same size) after approval: deletes nothing and names them', async function () {
+      this.timeout(180_000);
+      const gate = join(gatesDir(), `before-recheck.${target}`);
+      writeFileSync(`${gate}.hold`, '');
+      const approve = await runbook(['approve', id, '--checkpoint', 'delete-old', '--comment', 'reads the new bucket']);
+      assert.equal(approve.exitCode, 0, approve.stderr);
+      await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the run to reach the recheck' });
+      await s3.send(new PutObjectCommand({ Bucket: source, Key: 'docs/added-after-approval.txt', Body: 'late\n' }));
+      await s3.send(new PutObjectCommand({ Bucket: target, Key: 'docs/b.txt', Body: 'changed in the new bucket\n' }));
+      await rewriteInParts(target, LARGE_KEY, [5 * 2 ** 20, 5 * 2 ** 20, 2 * 2 ** 20]);
+      const sourceBefore = await listAll(source);
+      writeFileSync(`${gate}.open`, '');
+
+      const watched = await runbook(['watch', id]);
+      assert.equal(watched.exitCode, 1, watched.stdout);
+      const status = await finalStatus(id);
+      assert.equal(status.phase, 'failed', 'after the writers run again nothing is undone: failed, not rolled back');
+      const error = status.error ?? '';
+      assert.match(error, new RegExp(`s3://${source} was not deleted: since the copy was verified and approved, 3 objects differ`));
+      assert.match(error, /'docs\/added-after-approval\.txt' missing in the copy/);
+      assert.match(error, /'docs\/b\.txt' (ETag|size)/);
+      assert.match(error, new RegExp(`'${LARGE_KEY}' content differs`));
+      assert.match(error, /Nothing was deleted: both buckets are kept/);
+      assert.deepEqual([stepStates(status).recheck, stepStates(status)['delete-old-bucket']], ['failed', 'skipped']);
+      assert.deepEqual(await listAll(source), sourceBefore, 'the old bucket is untouched');
+      assert.equal(await bucketExists(target), true);
+      assert.deepEqual(await writerNow(), { desiredCount: 1, running: 1 }, 'the writer keeps running');
+    });
+  });
+
   describe('terraform mode, with the real terraform binary', () => {
     /** The real hashicorp/aws provider from the machine's mirror; without one, the terraform_data stand-in fixture. */
     const mirror = findProviderMirror();
@@ -359,8 +541,9 @@ describe('bucket-swap on the sandbox', function () {
      * holds the old bucket, holding 30 objects; with the real provider,
      * Terraform created that bucket in moto.
      */
-    async function terraformDirHolding(oldBucket: string): Promise<string> {
-      const dir = mkdtempSync(join(testStack().dir, 'terraform-'));
+    async function terraformDirHolding(name: (typeof TEST_TERRAFORM_DIRS)[number], oldBucket: string): Promise<string> {
+      const dir = join(testStack().dir, 'terraform-dirs', name);
+      mkdirSync(dir, { recursive: true });
       cpSync(mirror ? realFixtureTerraformDir : fixtureTerraformDir, dir, { recursive: true });
       if (mirror) writeFileSync(join(dir, 'provider.tf'), motoProviderConfig({ endpoint: testStack().awsEndpoint, region: 'us-east-1' }));
       writeFileSync(join(dir, 'terraform.tfvars'), `bucket_name = "${oldBucket}"\n`);
@@ -388,7 +571,8 @@ describe('bucket-swap on the sandbox', function () {
       assert.deepEqual(left, [], 'the saved plan was deleted');
     }
 
-    const swapWithTerraform = (source: string, target: string, dir: string) => [
+    /** The directory by its name in the environment's terraform.dirs: a run never takes a path. */
+    const swapWithTerraform = (source: string, target: string, dir: (typeof TEST_TERRAFORM_DIRS)[number]) => [
       'start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, '--set', 'mode=terraform',
       '--set', `terraform.dir=${dir}`, '--set', 'terraform.workspace=sandbox', '--set', `terraform.address=${address}`, '--wait',
     ];
@@ -396,12 +580,12 @@ describe('bucket-swap on the sandbox', function () {
     it('refuses, before apply, a plan that would replace something besides the bucket', async () => {
       const source = unique('tf-guard-old');
       const target = unique('tf-guard-new');
-      const dir = await terraformDirHolding(source);
+      const dir = await terraformDirHolding('swap-guard', source);
       const keyBefore = await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox');
       // The operator renames the bucket, and (by mistake) bumps the key it depends on.
       writeFileSync(join(dir, 'terraform.tfvars'), `bucket_name = "${target}"\nkey_generation = 2\n`);
 
-      const result = await runbook(swapWithTerraform(source, target, dir));
+      const result = await runbook(swapWithTerraform(source, target, 'swap-guard'));
       assert.equal(result.exitCode, 1, result.stdout + result.stderr);
       const status = await finalStatus(idFor(source));
       assert.equal(status.phase, 'failed');
@@ -420,10 +604,10 @@ describe('bucket-swap on the sandbox', function () {
     it('state rm, targeted plan, guard, apply, outputs; then copies, deletes the old bucket once approved, and leaves no drift', async () => {
       const source = unique('tf-old');
       const target = unique('tf-new');
-      const dir = await terraformDirHolding(source);
+      const dir = await terraformDirHolding('swap-apply', source);
       writeFileSync(join(dir, 'terraform.tfvars'), `bucket_name = "${target}"\n`);
 
-      const result = await runbook(swapWithTerraform(source, target, dir));
+      const result = await runbook(swapWithTerraform(source, target, 'swap-apply'));
       assert.equal(result.exitCode, 0, result.stdout + result.stderr);
       const id = idFor(source);
       const waiting = await finalStatus(id);
@@ -466,6 +650,10 @@ describe('bucket-swap on the sandbox', function () {
       ['the source as target', () => [`source=${source}`, `target=${source}`], /target: must differ from source/],
       ['a source that does not exist', (fresh) => [`source=${unique('no-such-bucket')}`, `target=${fresh}`], /source: no bucket named 'no-such-bucket-\d+'/],
       ['a target that holds objects', () => [`source=${source}`, `target=${occupied}`], /target: s3:\/\/bad-input-occupied-\d+ already holds objects \(e\.g\. 'taken\.txt'\)/],
+      ['a Terraform directory given as a path', (fresh) => [`source=${source}`, `target=${fresh}`, 'mode=terraform', `terraform.dir=${testStack().dir}`, 'terraform.address=aws_s3_bucket.static'],
+        /terraform\.dir: must be the name of a Terraform directory/],
+      ['a Terraform directory the environment does not list', (fresh) => [`source=${source}`, `target=${fresh}`, 'mode=terraform', 'terraform.dir=elsewhere', 'terraform.address=aws_s3_bucket.static'],
+        /terraform\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: .*swap-guard, swap-apply\)/],
     ];
 
     for (const [what, sets, message] of cases) {

@@ -62,6 +62,19 @@ export function sandbox(): Sandbox {
  * production-like approvals (guarded), a short checkpoint timeout (hasty), and a
  * staging/production pair for the rules that tie production to staging.
  */
+/**
+ * Terraform directories tests fill with their own fixture copies. A run names
+ * one from the environment's allowlist (terraform.dirs), never a path, so the
+ * names exist in the config before the directories do.
+ */
+export const TEST_TERRAFORM_DIRS = ['swap-guard', 'swap-apply'] as const;
+
+function withTestTerraformDirs(env: Record<string, unknown>, root: string): Record<string, unknown> {
+  const terraform = (env.terraform ?? {}) as { dirs?: Record<string, string> };
+  const dirs = Object.fromEntries(TEST_TERRAFORM_DIRS.map((name) => [name, join(root, name)]));
+  return { ...env, terraform: { ...terraform, dirs: { ...terraform.dirs, ...dirs } } };
+}
+
 function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string): Record<string, unknown> {
   const aws = sandboxEnv.aws;
   const runbooks = sandboxEnv.runbooks as Record<string, Record<string, unknown>>;
@@ -118,7 +131,7 @@ export const mochaHooks = {
           unreachable: { url: `http://127.0.0.1:${(await freePorts(1))[0]}/hook` },
         },
         plugins: [fixturePluginPath],
-        environments: { sandbox: sandboxHandle.environment, ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
+        environments: { sandbox: withTestTerraformDirs(sandboxHandle.environment, join(dir, 'terraform-dirs')), ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
       }),
     );
     const workflowBundlePath = join(dir, 'workflow-bundle.js');

@@ -20,3 +20,14 @@ export function bucketNameProblem(name: string): string | null {
   if (suffix) return `'${name}' must not end with '${suffix}' (reserved by S3)`;
   return null;
 }
+
+/**
+ * The source's bucket policy, made to protect the new bucket: every ARN of
+ * the old bucket (`arn:<partition>:s3:::old` and `…:::old/…`) names the new
+ * one. ARNs of other buckets, even ones whose name begins with the old name,
+ * are left alone.
+ */
+export function rewriteBucketPolicy(policy: string, from: string, to: string): string {
+  const escaped = from.replace(/[.]/g, '\\.');
+  return policy.replace(new RegExp(`(arn:aws[a-z-]*:s3:::)${escaped}(?=[/"*]|$)`, 'g'), `$1${to}`);
+}

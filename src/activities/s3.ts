@@ -8,50 +8,29 @@ import {
   CreateBucketCommand,
   DeleteBucketCommand,
   DeleteObjectsCommand,
-  GetBucketEncryptionCommand,
   GetBucketLocationCommand,
-  GetBucketTaggingCommand,
-  GetBucketVersioningCommand,
-  GetPublicAccessBlockCommand,
   HeadBucketCommand,
   ListObjectVersionsCommand,
-  PutBucketEncryptionCommand,
-  PutBucketTaggingCommand,
-  PutBucketVersioningCommand,
-  PutPublicAccessBlockCommand,
   type BucketLocationConstraint,
   type ListObjectVersionsCommandOutput,
   type ObjectVersion,
-  type PublicAccessBlockConfiguration,
   type S3Client,
-  type ServerSideEncryptionRule,
-  type Tag,
 } from '@aws-sdk/client-s3';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { bucketNameProblem } from './bucket-names.js';
+import { createBucketUserActivities } from './bucket-users.js';
+import { applySettings, errorName, httpStatus, missingSettings, readSettings, type AppliedSettings, type BucketSettings } from './s3-bucket-settings.js';
 import { copyObjects, type CopyObjectsArgs, type CopyResult } from './s3-copy.js';
 import { verifyCopy, type VerifiedCopy, type VerifyCopyArgs } from './s3-verify.js';
 import { formatCount } from '../format.js';
 
-export type { CopyObjectsArgs, CopyResult, VerifiedCopy, VerifyCopyArgs };
+export type { BucketSettings, CopyObjectsArgs, CopyResult, VerifiedCopy, VerifyCopyArgs };
 
 export interface BucketPair {
   aws: AwsConnection;
   source: string;
   target: string;
-}
-
-/** The settings a new bucket copies from the old one. Plain JSON: it travels through workflow history. */
-export interface BucketSettings {
-  region: string;
-  versioning: 'Enabled' | 'Suspended' | 'Off';
-  /** Default encryption rules; absent when the bucket has none. */
-  encryption?: ServerSideEncryptionRule[];
-  publicAccessBlock?: PublicAccessBlockConfiguration;
-  tags: Tag[];
-  /** Settings that could not be read (an emulator without that API): they are not copied, and the result says so. */
-  unreadable: string[];
 }
 
 export interface SwapFindings {
@@ -66,6 +45,8 @@ export interface CreateBucketArgs {
   aws: AwsConnection;
   bucket: string;
   like: BucketSettings;
+  /** The bucket the settings were read from: its name in the policy (and a self-logging target) becomes the new one's. */
+  source?: string;
   /**
    * `apply`: a bucket found existing gets the settings too (this run made it
    * and lost the result, or the operator made it empty for the run).
@@ -74,13 +55,9 @@ export interface CreateBucketArgs {
   whenExists: 'apply' | 'keep';
 }
 
-export interface CreatedBucket {
+export interface CreatedBucket extends AppliedSettings {
   bucket: string;
   created: boolean;
-  /** Settings given to the bucket. */
-  applied: string[];
-  /** Settings of the source not given to it, and why. */
-  notCopied: string[];
 }
 
 export interface DeleteBucketArgs {
@@ -91,6 +68,15 @@ export interface DeleteBucketArgs {
    * verified: they are kept, with the bucket, and the step fails naming them.
    */
   keepNewerThan?: string;
+}
+
+/** What deleting a versioned bucket loses: the copy carries only the current version of each key. */
+export interface DroppedVersions {
+  /** Older (noncurrent) versions of objects. */
+  noncurrent: number;
+  deleteMarkers: number;
+  /** Keys with older versions, the first few. */
+  keys: string[];
 }
 
 export interface DeletedBucket {
@@ -106,6 +92,9 @@ export function createS3Activities(deps: AwsDeps) {
   const s3 = (aws: AwsConnection) => clients(aws).s3;
 
   return {
+    // The services that write the bucket and the evidence of who reads it (bucket-users.ts).
+    ...createBucketUserActivities(deps),
+
     /**
      * Preflight of a swap, changing nothing: names valid and different, the
      * source exists and can be listed, the target is absent or empty. Every
@@ -128,11 +117,12 @@ export function createS3Activities(deps: AwsDeps) {
       const client = s3(args.aws);
       // In us-east-1, CreateBucket of one's own existing bucket answers 200: "keep" must look first.
       const exists = args.whenExists === 'keep' && (await checkTargetUsable(client, args.bucket));
-      const created = !exists && (await createBucket(client, args.bucket, args.like.region));
+      const created = !exists && (await createBucket(client, args.bucket, args.like.region, Boolean(args.like.objectLock)));
       if (!created && args.whenExists === 'keep') {
-        return { bucket: args.bucket, created, applied: [], notCopied: ['all settings: the bucket existed already and keeps its own'] };
+        const made = await readSettings(client, args.bucket, args.like.region);
+        return { bucket: args.bucket, created, applied: [], notCopied: ['settings: the bucket existed already (made by Terraform) and keeps its own', ...missingSettings(args.like, made)] };
       }
-      return { bucket: args.bucket, created, ...(await applySettings(client, args.bucket, args.like)) };
+      return { bucket: args.bucket, created, ...(await applySettings(client, args.bucket, args.like, args.source ?? args.bucket)) };
     },
 
     async copyBucketObjects(args: CopyObjectsArgs): Promise<CopyResult> {
@@ -141,6 +131,22 @@ export function createS3Activities(deps: AwsDeps) {
 
     async verifyBucketCopy(args: VerifyCopyArgs): Promise<VerifiedCopy> {
       return verifyCopy(s3(args.aws), args);
+    },
+
+    /** Counts the versions only the old bucket holds (noncurrent versions and delete markers): deleting it drops them. */
+    async findDroppedVersions(args: { aws: AwsConnection; bucket: string }): Promise<DroppedVersions> {
+      const client = s3(args.aws);
+      const dropped: DroppedVersions = { noncurrent: 0, deleteMarkers: 0, keys: [] };
+      for await (const page of versionPages(client, args.bucket)) {
+        for (const version of page.Versions ?? []) {
+          if (version.IsLatest) continue;
+          dropped.noncurrent++;
+          if (dropped.keys.length < NAMED_IN_ERRORS && dropped.keys.at(-1) !== version.Key) dropped.keys.push(version.Key!);
+        }
+        dropped.deleteMarkers += page.DeleteMarkers?.length ?? 0;
+        Context.current().heartbeat();
+      }
+      return dropped;
     },
 
     /**
@@ -161,15 +167,6 @@ function refuseInvalidNames(pair: BucketPair): void {
     if (problem) throw invalidInput(field, `${problem} (S3 bucket naming rules)`);
   }
   if (pair.source === pair.target) throw invalidInput('target', `must differ from source (both are '${pair.source}')`);
-}
-
-/** The HTTP status of an S3 error: HEAD requests have no body, so their errors carry only that. */
-function httpStatus(err: unknown): number | undefined {
-  return (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-}
-
-function errorName(err: unknown): string | undefined {
-  return (err as { name?: string }).name;
 }
 
 async function bucketRegion(s3: S3Client, bucket: string): Promise<string> {
@@ -213,48 +210,14 @@ async function checkTargetUsable(s3: S3Client, bucket: string): Promise<boolean>
   return true;
 }
 
-/**
- * Reads what the new bucket should copy. A setting the bucket does not have
- * is absent; a setting that cannot be read is listed as unreadable, never guessed.
- */
-async function readSettings(s3: S3Client, bucket: string, region: string): Promise<BucketSettings> {
-  const unreadable: string[] = [];
-  const read = async <T>(what: string, notSet: string[], call: () => Promise<T>): Promise<T | undefined> => {
-    try {
-      return await call();
-    } catch (err) {
-      if (notSet.includes(errorName(err) ?? '')) return undefined;
-      if (httpStatus(err) === 501 || errorName(err) === 'NotImplemented') {
-        unreadable.push(`${what} (${errorName(err)})`);
-        return undefined;
-      }
-      throw awsFailure(err, `read the ${what} of s3://${bucket}`);
-    }
-  };
-  const [versioning, encryption, publicAccessBlock, tagging] = await Promise.all([
-    read('versioning', [], () => s3.send(new GetBucketVersioningCommand({ Bucket: bucket }), abortable())),
-    read('default encryption', ['ServerSideEncryptionConfigurationNotFoundError'], () => s3.send(new GetBucketEncryptionCommand({ Bucket: bucket }), abortable())),
-    read('public access block', ['NoSuchPublicAccessBlockConfiguration'], () => s3.send(new GetPublicAccessBlockCommand({ Bucket: bucket }), abortable())),
-    read('tags', ['NoSuchTagSet', 'NoSuchTagSetError'], () => s3.send(new GetBucketTaggingCommand({ Bucket: bucket }), abortable())),
-  ]);
-  const rules = encryption?.ServerSideEncryptionConfiguration?.Rules;
-  return {
-    region,
-    versioning: versioning?.Status === 'Enabled' || versioning?.Status === 'Suspended' ? versioning.Status : 'Off',
-    ...(rules?.length ? { encryption: rules } : {}),
-    ...(publicAccessBlock?.PublicAccessBlockConfiguration ? { publicAccessBlock: publicAccessBlock.PublicAccessBlockConfiguration } : {}),
-    // aws:* tags belong to AWS services (CloudFormation, ...) and cannot be set by anyone else.
-    tags: (tagging?.TagSet ?? []).filter((t) => !t.Key?.startsWith('aws:')),
-    unreadable,
-  };
-}
-
 /** True when this call created the bucket; false when it was there (ours). */
-async function createBucket(s3: S3Client, bucket: string, region: string): Promise<boolean> {
+async function createBucket(s3: S3Client, bucket: string, region: string, objectLock: boolean): Promise<boolean> {
   try {
     await s3.send(
       new CreateBucketCommand({
         Bucket: bucket,
+        // Object lock can only be switched on here, when the bucket is made.
+        ...(objectLock ? { ObjectLockEnabledForBucket: true } : {}),
         // us-east-1 is the one region that takes no location constraint.
         ...(region === 'us-east-1' ? {} : { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } }),
       }),
@@ -266,31 +229,6 @@ async function createBucket(s3: S3Client, bucket: string, region: string): Promi
     if (errorName(err) === 'BucketAlreadyExists') throw invalidInput('target', `the name '${bucket}' is taken by someone else's bucket`);
     throw awsFailure(err, `create s3://${bucket}`);
   }
-}
-
-/** Each setting is a PUT of the whole configuration: applying it twice is the same as once. */
-async function applySettings(s3: S3Client, bucket: string, like: BucketSettings): Promise<Pick<CreatedBucket, 'applied' | 'notCopied'>> {
-  const applied: string[] = [`region ${like.region}`];
-  const notCopied = like.unreadable.map((what) => `${what}: could not be read from the source`);
-  const put = (what: string, call: () => Promise<unknown>) => callAws(`set the ${what} of s3://${bucket}`, call).then(() => applied.push(what));
-
-  if (like.versioning === 'Enabled') {
-    await put('versioning', () => s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }), abortable()));
-  } else if (like.versioning === 'Suspended') {
-    notCopied.push('versioning: suspended on the source; a new bucket starts unversioned, which keeps the same single-version behaviour');
-  }
-  if (like.encryption) {
-    const rules = like.encryption;
-    await put('default encryption', () => s3.send(new PutBucketEncryptionCommand({ Bucket: bucket, ServerSideEncryptionConfiguration: { Rules: rules } }), abortable()));
-  }
-  if (like.publicAccessBlock) {
-    const block = like.publicAccessBlock;
-    await put('public access block', () => s3.send(new PutPublicAccessBlockCommand({ Bucket: bucket, PublicAccessBlockConfiguration: block }), abortable()));
-  }
-  if (like.tags.length) {
-    await put(`${like.tags.length} tags`, () => s3.send(new PutBucketTaggingCommand({ Bucket: bucket, Tagging: { TagSet: like.tags } }), abortable()));
-  }
-  return { applied, notCopied };
 }
 
 const DELETE_BATCH = 1000;

@@ -2,6 +2,8 @@
 import { z } from 'zod';
 import { bucketNameProblem } from '../activities/bucket-names.js';
 import { byteSizeSchema } from '../bytes.js';
+import type { EnvironmentConfig } from '../config.js';
+import { durationSchema } from '../duration.js';
 import { formatBytes } from '../format.js';
 import { bucketSwapPlan, type BucketSwapParams } from '../workflows/bucket-swap.js';
 import { defineRunbook } from './definition.js';
@@ -14,9 +16,13 @@ const bucketName = z.string().superRefine((name, ctx) => {
 /** CopyObject copies at most 5 GiB; above that only a multipart copy can. */
 const MAX_SINGLE_COPY = 5 * 2 ** 30;
 
+/** A name the environment's config gives a meaning to; never a path. */
+const configName = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `must be ${what}: letters, digits, _ and -`);
+const ecsName = z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS name: letters, digits, hyphens and underscores');
+
 const terraformParams = z
   .object({
-    dir: z.string().min(1).describe('absolute path of the Terraform working directory, on the worker'),
+    dir: configName('the name of a Terraform directory').describe("name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path"),
     workspace: z.string().min(1).default('default').describe('Terraform workspace holding the bucket'),
     address: z.string().min(1).describe('resource address of the bucket, e.g. aws_s3_bucket.static: removed from the state, then planned and applied alone'),
     output: z.string().min(1).default('bucket_name').describe('Terraform output that names the new bucket after apply (must equal target)'),
@@ -29,9 +35,21 @@ const params = z
     target: bucketName.describe('the new bucket; must not exist yet, or be empty'),
     mode: z.enum(['terraform', 'aws']).default('aws').describe('who creates the new bucket: Terraform (state rm, targeted plan, plan guard, apply) or this run through the S3 API, copying the source\'s region, versioning, encryption, public access block and tags'),
     terraform: terraformParams.optional().describe(
-      'mode terraform: dir (absolute path on the worker), workspace (default "default"), address (e.g. aws_s3_bucket.static), ' +
-        'output naming the bucket (default "bucket_name"); e.g. --set terraform.dir=/srv/infra --set terraform.address=aws_s3_bucket.static',
+      'mode terraform: dir (a name from terraform.dirs of the environment), workspace (default "default"), address (e.g. aws_s3_bucket.static), ' +
+        'output naming the bucket (default "bucket_name"); e.g. --set terraform.dir=infra --set terraform.address=aws_s3_bucket.static',
     ),
+    writers: z
+      .array(
+        z
+          .object({
+            cluster: ecsName.describe('ECS cluster of the writer service'),
+            service: ecsName.describe('ECS service that can write to the bucket'),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe('every ECS service that can write to the old bucket: stopped before the copy (seed 002), started again as they were after verification or on any failure; e.g. --set writers.0.cluster=app --set writers.0.service=api'),
+    writersTimeout: durationSchema.default('15m').describe('how long the writers may take to stop or start'),
     concurrency: z.number().int().min(1).max(256).default(32).describe('server-side copies in flight at once'),
     multipartThreshold: byteSizeSchema.default('5GiB').describe('objects larger than this are copied in parts (UploadPartCopy), e.g. 5GiB'),
     partSize: byteSizeSchema.default('512MiB').describe('part size of those copies, 5MiB to 5GiB (raised when an object would need more than 10,000 parts)'),
@@ -45,6 +63,18 @@ const params = z
     if (p.partSize < 5 * 2 ** 20 || p.partSize > MAX_SINGLE_COPY) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['partSize'], message: 'must be between 5MiB and 5GiB (S3 part limits)' });
   });
 
+type Params = z.infer<typeof params>;
+
+/** The Terraform directory is one the environment allows, never a path from the operator. */
+function check(p: Params, env: EnvironmentConfig): string | null {
+  if (!p.terraform) return null;
+  const dirs = env.terraform?.dirs ?? {};
+  if (!(p.terraform.dir in dirs)) {
+    return `terraform.dir: '${p.terraform.dir}' is not a Terraform directory of ${env.name} (allowed: ${Object.keys(dirs).join(', ') || 'none; add terraform.dirs to the environment'})`;
+  }
+  return null;
+}
+
 export const bucketSwapRunbook = defineRunbook({
   name: 'bucket-swap',
   workflowType: 'bucketSwap',
@@ -53,16 +83,24 @@ export const bucketSwapRunbook = defineRunbook({
   plan: bucketSwapPlan,
   // The old bucket is what the run holds: two swaps of one bucket must never overlap.
   target: (p) => p.source,
+  // Its writers are stopped for the run: no deploy or restart of them may start meanwhile.
+  services: (p) => p.writers.map((w) => w.service),
   summary: (p, env) =>
     `move s3://${p.source} to a new bucket s3://${p.target} on ${env.name} ` +
-    `(${p.mode === 'terraform' ? `made by Terraform at ${p.terraform?.address}` : 'made like the old one'}): ` +
+    `(${p.mode === 'terraform' ? `made by Terraform at ${p.terraform?.address} in ${p.terraform?.dir}` : 'made like the old one'}): ` +
+    `${p.writers.length ? `stop ${p.writers.map((w) => w.service).join(', ')}, ` : ''}` +
     `copy every object (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)}), verify, then delete the old bucket once approved`,
+  check,
   prepare: (p, env): BucketSwapParams => ({
     aws: env.aws,
     source: p.source,
     target: p.target,
     mode: p.mode,
-    ...(p.terraform ? { terraform: { ...p.terraform, ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}) } } : {}),
+    ...(p.terraform
+      ? { terraform: { ...p.terraform, dirName: p.terraform.dir, dir: env.terraform!.dirs[p.terraform.dir]!, ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}) } }
+      : {}),
+    writers: p.writers,
+    writersTimeoutMs: p.writersTimeout,
     concurrency: p.concurrency,
     multipartThreshold: p.multipartThreshold,
     partSize: p.partSize,

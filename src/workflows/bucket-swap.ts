@@ -2,6 +2,7 @@
  * Seed 002, "S3 Migration": move a bucket's objects into a new bucket, and
  * delete the old bucket once we are satisfied.
  *
+ *   stop all processes that can update data in the bucket   (the writer services, scaled to 0)
  *   terraform state rm aws_s3_bucket.static          so Terraform never deletes the old bucket
  *   terraform plan -out tfplan -target aws_s3_bucket.static
  *   terraform apply tfplan                           (or, without Terraform, create the bucket like the old one)
@@ -9,25 +10,35 @@
  *   once satisfied, delete the old bucket
  *
  * "Satisfied" is made explicit: every object is verified by key, size and
- * ETag, and a person approves `delete-old` with the counts in front of them.
+ * ETag (content where ETags cannot be compared), the writers run again, and a
+ * person approves `delete-old` with the counts, what the delete drops, what
+ * the new bucket could not be given, and the evidence of who reads which
+ * bucket in front of them. Right before deleting, both buckets are checked
+ * again: anything changed since the approval and nothing is deleted.
  *
- * Nothing is undone on failure, rejection or timeout, by design: the old
- * bucket is never touched before the approval, and the new one is kept
- * (empty, partly or fully copied) for inspection rather than deleted by a
- * machine that just failed. The failure message says what is kept where.
+ * Until the writers run again, a failure starts them again as they were. The
+ * buckets are never undone, by design: the old bucket is never touched before
+ * the approval, and the new one is kept (empty, partly or fully copied) for
+ * inspection rather than deleted by a machine that just failed. The failure
+ * message says what is kept where.
  */
-import { ApplicationFailure, CancellationScope, isCancellation } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import { formatBytes, formatCount } from '../format.js';
-import type { BucketSettings, CopyResult, CreatedBucket, DeletedBucket, S3Activities, SwapFindings, VerifiedCopy } from '../activities/s3.js';
+import type { BucketSettings, CopyResult, CreatedBucket, DeletedBucket, DroppedVersions, S3Activities, SwapFindings, VerifiedCopy } from '../activities/s3.js';
+import type { BucketWriter, BucketWriterRef } from '../activities/bucket-users.js';
+import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
-import { definePlan, describeError, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import type { WriterActivities, WriterTarget } from '../activities/writers.js';
+import { definePlan, describeError, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
 
 export interface TerraformParams {
-  /** Absolute path of the Terraform working directory on the worker. */
+  /** Absolute path of the Terraform working directory on the worker (from the environment's terraform.dirs). */
   dir: string;
+  /** Its name in terraform.dirs (runs started before the allowlist gave a path). */
+  dirName?: string;
   workspace: string;
   /** Address of the bucket's resource, e.g. aws_s3_bucket.static. */
   address: string;
@@ -51,6 +62,10 @@ export interface BucketSwapParams {
   multipartThreshold: number;
   /** Part size (bytes) of those copies. */
   partSize: number;
+  /** The ECS services that can write to the old bucket (unset in runs started before writers were stopped). */
+  writers?: BucketWriterRef[];
+  /** How long they may take to stop or start. */
+  writersTimeoutMs?: number;
 }
 
 export interface BucketSwapResult {
@@ -64,13 +79,25 @@ export interface BucketSwapResult {
 }
 
 export const bucketSwapPlan = definePlan({
-  steps: ['preflight', 'detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan', 'create-bucket', 'copy-objects', 'verify', 'delete-old', 'delete-old-bucket'],
+  steps: [
+    'preflight', 'stop-writers', 'detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan', 'create-bucket', 'copy-objects', 'verify',
+    'start-writers', 'check-readers', 'delete-old', 'recheck', 'delete-old-bucket',
+  ],
   checkpoints: ['delete-old'],
 });
 
-const TERRAFORM_STEPS = ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan'] as const;
+/**
+ * Runs started before this marker neither stop writers nor recheck before
+ * deleting; they finish as they started, so their histories replay.
+ */
+const STOPS_WRITERS_AND_RECHECKS = 'bucket-swap-stops-writers-and-rechecks';
 
-const s3 = stepActivities<S3Activities>({
+const TERRAFORM_STEPS = ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan'] as const;
+const NEWER_STEPS = ['stop-writers', 'start-writers', 'check-readers', 'recheck'] as const;
+
+type Activities = S3Activities & WriterActivities & DeployRunsActivities;
+
+const s3 = stepActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
 });
@@ -82,24 +109,38 @@ const bulk = stepActivities<S3Activities>({
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
 });
 
+/** Waiting for writers to stop or start: as long as the run allows, heartbeating. */
+const waiting = (ms: number) =>
+  stepActivities<WriterActivities>({ startToCloseTimeout: ms + 60_000, heartbeatTimeout: '30 seconds', retry: { initialInterval: '1 second', maximumAttempts: 5 } });
+
 const terraform = stepActivities<TerraformActivities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
   retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
 });
 
+interface Found extends SwapFindings {
+  writers: BucketWriter[];
+}
+
 export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult> {
   return runRunbook(input, bucketSwapPlan, async (rb: Runbook<BucketSwapParams>) => {
     const p = rb.params;
-    const found = await rb.read('preflight', preflightSummary(p), () => preflight(p), {
-      detail: (f) => `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}`,
+    const current = patched(STOPS_WRITERS_AND_RECHECKS);
+    if (!current) for (const step of NEWER_STEPS) rb.skip(step, 'run started before this step existed');
+    const found = await rb.read('preflight', preflightSummary(p), () => preflight(rb, current), {
+      detail: (f) => `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}` +
+        `${f.writers.length ? `; writers ${f.writers.map((w) => `${w.service} ${w.runningCount}/${w.desiredCount}`).join(', ')}` : ''}`,
     });
     const progress = new Progress(p);
     try {
+      if (current) await stopWriters(rb, found.writers);
       const bucket = p.mode === 'terraform' ? await createWithTerraform(rb, found, progress) : await createWithApi(rb, found, progress);
       const copy = { aws: found.aws, source: p.source, target: p.target, multipartThreshold: p.multipartThreshold, partSize: p.partSize };
 
       progress.reached('copying');
+      // From here on, a request to the old bucket comes from something the run did not stop.
+      const copyStarted = new Date().toISOString();
       const copied = await rb.change('copy-objects', `copy every object s3://${p.source} -> s3://${p.target} (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)})`,
         () => bulk.copyBucketObjects({ ...copy, concurrency: p.concurrency }), {
           detail: describeCopied,
@@ -107,12 +148,27 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
         });
 
       progress.reached('copied');
+      const check = { ...copy, ...(current ? { checkContent: true } : {}) };
       const verified = rb.dryRun
         ? skipped<VerifiedCopy>(rb, 'verify', `would compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, { objects: 0, bytes: 0, multipart: 0 })
-        : await rb.read('verify', `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, () => bulk.verifyBucketCopy(copy), { detail: describeVerified });
+        : await rb.read('verify', `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, () => bulk.verifyBucketCopy(check), { detail: describeVerified });
       progress.reached('verified');
 
-      await rb.checkpoint('delete-old', deleteOldPrompt(p, verified));
+      if (!current) {
+        await rb.checkpoint('delete-old', deleteOldPrompt(p, verified));
+      } else {
+        await startWriters(rb, found.writers);
+        const readers = await rb.read('check-readers', `find what shows whether s3://${p.source} or s3://${p.target} is read, and what the delete would drop`,
+          () => checkReaders(rb, found, copyStarted), { detail: (r) => r.evidence.join('; ') });
+        await rb.checkpoint('delete-old', deleteOldPrompt(p, verified, bucket, readers));
+        progress.reached('rechecking');
+        const rechecked = rb.dryRun
+          ? skipped<VerifiedCopy>(rb, 'recheck', `would compare both buckets again and delete nothing if anything changed`, verified)
+          : await rb.read('recheck', `compare s3://${p.target} with s3://${p.source} again: anything changed since the approval and nothing is deleted`,
+            () => bulk.verifyBucketCopy({ ...check, purpose: 'recheck' }), { detail: (v) => `unchanged: ${describeVerified(v)}` });
+        Object.assign(verified, { newestSourceObject: rechecked.newestSourceObject ?? verified.newestSourceObject });
+        rb.commit(`deleting s3://${p.source}: what is deleted cannot be put back`);
+      }
 
       progress.reached('deleting');
       const deleted = await rb.change('delete-old-bucket', `empty s3://${p.source} (every version, 1,000 at a time) and delete it`,
@@ -127,12 +183,78 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
   });
 }
 
-async function preflight(p: BucketSwapParams): Promise<SwapFindings> {
-  const [found] = await Promise.all([
+async function preflight(rb: Runbook<BucketSwapParams>, current: boolean): Promise<Found> {
+  const p = rb.params;
+  const writers = current ? (p.writers ?? []) : [];
+  const [found, , inspected, holders] = await Promise.all([
     s3.inspectBucketSwap({ aws: p.aws, source: p.source, target: p.target }),
     p.mode === 'terraform' ? inspectTerraform(requireTerraform(p)) : undefined,
+    writers.length ? s3.inspectBucketWriters({ aws: p.aws, writers, buckets: [p.source, p.target] }) : [],
+    // One runbook at a time per ECS service: a deploy or restart of a writer must not meet this run's stop.
+    Promise.all(writers.map((w) => s3.findServiceHolders({ env: rb.env, service: w.service, except: workflowInfo().workflowId }))),
   ]);
-  return found;
+  writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
+  return { ...found, writers: inspected };
+}
+
+/** Seed 002's first step: nothing may write the bucket while it is copied. Undone (started as they were) on any failure before they run again. */
+async function stopWriters(rb: Runbook<BucketSwapParams>, writers: BucketWriter[]): Promise<void> {
+  if (!writers.length) {
+    rb.skip('stop-writers', 'no writer services configured (writers): make sure nothing writes to the bucket during the copy');
+    return;
+  }
+  const stopped = writers.map((w) => ({ cluster: w.cluster, service: w.service, desiredCount: 0 }));
+  await rb.change('stop-writers', `stop ${serviceNames(writers)}: desired count to 0, then wait until no task of theirs runs`, () => setAndWait(rb.params, stopped), {
+    undo: { summary: `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`, run: () => setAndWait(rb.params, asTheyWere(writers)) },
+    detail: () => `no task of ${serviceNames(writers)} runs`,
+    dryResult: [],
+  });
+}
+
+/** The copy is verified: the writers run again, so the approver can see what they read; from here nothing is undone. */
+async function startWriters(rb: Runbook<BucketSwapParams>, writers: BucketWriter[]): Promise<void> {
+  if (!writers.length) {
+    rb.skip('start-writers', 'no writer services configured');
+  } else {
+    await rb.change('start-writers', `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`,
+      () => setAndWait(rb.params, asTheyWere(writers)), { detail: (r) => r.map((w) => `${w.service} ${w.running} running`).join(', '), dryResult: [] });
+  }
+  rb.commit(`the writers run again${writers.length ? '' : ' (none configured)'}; the buckets are kept as they are`);
+}
+
+function asTheyWere(writers: BucketWriter[]): WriterTarget[] {
+  return writers.map((w) => ({ cluster: w.cluster, service: w.service, desiredCount: w.desiredCount, taskDefinition: w.taskDefinition }));
+}
+
+async function setAndWait(p: BucketSwapParams, targets: WriterTarget[]) {
+  const ms = p.writersTimeoutMs ?? 15 * 60_000;
+  await s3.setWriters({ aws: p.aws, targets });
+  return waiting(ms).waitForWriters({ aws: p.aws, targets, deadline: new Date(Date.now() + ms).toISOString() });
+}
+
+interface Readers {
+  evidence: string[];
+  dropped?: DroppedVersions;
+  writers: BucketWriter[];
+}
+
+/** What the approver should see besides the counts: who still names which bucket, who reads which, what the delete drops. */
+async function checkReaders(rb: Runbook<BucketSwapParams>, found: Found, since: string): Promise<Readers> {
+  const p = rb.params;
+  const logging = found.source.settings.logging;
+  const [evidence, dropped, writers] = await Promise.all([
+    s3.readBucketEvidence({
+      aws: found.aws, source: p.source, target: p.target, since,
+      ...(logging?.TargetBucket ? { logging: { bucket: logging.TargetBucket, prefix: logging.TargetPrefix ?? '' } } : {}),
+    }),
+    found.source.settings.versioning === 'Off' ? undefined : bulk.findDroppedVersions({ aws: found.aws, bucket: p.source }),
+    found.writers.length ? s3.inspectBucketWriters({ aws: p.aws, writers: found.writers, buckets: [p.source, p.target] }) : [],
+  ]);
+  return { evidence, writers, ...(dropped ? { dropped } : {}) };
+}
+
+function serviceNames(writers: { service: string }[]): string {
+  return writers.map((w) => w.service).join(', ');
 }
 
 /** The directory is initialised and the workspace exists; reading the state proves both. */
@@ -146,7 +268,7 @@ async function createWithApi(rb: Runbook<BucketSwapParams>, found: SwapFindings,
   for (const step of TERRAFORM_STEPS) rb.skip(step, 'mode aws: the bucket is created through the S3 API');
   progress.reached('creating');
   return rb.change('create-bucket', `create s3://${p.target} in ${found.source.settings.region} like s3://${p.source} (${describeSettings(found.source.settings)})`,
-    () => s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, whenExists: 'apply' }), {
+    () => s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'apply' }), {
       detail: describeCreated,
       dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] },
     });
@@ -195,7 +317,7 @@ async function createWithTerraform(rb: Runbook<BucketSwapParams>, found: SwapFin
       }
       // A bucket Terraform made is left as Terraform made it; where none exists (a
       // terraform_data stand-in for the bucket), it is made like the source.
-      return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, whenExists: 'keep' });
+      return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'keep' });
     }, { detail: describeCreated, dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] } });
   } finally {
     // The saved plan holds every variable's value: never left behind, whether applied, refused or cancelled.
@@ -217,7 +339,7 @@ function requireTerraform(p: BucketSwapParams): TerraformParams {
  * their type (a rejection stays a rejection); cancellation passes untouched.
  */
 class Progress {
-  private stage: 'checked' | 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'deleting' = 'checked';
+  private stage: 'checked' | 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'rechecking' | 'deleting' = 'checked';
 
   constructor(private readonly p: BucketSwapParams) {}
 
@@ -251,8 +373,12 @@ class Progress {
         return `Nothing was deleted: s3://${source} is untouched; s3://${target} keeps the copy that failed verification, for inspection (empty it before running again).${managed}`;
       case 'verified':
         return `Nothing was deleted: both buckets are kept, s3://${source} untouched and s3://${target} with the verified copy.${managed}`;
+      case 'rechecking':
+        return `Nothing was deleted: both buckets are kept as they are now; s3://${target} may no longer match s3://${source} (empty it before running again).${managed}`;
       case 'deleting':
-        return `s3://${target} holds the verified copy; only versions of s3://${source} that were verified were deleted.`;
+        // The point of no return: part of the old bucket may be gone, so the run is failed, never rolled back.
+        return `s3://${target} holds the verified copy, checked again just before deleting; s3://${source} may be partly emptied: ` +
+          `only versions that were verified were deleted, anything written later is kept in it. See what is left with \`aws s3api list-object-versions --bucket ${source}\`, then run again or delete it by hand.${managed}`;
     }
   }
 }
@@ -273,7 +399,17 @@ function describeSettings(s: BucketSettings): string {
     s.encryption ? `encryption ${s.encryption.map((r) => r.ApplyServerSideEncryptionByDefault?.SSEAlgorithm ?? '?').join('+')}` : 'no default encryption',
     s.publicAccessBlock ? 'public access blocked' : 'no public access block',
     `${s.tags.length} tags`,
-  ];
+    s.policy ? 'a bucket policy' : '',
+    s.ownership ? `ownership ${s.ownership}` : '',
+    s.acl ? `an ACL of ${s.acl.grants.length} grants` : '',
+    s.lifecycle ? `${s.lifecycle.length} lifecycle rules` : '',
+    s.cors ? `${s.cors.length} CORS rules` : '',
+    s.logging ? `access logs to s3://${s.logging.TargetBucket}/${s.logging.TargetPrefix ?? ''}` : '',
+    s.notification ? 'event notifications' : '',
+    s.replication ? 'replication' : '',
+    s.objectLock ? 'object lock' : '',
+    s.requesterPays ? 'requester pays' : '',
+  ].filter(Boolean);
   if (s.unreadable.length) parts.push(`unreadable: ${s.unreadable.join(', ')}`);
   return parts.join(', ');
 }
@@ -293,14 +429,51 @@ function describeCopied(c: CopyResult): string {
 }
 
 function describeVerified(v: VerifiedCopy): string {
-  return `${formatCount(v.objects)} objects (${formatBytes(v.bytes)}) match${v.multipart ? `; ${multipartCopies(v.multipart)} judged by size and part count` : ''}`;
+  return `${formatCount(v.objects)} objects (${formatBytes(v.bytes)}) match${v.multipart ? `; ${contentNote(v)}` : ''}`;
 }
 
-/** What the approver sees: the counts verified, and what each decision does. */
-function deleteOldPrompt(p: BucketSwapParams, v: VerifiedCopy): string {
-  return `s3://${p.target} holds a verified copy of all ${formatCount(v.objects)} objects (${formatBytes(v.bytes)}) of s3://${p.source}: ` +
-    `keys, sizes and ETags match${v.multipart ? ` (${multipartCopies(v.multipart)} by size and part count)` : ''}. ` +
-    `Approve to delete s3://${p.source} with every version in it; reject to keep both buckets.`;
+/**
+ * What the approver sees: the counts verified, what the delete drops, what the
+ * new bucket lacks, who still names the old bucket, the evidence of reads, and
+ * what each decision does.
+ */
+function deleteOldPrompt(p: BucketSwapParams, v: VerifiedCopy, bucket?: CreatedBucket, readers?: Readers): string {
+  const lines = [
+    `s3://${p.target} holds a verified copy of all ${formatCount(v.objects)} objects (${formatBytes(v.bytes)}) of s3://${p.source}: ` +
+      `keys, sizes and ETags match${v.multipart ? ` (${contentNote(v)})` : ''}.`,
+  ];
+  if (readers) {
+    const d = readers.dropped;
+    lines.push(d && (d.noncurrent || d.deleteMarkers)
+      ? `Dropped by the delete: s3://${p.source} also holds ${formatCount(d.noncurrent)} older versions (of keys such as ${d.keys.map((k) => `'${k}'`).join(', ')}) and ${formatCount(d.deleteMarkers)} delete markers; the copy carries only the current version of each object.`
+      : `Dropped by the delete: nothing; s3://${p.source} holds no older versions.`);
+  }
+  if (bucket) {
+    lines.push(bucket.notCopied.length
+      ? `Not carried to s3://${p.target}: ${bucket.notCopied.join('; ')}.`
+      : `s3://${p.target} has every setting of s3://${p.source}${bucket.applied.length ? ` (${bucket.applied.join(', ')})` : ''}.`);
+  }
+  if (readers) {
+    const writers = readers.writers;
+    lines.push(writers.length
+      ? `Writers ${serviceNames(writers)} were stopped for the copy and run again as before; their configuration names: ${writers.map((w) => describeNames(w, p)).join('; ')}.`
+      : 'No writer services were configured (writers), so none was stopped or checked.');
+    lines.push(`Do the application and the CDN now read s3://${p.target}? Evidence the runbook can read: ${readers.evidence.join('; ')}.`);
+    lines.push(`Right before deleting, both buckets are compared again: if anything changed since this approval, nothing is deleted.`);
+  }
+  lines.push(`Approve to delete s3://${p.source} with every version in it; reject to keep both buckets.`);
+  return lines.join('\n');
+}
+
+function describeNames(w: BucketWriter, p: BucketSwapParams): string {
+  if (!w.names.length) return `${w.service}: neither bucket in its container variables`;
+  return `${w.service}: ${w.names.map((n) => `${n.variable} names s3://${n.bucket}${n.bucket === p.source ? ' (the OLD bucket)' : ' (the new bucket)'}`).join(', ')}`;
+}
+
+function contentNote(v: VerifiedCopy): string {
+  return v.contentChecked !== undefined
+    ? `${multipartCopies(v.multipart)}; content checked where ETags differ by design (${formatCount(v.contentChecked)} ${v.contentChecked === 1 ? 'object' : 'objects'}, MD5 of each part)`
+    : `${multipartCopies(v.multipart)} by size and part count`;
 }
 
 function multipartCopies(n: number): string {

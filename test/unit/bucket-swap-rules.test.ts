@@ -1,7 +1,15 @@
 /** bucket-swap's rules, as pure functions: bucket names, sizes, copy verification, the Terraform plan guard. */
 import assert from 'node:assert/strict';
-import { bucketNameProblem } from '../../src/activities/bucket-names.js';
+import { createHash } from 'node:crypto';
+import { bucketNameProblem, rewriteBucketPolicy } from '../../src/activities/bucket-names.js';
+import { namesBucket } from '../../src/activities/bucket-users.js';
+import { missingSettings, type BucketSettings } from '../../src/activities/s3-bucket-settings.js';
+import { etagOf } from '../../src/activities/s3-content.js';
 import { copyMismatch, plannedParts } from '../../src/activities/s3-objects.js';
+import { bucketSwapRunbook } from '../../src/catalog/bucket-swap.js';
+import { InputError } from '../../src/catalog/errors.js';
+import { buildStartRequest } from '../../src/catalog/inputs.js';
+import { environment, parseConfig } from '../../src/config.js';
 import { isWithin, planProblems } from '../../src/terraform-plan.js';
 import { parseBytes } from '../../src/bytes.js';
 
@@ -48,5 +56,86 @@ describe('bucket-swap rules', () => {
     assert.match(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'other' } }, { ...only, expectOutput: { name: 'bucket_name', value: 'new' } })[0] ?? '', /output bucket_name would be 'other', not 'new'/);
     assert.equal(isWithin('module.site.aws_s3_bucket.static[0]', 'module.site'), true);
     assert.equal(isWithin('aws_s3_bucket.static_logs', target), false);
+  });
+
+  it('rewrites every ARN of the old bucket in its policy, and no other bucket\'s', () => {
+    const policy = JSON.stringify({
+      Statement: [
+        { Effect: 'Deny', Resource: ['arn:aws:s3:::old-site', 'arn:aws:s3:::old-site/*'], Condition: { Bool: { 'aws:SecureTransport': 'false' } } },
+        { Effect: 'Allow', Resource: 'arn:aws-cn:s3:::old-site/uploads/*' },
+        { Effect: 'Allow', Resource: ['arn:aws:s3:::old-site-logs/*', 'arn:aws:s3:::other/old-site/*'] },
+      ],
+    });
+    const rewritten = JSON.parse(rewriteBucketPolicy(policy, 'old-site', 'new-site')) as { Statement: { Resource: string | string[] }[] };
+    assert.deepEqual(rewritten.Statement.map((s) => s.Resource), [
+      ['arn:aws:s3:::new-site', 'arn:aws:s3:::new-site/*'],
+      'arn:aws-cn:s3:::new-site/uploads/*',
+      ['arn:aws:s3:::old-site-logs/*', 'arn:aws:s3:::other/old-site/*'],
+    ]);
+    // Dots in a name are literal, not "any character".
+    assert.equal(rewriteBucketPolicy('"arn:aws:s3:::a.b/*" "arn:aws:s3:::axb/*"', 'a.b', 'c'), '"arn:aws:s3:::c/*" "arn:aws:s3:::axb/*"');
+  });
+
+  it('finds a bucket named in a container variable, as a name, URL or ARN, and not a longer name', () => {
+    for (const value of ['site', 's3://site', 's3://site/uploads/', 'arn:aws:s3:::site', 'https://s3.amazonaws.com/site/x']) assert.equal(namesBucket(value, 'site'), true, value);
+    for (const value of ['site-v2', 's3://site-v2/x', 'website', 'mysite']) assert.equal(namesBucket(value, 'site'), false, value);
+  });
+
+  it('computes the ETag a copy must have from the source bytes: MD5 whole, or MD5 of part MD5s', async () => {
+    const bytes = Buffer.alloc(12 * 2 ** 20 + 17, 7);
+    bytes.write('different start');
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest();
+    // Fed in odd-sized chunks: part boundaries fall inside chunks.
+    const chunks = async function* () {
+      for (let at = 0; at < bytes.length; at += 1_000_003) yield bytes.subarray(at, at + 1_000_003);
+    };
+    assert.equal(await etagOf(chunks(), undefined), md5(bytes).toString('hex'));
+    const part = 5 * 2 ** 20;
+    const parts = [bytes.subarray(0, part), bytes.subarray(part, 2 * part), bytes.subarray(2 * part)];
+    assert.equal(await etagOf(chunks(), part), `${createHash('md5').update(Buffer.concat(parts.map(md5))).digest('hex')}-3`);
+    const changed = Buffer.from(bytes);
+    changed[2 * part + 5] = 8;
+    assert.notEqual(await etagOf([changed], part), await etagOf([bytes], part), 'one changed byte in the last part changes the ETag');
+  });
+
+  it('names what a bucket made by Terraform lacks compared with the old one', () => {
+    const old: BucketSettings = {
+      region: 'us-east-1', versioning: 'Enabled', tags: [], unreadable: [],
+      policy: '{}', cors: [{ AllowedMethods: ['GET'], AllowedOrigins: ['*'] }], publicAccessBlock: { BlockPublicAcls: true, BlockPublicPolicy: true },
+    };
+    const made: BucketSettings = { region: 'us-east-1', versioning: 'Off', tags: [], unreadable: [], cors: [], publicAccessBlock: { BlockPublicAcls: true } };
+    const missing = missingSettings(old, { ...made, cors: undefined });
+    assert.deepEqual(missing.map((m) => m.split(':')[0]), ['versioning', 'public access block BlockPublicPolicy', 'bucket policy', 'CORS rules']);
+    assert.deepEqual(missingSettings(old, old), []);
+  });
+
+  describe('terraform.dir', () => {
+    const config = parseConfig(`
+environments:
+  sandbox:
+    aws: { region: us-east-1, endpoint: http://127.0.0.1:5000 }
+    approvals: { approvers: ['*'], allowSelfApproval: true }
+    terraform: { dirs: { infra: /srv/infra } }
+`);
+    const sandbox = environment(config, 'sandbox');
+    const run = { startedBy: 'alice', dryRun: false };
+    const terraformMode = (dir: string) => ['source=old-site', 'target=new-site', 'mode=terraform', `terraform.dir=${dir}`, 'terraform.address=aws_s3_bucket.static'];
+
+    it('is a name from the environment\'s terraform.dirs, prepared into its path', () => {
+      const request = buildStartRequest(bucketSwapRunbook, sandbox, { sets: terraformMode('infra') }, run);
+      const prepared = bucketSwapRunbook.prepare!(bucketSwapRunbook.params.parse(request.input.params), sandbox) as { terraform: { dir: string; dirName: string } };
+      assert.equal(prepared.terraform.dir, '/srv/infra');
+      assert.equal(prepared.terraform.dirName, 'infra');
+    });
+
+    it('is never a free path, nor a name the environment does not allow', () => {
+      for (const [dir, rule] of [
+        ['/tmp/evil', /terraform\.dir: must be the name of a Terraform directory/],
+        ['../infra', /terraform\.dir: must be the name of a Terraform directory/],
+        ['other', /terraform\.dir: 'other' is not a Terraform directory of sandbox \(allowed: infra\)/],
+      ] as const) {
+        assert.throws(() => buildStartRequest(bucketSwapRunbook, sandbox, { sets: terraformMode(dir) }, run), (err: Error) => err instanceof InputError && rule.test(err.message), dir);
+      }
+    });
   });
 });
