@@ -18,7 +18,7 @@
  * inspection and named in the error. Passwords never enter this workflow:
  * it passes secret references, and activities resolve them.
  */
-import { ApplicationFailure, isCancellation, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import type { BackupLocation, BackupResult, PgDumpActivities, RestoreResult } from '../activities/pgdump.js';
@@ -29,6 +29,8 @@ import type { createSecretActivities, SecretSources } from '../activities/secret
 import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../activities/writers.js';
 import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
+import type { RecheckActivities } from '../activities/db-recheck.js';
+import { protectionGaps } from '../db-protection.js';
 import { planProblems, type PlanSummary } from '../terraform-plan.js';
 import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
@@ -43,7 +45,13 @@ export interface TerraformProvisioning {
   passwordAddress: string;
 }
 
-export type Provisioning = { mode: 'aws' } | TerraformProvisioning;
+/** Where to look whether Terraform manages the source, when the new instance is made with the RDS API. */
+export interface TerraformStateRef {
+  dir: string;
+  workspace: string;
+}
+
+export type Provisioning = { mode: 'aws'; terraformState?: TerraformStateRef } | TerraformProvisioning;
 
 export interface DbMigrationParams {
   aws: AwsConnection;
@@ -103,7 +111,7 @@ export const dbMigrationPlan = definePlan({
   checkpoints: ['cutover', 'delete-old'],
 });
 
-type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities;
+type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities & RecheckActivities;
 
 const RETRY = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' } as const;
 
@@ -148,6 +156,8 @@ class Migration {
   private newInstanceMayExist = false;
   /** Set when the writers start on the new database: from then on nothing moves them back. */
   private writersOnNewDb = false;
+  /** Set when the old instance's deletion may have begun, so a failure says it may be half-gone. */
+  private oldDeleteStarted = false;
   /** Whether each instance was public before the run opened it, so closing puts back exactly that. */
   private sourceWasPublic = false;
   private newWasPublic = false;
@@ -177,11 +187,11 @@ class Migration {
     await this.restore(target, backup, inspected);
     const verified = await this.verify(source, target);
     await this.closeAccess();
-    await this.rb.checkpoint('cutover', this.cutoverPrompt(created, verified, found.writers));
+    await this.rb.checkpoint('cutover', this.cutoverPrompt(created, verified, found.writers, found.source));
     const repointed = await this.repointWriters(found.writers, created);
     await this.restoreWriters(repointed, created);
     this.rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
-    const oldInstance = await this.deleteOldInstance(source, created);
+    const oldInstance = await this.deleteOldInstance(source, created, found.source, verified);
     return {
       source: { instance: this.p.sourceInstance, endpoint: found.source.endpoint?.host ?? '' },
       newInstance: { instance: created.identifier, endpoint: created.endpoint?.host ?? '' },
@@ -194,10 +204,26 @@ class Migration {
 
   /** Before the writers move, a failure leaves the new instance behind on purpose: the error says so, with its name. */
   explain(err: unknown): unknown {
-    if (!this.newInstanceMayExist || this.writersOnNewDb || isCancellation(err)) return err;
+    if (isCancellation(err)) return err;
+    if (this.writersOnNewDb) return this.leftWhere(err);
+    if (!this.newInstanceMayExist) return err;
     return ApplicationFailure.create({
       type: failureType(err) ?? FailureType.failed,
       message: `${describeError(err)}; the new instance ${this.p.newInstance.identifier} is left for inspection (delete it when done)`,
+      nonRetryable: true,
+    });
+  }
+
+  /** After the point of no return the run ends `failed`, saying where the writers and both instances are. */
+  private leftWhere(err: unknown): unknown {
+    if (!(err instanceof ApplicationFailure) || err.type === FailureType.rejected) return err;
+    const { p } = this;
+    const old = this.oldDeleteStarted
+      ? `${p.sourceInstance} may be partly deleted: check it and its final snapshot ${this.finalSnapshotId}`
+      : `${p.sourceInstance} is kept, untouched (delete it yourself once satisfied)`;
+    return ApplicationFailure.create({
+      type: err.type ?? FailureType.failed,
+      message: `${describeError(err)}; the writers run on ${p.newInstance.identifier}; ${old}`,
       nonRetryable: true,
     });
   }
@@ -230,9 +256,32 @@ class Migration {
       const holders = await Promise.all(p.writers.map((w) => quick.findServiceHolders({ env: this.rb.env, service: w.service, except: workflowInfo().workflowId })));
       p.writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
     }
+    await this.refuseUnmanagedTerraform();
     refuseIf(!source.engine.startsWith('postgres'), 'sourceInstance', `${p.sourceInstance} runs ${source.engine}; this runbook moves PostgreSQL`);
     refuseIf(source.status !== 'available' || !source.endpoint, 'sourceInstance', `${p.sourceInstance} is ${source.status}, not available`);
     return { source, writers, pgDumpVersion: tools.pgDumpVersion };
+  }
+
+  /**
+   * Seed 002 takes the database out of Terraform's state before a new one is
+   * made: made with the RDS API instead, a source Terraform still manages
+   * would be replaced by an empty database at its address on the next apply.
+   * In Terraform mode the source must be at `instanceAddress`, the address
+   * the run removes from state.
+   */
+  private async refuseUnmanagedTerraform(): Promise<void> {
+    const { p } = this;
+    const prov = p.provisioning;
+    const state = prov.mode === 'aws' ? prov.terraformState : { dir: prov.dir, workspace: prov.workspace };
+    if (!state || !patched('db-migration-terraform-managed')) return;
+    const { addresses } = await quick.terraformFindManaged({ ...state, type: 'aws_db_instance', attribute: 'identifier', value: p.sourceInstance });
+    if (prov.mode === 'aws') {
+      refuseIf(addresses.length > 0, 'provisioning.mode',
+        `${p.sourceInstance} is managed by Terraform (${addresses.join(', ')} in ${state.dir}, workspace ${state.workspace}); made with the RDS API, the next terraform apply would recreate an empty database at that address: use provisioning.mode terraform`);
+    } else {
+      refuseIf(addresses.length > 0 && !addresses.includes(prov.instanceAddress), 'provisioning.instanceAddress',
+        `${p.sourceInstance} is ${addresses.join(', ')} in the ${prov.workspace} state, not ${prov.instanceAddress}: removing ${prov.instanceAddress} from state would not protect it`);
+    }
   }
 
   private async openAccess(source: InstanceInfo): Promise<void> {
@@ -416,9 +465,12 @@ class Migration {
       });
   }
 
-  private cutoverPrompt(created: InstanceInfo, verified: VerifyReport, writers: WriterState[]): string {
+  private cutoverPrompt(created: InstanceInfo, verified: VerifyReport, writers: WriterState[], source: InstanceInfo): string {
     const copy = this.rb.dryRun ? 'a verified copy' : `an exact copy (${verified.tables.length} tables, ${verified.rows} rows, ${verified.sequences.length} sequences)`;
-    return `${created.identifier} holds ${copy}. Point ${this.writerNames(writers)} at ${created.endpoint!.host} and start them?`;
+    // Issue 11.3: the approver decides knowing what the new instance does not carry over.
+    const gaps = this.rb.dryRun ? [] : protectionGaps(source, created);
+    const lacking = gaps.length ? ` It is LESS PROTECTED than ${source.identifier}, lacking: ${gaps.join('; ')}.` : '';
+    return `${created.identifier} holds ${copy}.${lacking} Point ${this.writerNames(writers)} at ${created.endpoint!.host} and start them?`;
   }
 
   private async repointWriters(writers: WriterState[], created: InstanceInfo): Promise<WriterTarget[]> {
@@ -438,21 +490,29 @@ class Migration {
   }
 
   /** "Once we are satisfied": deletes the old instance after approval; a rejection keeps it, and the run ends there. */
-  private async deleteOldInstance(source: DatabaseLocation, created: InstanceInfo): Promise<DbMigrationResult['oldInstance']> {
+  private async deleteOldInstance(source: DatabaseLocation, created: InstanceInfo, sourceInfo: InstanceInfo, verified: VerifyReport): Promise<DbMigrationResult['oldInstance']> {
     const { rb, p } = this;
-    const kept = await this.approvedOrReason('delete-old', `The writers run on ${created.identifier}. Delete ${p.sourceInstance} (a final snapshot ${this.finalSnapshotId} is taken first)?`);
+    const lifted = sourceInfo.protection?.deletionProtection ? `; its deletion protection is lifted first` : '';
+    const kept = await this.approvedOrReason('delete-old',
+      `The writers run on ${created.identifier}. Delete ${p.sourceInstance} (${created.identifier} is recounted against verification first; a final snapshot ${this.finalSnapshotId} is taken${lifted})?`);
     if (kept) {
       rb.skip('delete-old-instance', `${p.sourceInstance} kept: ${kept}`);
       return { deleted: false, reason: kept };
     }
-    const deleted = await rb.change('delete-old-instance', `delete ${p.sourceInstance} after a final snapshot ${this.finalSnapshotId}`,
-      () => long(p.instanceTimeoutMs).deleteDbInstance({
+    const deleted = await rb.change('delete-old-instance', `recount ${created.identifier} against verification, then delete ${p.sourceInstance} after a final snapshot ${this.finalSnapshotId}`, async () => {
+      // Issue 11.2: the old instance is the only other copy; it goes only while the new one still holds what was verified.
+      if (patched('recheck-before-delete')) {
+        await quick.recheckNewDatabase({ login: this.newAppLogin(this.locate(created)), sources: this.sources, verified: verifiedCounts(verified) });
+      }
+      this.oldDeleteStarted = true;
+      return long(p.instanceTimeoutMs).deleteDbInstance({
         aws: p.aws,
         identifier: p.sourceInstance,
         finalSnapshotId: this.finalSnapshotId,
         ...(p.endpointMap ? { mapped: { location: source, admin: p.credentials.admin, adminField: 'credentials.admin', sources: this.sources } } : {}),
         deadline: this.deadline(p.instanceTimeoutMs),
-      }), { detail: (d) => `deleted ${p.sourceInstance}; final snapshot ${d.finalSnapshotId}`, dryResult: { finalSnapshotId: this.finalSnapshotId, alreadyDeleted: false } });
+      });
+    }, { detail: (d) => `deleted ${p.sourceInstance}; final snapshot ${d.finalSnapshotId}`, dryResult: { finalSnapshotId: this.finalSnapshotId, alreadyDeleted: false } });
     return { deleted: true, finalSnapshot: deleted.finalSnapshotId };
   }
 
@@ -531,6 +591,10 @@ function refuseUnexpectedDestroys(plan: PlanSummary, targets: string[], planFile
   if (problems.length) {
     throw ApplicationFailure.create({ type: 'PlanRefused', message: `the plan ${planFile} was refused, nothing applied: ${problems.join('; ')}`, nonRetryable: true });
   }
+}
+
+function verifiedCounts(verified: VerifyReport): { tables: Record<string, number> } {
+  return { tables: Object.fromEntries(verified.tables.map((t) => [t.table, t.rows])) };
 }
 
 function major(version: string): number {
