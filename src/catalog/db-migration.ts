@@ -164,7 +164,8 @@ export const dbMigrationRunbook = defineRunbook({
     sourceInstance: p.sourceInstance,
     database: p.database,
     newInstance: p.newInstance,
-    provisioning: p.provisioning,
+    // Terraform runs with the environment's CLI configuration (say, a provider mirror), as terraform-apply's do.
+    provisioning: p.provisioning.mode === 'terraform' && env.terraform?.cliConfig ? { ...p.provisioning, cliConfig: env.terraform.cliConfig } : p.provisioning,
     writers: p.writers,
     backup: p.backup,
     credentials: p.credentials,

@@ -43,6 +43,8 @@ export interface TerraformProvisioning {
   instanceAddress: string;
   /** The generated password's address, e.g. `random_string.db_password`. */
   passwordAddress: string;
+  /** The environment's Terraform CLI configuration (TF_CLI_CONFIG_FILE), e.g. naming a provider mirror. */
+  cliConfig?: string;
 }
 
 /** Where to look whether Terraform manages the source, when the new instance is made with the RDS API. */
@@ -214,18 +216,13 @@ class Migration {
     });
   }
 
-  /** After the point of no return the run ends `failed`, saying where the writers and both instances are. */
+  /** After the point of no return the run ends `failed` (the engine adds where the writers are), saying where the old instance is. */
   private leftWhere(err: unknown): unknown {
-    if (!(err instanceof ApplicationFailure) || err.type === FailureType.rejected) return err;
     const { p } = this;
     const old = this.oldDeleteStarted
       ? `${p.sourceInstance} may be partly deleted: check it and its final snapshot ${this.finalSnapshotId}`
       : `${p.sourceInstance} is kept, untouched (delete it yourself once satisfied)`;
-    return ApplicationFailure.create({
-      type: err.type ?? FailureType.failed,
-      message: `${describeError(err)}; the writers run on ${p.newInstance.identifier}; ${old}`,
-      nonRetryable: true,
-    });
+    return ApplicationFailure.create({ type: failureType(err) ?? FailureType.failed, message: `${describeError(err)}; ${old}`, nonRetryable: true });
   }
 
   // --- the steps ------------------------------------------------------------------------------------
@@ -242,7 +239,7 @@ class Migration {
   private async readEverything(): Promise<Preflight> {
     const { p } = this;
     const terraform = p.provisioning.mode === 'terraform' ? p.provisioning : undefined;
-    if (terraform) await quick.terraformInit({ dir: terraform.dir, workspace: terraform.workspace });
+    if (terraform) await quick.terraformInit(terraformDir(terraform));
     const [source, , writers, tools] = await Promise.all([
       quick.describeDbInstance({ aws: p.aws, identifier: p.sourceInstance, field: 'sourceInstance' }),
       quick.checkDbInstanceAbsent({ aws: p.aws, identifier: p.newInstance.identifier, field: 'newInstance.identifier' }),
@@ -272,7 +269,7 @@ class Migration {
   private async refuseUnmanagedTerraform(): Promise<void> {
     const { p } = this;
     const prov = p.provisioning;
-    const state = prov.mode === 'aws' ? prov.terraformState : { dir: prov.dir, workspace: prov.workspace };
+    const state = prov.mode === 'aws' ? prov.terraformState : terraformDir(prov);
     if (!state || !patched('db-migration-terraform-managed')) return;
     const { addresses } = await quick.terraformFindManaged({ ...state, type: 'aws_db_instance', attribute: 'identifier', value: p.sourceInstance });
     if (prov.mode === 'aws') {
@@ -372,7 +369,7 @@ class Migration {
     if (tf.mode !== 'terraform') return rb.skip('detach-old-state', 'the new instance is made with the RDS API: no Terraform state to change');
     // No undo: once Terraform has made the new instance at this address, putting the old one back would fight it.
     await rb.change('detach-old-state', `terraform state rm ${tf.instanceAddress} (workspace ${tf.workspace}), so Terraform cannot delete ${p.sourceInstance}`,
-      () => quick.terraformStateRm({ dir: tf.dir, workspace: tf.workspace, address: tf.instanceAddress }), {
+      () => quick.terraformStateRm({ ...terraformDir(tf), address: tf.instanceAddress }), {
         detail: (r) => `${tf.instanceAddress} ${r.removed ? 'removed from' : 'was already out of'} state; ${p.sourceInstance} itself untouched (re-import it with \`terraform import\` if the migration is abandoned)`,
       });
   }
@@ -420,7 +417,7 @@ class Migration {
       });
     }
     const tf = p.provisioning;
-    const where = { dir: tf.dir, workspace: tf.workspace };
+    const where = terraformDir(tf);
     const planFile = `db-migration-${this.runTag}.tfplan`;
     const plan = await long(p.instanceTimeoutMs).terraformPlan({ ...where, targets: [tf.instanceAddress, tf.passwordAddress], planFile });
     refuseUnexpectedDestroys(plan, [tf.instanceAddress, tf.passwordAddress], planFile);
@@ -591,6 +588,10 @@ function refuseUnexpectedDestroys(plan: PlanSummary, targets: string[], planFile
   if (problems.length) {
     throw ApplicationFailure.create({ type: 'PlanRefused', message: `the plan ${planFile} was refused, nothing applied: ${problems.join('; ')}`, nonRetryable: true });
   }
+}
+
+function terraformDir(tf: TerraformProvisioning): { dir: string; workspace: string; cliConfig?: string } {
+  return { dir: tf.dir, workspace: tf.workspace, ...(tf.cliConfig ? { cliConfig: tf.cliConfig } : {}) };
 }
 
 function verifiedCounts(verified: VerifyReport): { tables: Record<string, number> } {
