@@ -493,8 +493,9 @@ describe('db-migration on the sandbox', function () {
     await execa('terraform', ['init', '-input=false', '-no-color'], { cwd: dir, env: { TF_CLI_CONFIG_FILE: cliConfig } });
     await execa('terraform', ['workspace', 'new', '-no-color', 'staging'], { cwd: dir, env: { TF_CLI_CONFIG_FILE: cliConfig } });
     await tf(['import', '-input=false', '-no-color', 'aws_db_instance.database', source.instance]);
-    // Before the run a plain apply would replace the database with an empty one: what the seed's `state rm` prevents.
-    assert.match(await tf(['plan', '-input=false', '-no-color'], [0, 2]), /aws_db_instance\.database must be replaced/);
+    // Before the run a plain apply would change the old database itself (the provider renames it in place):
+    // what the seed's `state rm` prevents, so the targeted plan creates a new instance instead.
+    assert.match(await tf(['plan', '-input=false', '-no-color'], [0, 2]), /# aws_db_instance\.database (will be updated in-place|must be replaced)/);
 
     const provisioning = { mode: 'terraform', dir, workspace: 'staging', instanceAddress: 'aws_db_instance.database', passwordAddress: 'terraform_data.db_password' };
     const newApp = { username: `app_tf_${process.pid}`, password: 'terraform-output:database_password' };
