@@ -239,7 +239,9 @@ describe('terraform-apply on the sandbox', function () {
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), false);
   });
 
-  it('after a SIGKILL of the worker during apply, its terraform stops too and a new worker finishes the run with the plan applied once', async () => {
+  it('after a SIGKILL of the worker during apply, its terraform stops too and a new worker finishes the run with the plan applied once', async function () {
+    // Two workers' provider starts plus a retry after the heartbeat timeout: the slowest test here on a loaded machine.
+    this.timeout(10 * 60_000);
     const workspace = await newWorkspace('crash');
     const id = (current = idFor(workspace));
     const started = await start(workspace);
