@@ -7,11 +7,12 @@
  * and the databases themselves.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient } from '@aws-sdk/client-rds';
+import { CreateDBParameterGroupCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
 import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { execa } from 'execa';
 import pg from 'pg';
 import { approveSignal, type RunStatus } from '../src/messages.js';
 import type { DbMigrationResult } from '../src/workflows/db-migration.js';
@@ -62,9 +63,9 @@ describe('db-migration on the sandbox', function () {
   // --- the sandbox, as an operator sees it ---------------------------------------------------------
 
   /** A fresh source instance with its own writer service, so no two tests share a target. */
-  async function seedSource(label: string, orders?: number): Promise<SeededAppDatabase> {
+  async function seedSource(label: string, orders?: number, settings?: Partial<CreateDBInstanceCommandInput>): Promise<SeededAppDatabase> {
     const instance = `mig-${label}-${process.pid}-${++counter}`;
-    return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}) });
+    return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}), ...(settings ? { settings } : {}) });
   }
 
   function startArgs(source: SeededAppDatabase, extra: string[] = []): string[] {
@@ -356,6 +357,105 @@ describe('db-migration on the sandbox', function () {
     await runToSuccess(id);
     assert.ok((await activityAttempts(id)).restoreBackup! >= 2, 'the restore was retried after the crash');
     assert.deepEqual(await rowCounts(target), seededRows, 'the copy is complete');
+  });
+
+  it('an encrypted, deletion-protected, Multi-AZ source: the new instance carries its protection, and the old one\'s deletion protection is lifted only after delete-old', async () => {
+    const tag = `${process.pid}-${counter + 1}`;
+    await rds.send(new CreateDBParameterGroupCommand({ DBParameterGroupName: `app-pg15-${tag}`, DBParameterGroupFamily: 'postgres15', Description: 'the app\'s settings' }));
+    const kmsKey = 'arn:aws:kms:us-east-1:123456789012:key/0b1e2f3a-4c5d-6e7f-8091-a2b3c4d5e6f7';
+    const source = await seedSource('protected', undefined, {
+      StorageEncrypted: true,
+      KmsKeyId: kmsKey,
+      DeletionProtection: true,
+      MultiAZ: true,
+      DBParameterGroupName: `app-pg15-${tag}`,
+      BackupRetentionPeriod: 14,
+      EnableIAMDatabaseAuthentication: true,
+    });
+    const target = newInstanceOf(source.instance);
+    const id = idFor(source.instance);
+    const started = await runbook(startArgs(source));
+    assert.equal(started.exitCode, 0, started.stderr);
+
+    const atCutover = await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'cutover', 120_000);
+    assert.doesNotMatch(atCutover.waitingFor!.prompt, /LESS PROTECTED/, 'nothing is missing, so the prompt names nothing');
+    const old = (await instance(source.instance))!;
+    const made = (await instance(target))!;
+    const settings = (i: typeof old) => ({
+      encrypted: i.StorageEncrypted,
+      kmsKey: i.KmsKeyId,
+      deletionProtection: i.DeletionProtection,
+      multiAz: i.MultiAZ,
+      parameterGroup: i.DBParameterGroups?.[0]?.DBParameterGroupName,
+      optionGroup: i.OptionGroupMemberships?.[0]?.OptionGroupName,
+      backupRetention: i.BackupRetentionPeriod,
+      iamAuth: i.IAMDatabaseAuthenticationEnabled,
+      securityGroups: i.VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId).sort(),
+      subnetGroup: i.DBSubnetGroup?.DBSubnetGroupName,
+    });
+    assert.deepEqual(settings(made), settings(old), 'read back from moto, the new instance has the old one\'s settings');
+    assert.deepEqual(
+      [made.StorageEncrypted, made.KmsKeyId, made.DeletionProtection, made.MultiAZ, made.BackupRetentionPeriod, made.IAMDatabaseAuthenticationEnabled],
+      [true, kmsKey, true, true, 14, true],
+    );
+
+    await approve(id, 'cutover');
+    const atDelete = await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
+    assert.match(atDelete.waitingFor!.prompt, /its deletion protection is lifted first/);
+    assert.equal((await instance(source.instance))?.DeletionProtection, true, 'still protected while the decision is pending');
+    await approve(id, 'delete-old');
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
+    assert.equal(status.phase, 'succeeded', status.error ?? '');
+    assert.equal(await instance(source.instance), undefined, 'the old instance is gone');
+    assert.equal((await instance(target))?.DeletionProtection, true, 'the new one keeps its protection');
+  });
+
+  it('the new database lost rows after verification: delete-old refuses, the old instance stays, the run fails saying where everything is', async () => {
+    const source = await seedSource('recheck');
+    const target = newInstanceOf(source.instance);
+    const id = idFor(source.instance);
+    const started = await runbook(startArgs(source));
+    assert.equal(started.exitCode, 0, started.stderr);
+    await approve(id, 'cutover');
+    await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
+    // Something happens to the copy while the approver thinks it over.
+    const [{ removed }] = await query<{ removed: number }>(target, 'WITH gone AS (DELETE FROM audit_log WHERE ctid IN (SELECT ctid FROM audit_log LIMIT 10) RETURNING 1) SELECT count(*)::int AS removed FROM gone');
+    assert.ok(removed > 0, 'the test removed rows');
+    await approve(id, 'delete-old');
+
+    const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
+    assert.equal(status.phase, 'failed', 'after the point of no return: failed, not rolled-back');
+    assert.equal(status.errorType, 'RunFailed');
+    assert.match(status.error ?? '', new RegExp(`${target} no longer holds what was verified: public\\.audit_log holds \\d+ rows, \\d+ were verified`));
+    assert.match(status.error ?? '', new RegExp(`; ${source.instance} is kept, untouched .*nothing undone: the writers run on ${target}`));
+    assert.equal(status.steps.find((s) => s.name === 'delete-old-instance')?.status, 'failed');
+    assert.equal((await instance(source.instance))?.DBInstanceStatus, 'available', 'the old instance is not deleted');
+    assert.equal(await databaseExists(source.instance), true, 'nor its database');
+  });
+
+  it('refuses in preflight, exit 2, to make the new instance with the RDS API when Terraform manages the source', async () => {
+    const source = await seedSource('tf-managed');
+    const before = await writer(source.writer.service);
+    // A Terraform directory whose state holds the source at aws_db_instance.database (pushed: no provider needed to write it).
+    const dir = mkdtempSync(join(testStack().dir, 'tf-managed-'));
+    writeFileSync(join(dir, 'main.tf'), 'terraform {}\n');
+    await execa('terraform', ['init', '-input=false', '-no-color'], { cwd: dir });
+    writeFileSync(join(dir, 'pushed.tfstate'), JSON.stringify({
+      version: 4, terraform_version: '1.5.7', serial: 1, lineage: `managed-${process.pid}`, outputs: {},
+      resources: [{
+        mode: 'managed', type: 'aws_db_instance', name: 'database', provider: 'provider["registry.terraform.io/hashicorp/aws"]',
+        instances: [{ schema_version: 2, attributes: { id: 'db-ABC', identifier: source.instance }, sensitive_attributes: [] }],
+      }],
+    }));
+    await execa('terraform', ['state', 'push', 'pushed.tfstate'], { cwd: dir });
+
+    const refused = await runbook(startArgs(source, ['--set', `provisioning=${JSON.stringify({ mode: 'aws', terraformState: { dir } })}`]));
+    assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stdout + refused.stderr, new RegExp(`provisioning\\.mode: ${source.instance} is managed by Terraform \\(aws_db_instance\\.database in ${dir}, workspace default\\); .*use provisioning\\.mode terraform`));
+    await waitClosed(idFor(source.instance));
+    const after = await writer(source.writer.service);
+    assert.equal(after.desiredCount, before.desiredCount, 'the writers were not touched');
+    assert.equal(await instance(newInstanceOf(source.instance)), undefined, 'no instance was created');
   });
 
   it('bad input exits 2 and changes nothing', async () => {

@@ -7,12 +7,13 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { execa } from 'execa';
 import type { RunStatus } from '../src/messages.js';
+import { countByOperation, MotoRecorder } from '../src/stack/moto-recorder.js';
 import { SANDBOX_DEPLOY_TOKEN, type SandboxTerraform } from '../src/stack/sandbox/terraform.js';
 import { describeChanges, describeCounts, planCounts, planProblems } from '../src/terraform-plan.js';
 import { sandbox, testStack } from './setup.js';
@@ -87,6 +88,17 @@ describe('terraform-apply on the sandbox', function () {
     if (/No state file was found/.test(result.stderr)) return [];
     assert.equal(result.exitCode, 0, result.stderr);
     return result.stdout.split('\n').filter(Boolean);
+  }
+
+  /** PIDs of the processes whose command line names `file` (terraform applying that plan). */
+  function processesRunning(file: string): number[] {
+    return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(file) ? [Number(pid)] : [];
+      } catch {
+        return []; // ended meanwhile
+      }
+    });
   }
 
   /** Whether moto holds the bucket; with the stand-ins nothing is created there, so the state decides. */
@@ -227,19 +239,28 @@ describe('terraform-apply on the sandbox', function () {
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), false);
   });
 
-  it('after a SIGKILL of the worker during apply, a new worker finishes the run with the plan applied once', async () => {
+  it('after a SIGKILL of the worker during apply, its terraform stops too and a new worker finishes the run with the plan applied once', async function () {
+    // Two workers' provider starts plus a retry after the heartbeat timeout: the slowest test here on a loaded machine.
+    this.timeout(10 * 60_000);
     const workspace = await newWorkspace('crash');
     const id = (current = idFor(workspace));
     const started = await start(workspace);
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
     const plan = savedPlan(await finalStatus(id));
+    // moto's own count of bucket creations, outside the worker (a killed worker's requests included).
+    const recorder = new MotoRecorder(testStack().awsEndpoint);
+    await recorder.start();
     assert.equal((await runbook(['approve', id, '--checkpoint', 'review'])).exitCode, 0);
-    // Kill the worker while `terraform apply` holds the workspace's state lock. The orphaned apply
-    // either finishes (the next attempt finds its plan stale and the changes in the state) or dies
-    // of the closed pipe before saving state (the next attempt applies the plan, for the first time).
+    // Kill the worker while `terraform apply` holds the workspace's state lock. Its terraform gets
+    // SIGINT from the kernel (parent-death signal) and stops cleanly: either it saved the applied
+    // change (the next attempt finds its plan consumed, and the change in the state) or not (the
+    // next attempt applies the plan, for the first time).
     const lock = join(infra.config.dirs.sandbox, 'terraform.tfstate.d', workspace, '.terraform.tfstate.lock.info');
     await waitUntil(() => existsSync(`${plan.path}.applying`) && existsSync(lock), { timeoutMs: 120_000, intervalMs: 100, what: 'terraform apply to start' });
+    const applying = processesRunning(plan.path);
+    assert.ok(applying.length > 0, 'terraform apply runs as a process of its own');
     await worker().kill('SIGKILL');
+    await waitUntil(() => processesRunning(plan.path).every((pid) => !applying.includes(pid)), { timeoutMs: 90_000, intervalMs: 100, what: 'the killed worker\'s terraform to stop' });
     await worker().start();
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 180_000);
@@ -254,7 +275,11 @@ describe('terraform-apply on the sandbox', function () {
     const applyStarted = events.find((e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId) === String(applies[0]!.eventId));
     assert.ok((applyStarted?.activityTaskStartedEventAttributes?.attempt ?? 0) >= 2, 'the apply ran again on the new worker');
     assert.deepEqual(await stateList(workspace), [`${type}.assets`]);
-    if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), true);
+    const created = countByOperation(await recorder.stop(), `sandbox-tf-${workspace}-assets`).PutBucket ?? 0;
+    if (infra.realProvider) {
+      assert.equal(await bucketExists(`sandbox-tf-${workspace}-assets`), true);
+      assert.equal(created, 1, 'the bucket was created once: the plan was not applied twice');
+    }
     assert.equal(existsSync(plan.path), false, 'the saved plan is deleted');
   });
 

@@ -5,6 +5,7 @@
  */
 import type { AwsClientFactory } from './aws.js';
 import type { ExtraAwsClientFactory } from './aws-extra-clients.js';
+import { createRecheckActivities } from './db-recheck.js';
 import { createLogicalReplicationActivities } from './logical-replication.js';
 import { createPgDumpActivities } from './pgdump.js';
 import { createPostgresActivities } from './postgres.js';
@@ -28,6 +29,7 @@ export function createDbMigrationActivities(deps: DbMigrationDeps = {}) {
     ...createSecretActivities(resolveSecret),
     ...createRdsActivities(deps, resolveSecret),
     ...createPostgresActivities(resolveSecret),
+    ...createRecheckActivities(resolveSecret),
     ...createPgDumpActivities(deps, resolveSecret),
     ...createLogicalReplicationActivities(deps, resolveSecret),
     ...createWriterActivities(deps),

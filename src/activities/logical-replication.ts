@@ -59,6 +59,8 @@ export interface SyncProgress {
 export interface CountsReport {
   tables: number;
   rows: number;
+  /** Rows of each table at the window: what the new database is recounted against before the old one is deleted. */
+  perTable: Record<string, number>;
 }
 
 /** A table, its columns and their types: what the copy's schema must still match. */
@@ -239,7 +241,7 @@ export function createLogicalReplicationActivities(deps: LogicalReplicationDeps,
         if (differ.length) {
           throw ApplicationFailure.create({ type: 'VerificationFailed', message: `row counts differ: ${differ.slice(0, NAMED).join('; ')}`, nonRetryable: true });
         }
-        return { tables: Object.keys(a).length, rows: Object.values(a).reduce((s, n) => s + n, 0) };
+        return { tables: Object.keys(a).length, rows: Object.values(a).reduce((s, n) => s + n, 0), perTable: a };
       });
     },
 

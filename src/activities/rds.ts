@@ -14,6 +14,7 @@ import {
   DescribeDBInstancesCommand,
   DescribeDBSnapshotsCommand,
   ModifyDBInstanceCommand,
+  type CreateDBInstanceCommandInput,
   type DBInstance,
   type RDSClient,
 } from '@aws-sdk/client-rds';
@@ -46,6 +47,21 @@ export interface InstanceInfo {
   securityGroupIds: string[];
   subnetGroup: string | null;
   tags: Record<string, string>;
+  /** What protects the data (issue 11.3: the new instance carries it); absent in results recorded before it was read. */
+  protection?: InstanceProtection;
+}
+
+/** The settings a replacement must keep, so the new instance is at least as protected as the old. */
+export interface InstanceProtection {
+  storageEncrypted: boolean;
+  /** The KMS key of encrypted storage. */
+  kmsKeyId: string | null;
+  deletionProtection: boolean;
+  multiAz: boolean;
+  parameterGroup: string | null;
+  optionGroup: string | null;
+  backupRetentionDays: number;
+  iamAuth: boolean;
 }
 
 export interface NewInstanceSpec {
@@ -113,6 +129,9 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
       }
       if (!existing) {
         const password = await resolveSecret(spec.admin.password, spec.sources, `${spec.adminField}.password`);
+        // Read again here, not taken from the workflow: results recorded before protection was read lack it.
+        const old = (await requireInstance(rds, spec.like.identifier)).protection!;
+        const sameMajor = major(spec.engineVersion ?? spec.like.engineVersion) === major(spec.like.engineVersion);
         await callAws(`create RDS instance ${spec.identifier}`, () =>
           rds.send(
             new CreateDBInstanceCommand({
@@ -127,6 +146,7 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
               VpcSecurityGroupIds: spec.like.securityGroupIds,
               ...(spec.like.subnetGroup ? { DBSubnetGroupName: spec.like.subnetGroup } : {}),
               PubliclyAccessible: false,
+              ...carriedProtection(old, sameMajor),
               Tags: [{ Key: MIGRATED_FROM_TAG, Value: spec.like.identifier }],
             }),
             abortable(),
@@ -198,6 +218,13 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
     }): Promise<{ finalSnapshotId: string; alreadyDeleted: boolean }> {
       const rds = clients(args.aws).rds;
       const instance = await findInstance(rds, args.identifier);
+      if (instance && instance.status !== 'deleting' && instance.protection?.deletionProtection) {
+        // Lifted only here, after the approval to delete (the prompt says so): RDS refuses to delete a protected instance.
+        await callAws(`lift the deletion protection of ${args.identifier}`, () =>
+          rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: args.identifier, DeletionProtection: false, ApplyImmediately: true }), abortable()),
+        );
+        await waitAvailable(rds, args.identifier, args.deadline);
+      }
       if (instance && instance.status !== 'deleting') {
         await callAws(`delete RDS instance ${args.identifier}`, () =>
           rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: args.identifier, FinalDBSnapshotIdentifier: args.finalSnapshotId, SkipFinalSnapshot: false }), abortable()),
@@ -249,7 +276,43 @@ function toInfo(instance: DBInstance): InstanceInfo {
     securityGroupIds: (instance.VpcSecurityGroups ?? []).flatMap((g) => (g.VpcSecurityGroupId ? [g.VpcSecurityGroupId] : [])),
     subnetGroup: instance.DBSubnetGroup?.DBSubnetGroupName ?? null,
     tags: Object.fromEntries((instance.TagList ?? []).flatMap((t) => (t.Key ? [[t.Key, t.Value ?? '']] : []))),
+    protection: {
+      storageEncrypted: instance.StorageEncrypted ?? false,
+      kmsKeyId: instance.StorageEncrypted ? (instance.KmsKeyId ?? null) : null,
+      deletionProtection: instance.DeletionProtection ?? false,
+      multiAz: instance.MultiAZ ?? false,
+      parameterGroup: instance.DBParameterGroups?.[0]?.DBParameterGroupName ?? null,
+      optionGroup: instance.OptionGroupMemberships?.[0]?.OptionGroupName ?? null,
+      backupRetentionDays: instance.BackupRetentionPeriod ?? 0,
+      iamAuth: instance.IAMDatabaseAuthenticationEnabled ?? false,
+    },
   };
+}
+
+/**
+ * The create parameters that keep the old instance's protection. Custom
+ * parameter and option groups belong to an engine major version, so they are
+ * carried only when it stays (the cutover prompt names them otherwise);
+ * default groups RDS picks itself.
+ */
+function carriedProtection(old: InstanceProtection, sameMajor: boolean): Partial<CreateDBInstanceCommandInput> {
+  const custom = (group: string | null) => (group && !group.startsWith('default.') && !group.startsWith('default:') && sameMajor ? group : undefined);
+  const parameterGroup = custom(old.parameterGroup);
+  const optionGroup = custom(old.optionGroup);
+  return {
+    StorageEncrypted: old.storageEncrypted,
+    ...(old.storageEncrypted && old.kmsKeyId ? { KmsKeyId: old.kmsKeyId } : {}),
+    DeletionProtection: old.deletionProtection,
+    MultiAZ: old.multiAz,
+    ...(parameterGroup ? { DBParameterGroupName: parameterGroup } : {}),
+    ...(optionGroup ? { OptionGroupName: optionGroup } : {}),
+    BackupRetentionPeriod: old.backupRetentionDays,
+    EnableIAMDatabaseAuthentication: old.iamAuth,
+  };
+}
+
+function major(version: string): number {
+  return Number.parseInt(version, 10);
 }
 
 async function snapshotExists(rds: RDSClient, snapshotId: string): Promise<boolean> {

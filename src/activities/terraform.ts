@@ -28,7 +28,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { execa } from 'execa';
 import type { AwsConnection } from '../config.js';
 import { FailureType } from '../messages.js';
-import { findOnPath, isExecutable } from '../stack/executables.js';
+import { findOnPath, isExecutable } from '../executables.js';
 import { isWithin, planProblems, type PlanRules, type PlanSummary } from '../terraform-plan.js';
 import { abortable, awsFailure, clientFactory, type AwsDeps } from './aws.js';
 import type { SecretResolver } from './secrets.js';
@@ -154,6 +154,24 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
     },
 
     /**
+     * The addresses in the workspace's state of resources of `type` whose
+     * `attribute` is `value` (say, the aws_db_instance whose identifier is the
+     * database to move): how a runbook finds that Terraform manages what it is
+     * about to replace. Reads the raw state (`state pull`, no provider needed);
+     * only addresses leave this activity, never the state's values.
+     */
+    async terraformFindManaged(args: TerraformDir & { type: string; attribute: string; value: string }): Promise<{ addresses: string[] }> {
+      refuseMissingDir(args.dir);
+      await requireWorkspace(terraform, args);
+      const { stdout } = await terraform(args, ['state', 'pull']);
+      const state = JSON.parse(stdout || '{}') as RawState;
+      const addresses = (state.resources ?? [])
+        .filter((r) => r.mode === 'managed' && r.type === args.type)
+        .flatMap((r) => (r.instances ?? []).filter((i) => i.attributes?.[args.attribute] === args.value).map((i) => address(r, i.index_key)));
+      return { addresses };
+    },
+
+    /**
      * Var files into the run's folder: a local one must lie inside the
      * Terraform directory; an `s3://bucket/key` one is downloaded. Returns the
      * paths to plan with, in the order given (later files win, as with -var-file).
@@ -246,7 +264,20 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
         if (!(err instanceof ApplicationFailure) || err.type === 'TerraformLocked') throw err;
         // Read only now: `show` loads the providers, which takes seconds.
         if (!/Saved plan is stale/.test(err.message)) throw await partlyApplied(terraform, args, await readPlan(terraform, args, planFile), err);
-        if (retried && planVisibleInState(await readPlan(terraform, args, planFile), await stateList(terraform, args))) return { alreadyApplied: true };
+        if (retried) {
+          // A consumed plan: an earlier attempt's apply ran (to the end, or until its worker died and took it along).
+          const plan = await readPlan(terraform, args, planFile);
+          const state = await stateList(terraform, args);
+          if (planVisibleInState(plan, state)) return { alreadyApplied: true };
+          const done = doneInState(plan, state);
+          if (done.length) {
+            throw ApplicationFailure.create({
+              type: 'ApplyInterrupted',
+              message: `an earlier attempt's apply was interrupted: the state shows ${describeDone(done)} done, the rest of the plan not; nothing was undone and nothing applied twice (see terraform state list); run again for a plan of the rest`,
+              nonRetryable: true,
+            });
+          }
+        }
         throw ApplicationFailure.create({ type: 'PlanStale', message: `the plan is stale: the ${args.workspace ?? 'default'} state changed since it was made, nothing applied; run again for a fresh plan`, nonRetryable: true });
       }
     },
@@ -299,13 +330,32 @@ function planVisibleInState(plan: PlanSummary, state: string[]): boolean {
   return created.every((a) => state.includes(a)) && destroyed.every((a) => !state.includes(a));
 }
 
+/** The planned creates and destroys the state shows done (updates cannot be told from the state). */
+function doneInState(plan: PlanSummary, state: string[]): PlanSummary['changes'] {
+  return plan.changes.filter((c) => (c.actions.includes('create') ? state.includes(c.address) : c.actions.includes('delete') ? !state.includes(c.address) : false));
+}
+
+function describeDone(done: PlanSummary['changes']): string {
+  return done.map((c) => `${c.actions.join('+')} ${c.address}`).join(', ');
+}
+
 /** A failed apply, saying which planned changes the state shows done (nothing is undone automatically). */
 async function partlyApplied(terraform: Terraform, where: TerraformDir, plan: PlanSummary, err: ApplicationFailure): Promise<ApplicationFailure> {
   const state = await stateList(terraform, where).catch(() => undefined);
   if (!state) return err;
-  const done = plan.changes.filter((c) => (c.actions.includes('create') ? state.includes(c.address) : c.actions.includes('delete') ? !state.includes(c.address) : false));
-  const said = done.length ? `changed before the failure: ${done.map((c) => `${c.actions.join('+')} ${c.address}`).join(', ')}` : 'no planned create or destroy shows in the state';
+  const done = doneInState(plan, state);
+  const said = done.length ? `changed before the failure: ${describeDone(done)}` : 'no planned create or destroy shows in the state';
   return ApplicationFailure.create({ type: 'ApplyFailed', message: `${err.message}; ${said}; nothing was undone (see terraform state list)`, nonRetryable: true, cause: err });
+}
+
+/** The parts of a raw state (`terraform state pull`, format version 4) that name resources. */
+interface RawState {
+  resources?: { module?: string; mode: string; type: string; name: string; instances?: { index_key?: string | number; attributes?: Record<string, unknown> }[] }[];
+}
+
+function address(resource: NonNullable<RawState['resources']>[number], key: string | number | undefined): string {
+  const index = key === undefined ? '' : `[${JSON.stringify(key)}]`;
+  return `${resource.module ? `${resource.module}.` : ''}${resource.type}.${resource.name}${index}`;
 }
 
 async function sha256(path: string): Promise<string> {
@@ -390,8 +440,9 @@ const ERROR_LINES = 30;
 async function runTerraform(bin: string, where: TerraformDir, args: string[], extraEnv: Record<string, string> = {}): Promise<{ stdout: string }> {
   const context = Context.current();
   const ticker = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
+  const [command, commandArgs] = await tiedToWorker(bin, args);
   try {
-    const result = await execa(bin, args, {
+    const result = await execa(command, commandArgs, {
       cwd: where.dir,
       env: {
         TF_IN_AUTOMATION: '1',
@@ -416,6 +467,21 @@ async function runTerraform(bin: string, where: TerraformDir, args: string[], ex
     clearInterval(ticker);
   }
 }
+
+/**
+ * Ties Terraform's life to the worker's: where util-linux `setpriv` is there
+ * (Linux), Terraform gets SIGINT, its clean stop, when the worker dies, even
+ * by SIGKILL. Without it an orphaned `apply` would keep changing
+ * infrastructure while the activity's retry, on another worker, looks at the
+ * state to decide whether the plan was applied.
+ */
+async function tiedToWorker(bin: string, args: string[]): Promise<[string, string[]]> {
+  setpriv ??= process.platform === 'linux' ? findOnPath('setpriv') : Promise.resolve(undefined);
+  const path = await setpriv;
+  return path ? [path, ['--pdeathsig', 'INT', '--', bin, ...args]] : [bin, args];
+}
+
+let setpriv: Promise<string | undefined> | undefined;
 
 /** Terraform's error boxes without their drawing, and without warnings about the CLI's own configuration file. */
 function diagnostics(text: string): string {

@@ -41,7 +41,19 @@ const credentials = (whose: string) =>
     .strict();
 
 const provisioning = z.discriminatedUnion('mode', [
-  z.object({ mode: z.literal('aws') }).strict(),
+  z
+    .object({
+      mode: z.literal('aws'),
+      terraformState: z
+        .object({
+          dir: z.string().regex(/^\//, 'must be an absolute path on the worker').describe('folder of the Terraform configuration whose state might manage the source'),
+          workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name').default('default').describe('its workspace'),
+        })
+        .strict()
+        .optional()
+        .describe('a Terraform state to check: preflight refuses when it manages sourceInstance (the next apply would recreate an empty database there; use mode terraform)'),
+    })
+    .strict(),
   z
     .object({
       mode: z.literal('terraform'),
@@ -160,7 +172,8 @@ export const dbMigrationRunbook = defineRunbook({
     database: p.database,
     ...(p.mode ? { mode: p.mode } : {}),
     newInstance: p.newInstance,
-    provisioning: p.provisioning,
+    // Terraform runs with the environment's CLI configuration (say, a provider mirror), as terraform-apply's do.
+    provisioning: p.provisioning.mode === 'terraform' && env.terraform?.cliConfig ? { ...p.provisioning, cliConfig: env.terraform.cliConfig } : p.provisioning,
     writers: p.writers,
     backup: p.backup,
     credentials: p.credentials,

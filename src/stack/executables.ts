@@ -1,26 +1,2 @@
-/**
- * Finding the programs the stack runs.
- */
-import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
-
-/** True for an existing file we may execute. */
-export async function isExecutable(path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK);
-    return (await stat(path)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** The first `name` on PATH, like `command -v`, or undefined. */
-export async function findOnPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    if (await isExecutable(candidate)) return candidate;
-  }
-  return undefined;
-}
+/** The stack finds its programs as activities do (src/executables.ts). */
+export { findOnPath, isExecutable } from '../executables.js';

@@ -36,6 +36,8 @@ import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../
 import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { LogicalReplicationActivities, ReplicationNames, SyncProgress } from '../activities/logical-replication.js';
+import type { RecheckActivities } from '../activities/db-recheck.js';
+import { protectionGaps } from '../db-protection.js';
 import { planProblems, type PlanSummary } from '../terraform-plan.js';
 import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
 import { failureType } from './engine/errors.js';
@@ -48,9 +50,17 @@ export interface TerraformProvisioning {
   instanceAddress: string;
   /** The generated password's address, e.g. `random_string.db_password`. */
   passwordAddress: string;
+  /** The environment's Terraform CLI configuration (TF_CLI_CONFIG_FILE), e.g. naming a provider mirror. */
+  cliConfig?: string;
 }
 
-export type Provisioning = { mode: 'aws' } | TerraformProvisioning;
+/** Where to look whether Terraform manages the source, when the new instance is made with the RDS API. */
+export interface TerraformStateRef {
+  dir: string;
+  workspace: string;
+}
+
+export type Provisioning = { mode: 'aws'; terraformState?: TerraformStateRef } | TerraformProvisioning;
 
 export type MigrationMode = 'online' | 'dump';
 
@@ -130,7 +140,7 @@ export const dbMigrationPlan = definePlan({
 });
 
 type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities &
-  LogicalReplicationActivities;
+  LogicalReplicationActivities & RecheckActivities;
 
 /** Runs started before online mode existed replay as the dump they were (no replication check in their history). */
 const ONLINE_MODE = 'db-migration-online-mode';
@@ -188,6 +198,8 @@ class Migration {
   private newInstanceMayExist = false;
   /** Set when the writers start on the new database: from then on nothing moves them back. */
   private writersOnNewDb = false;
+  /** Set when the old instance's deletion may have begun, so a failure says it may be half-gone. */
+  private oldDeleteStarted = false;
   /** Whether each instance was public before the run opened it, so closing puts back exactly that. */
   private sourceWasPublic = false;
   private newWasPublic = false;
@@ -226,11 +238,11 @@ class Migration {
     await this.restore(target, backup, inspected);
     const verified = await this.verify(source, target);
     await this.closeAccess();
-    await this.rb.checkpoint('cutover', this.cutoverPrompt(created, verified, found.writers));
+    await this.rb.checkpoint('cutover', this.cutoverPrompt(created, verified, found.writers, found.source));
     const repointed = await this.repointWriters(found.writers, created);
     const writersStopped = await this.restoreWriters(repointed, created, stoppedAt);
     this.rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
-    const oldInstance = await this.deleteOldInstance(source, created);
+    const oldInstance = await this.deleteOldInstance(source, created, found.source, verifiedCounts(verified));
     return {
       mode: 'dump',
       writersStopped,
@@ -245,12 +257,23 @@ class Migration {
 
   /** Before the writers move, a failure leaves the new instance behind on purpose: the error says so, with its name. */
   explain(err: unknown): unknown {
-    if (!this.newInstanceMayExist || this.writersOnNewDb || isCancellation(err)) return err;
+    if (isCancellation(err)) return err;
+    if (this.writersOnNewDb) return this.leftWhere(err);
+    if (!this.newInstanceMayExist) return err;
     return ApplicationFailure.create({
       type: failureType(err) ?? FailureType.failed,
       message: `${describeError(err)}; the new instance ${this.p.newInstance.identifier} is left for inspection (delete it when done)`,
       nonRetryable: true,
     });
+  }
+
+  /** After the point of no return the run ends `failed` (the engine adds where the writers are), saying where the old instance is. */
+  private leftWhere(err: unknown): unknown {
+    const { p } = this;
+    const old = this.oldDeleteStarted
+      ? `${p.sourceInstance} may be partly deleted: check it and its final snapshot ${this.finalSnapshotId}`
+      : `${p.sourceInstance} is kept, untouched (delete it yourself once satisfied)`;
+    return ApplicationFailure.create({ type: failureType(err) ?? FailureType.failed, message: `${describeError(err)}; ${old}`, nonRetryable: true });
   }
 
   // --- the steps ------------------------------------------------------------------------------------
@@ -268,7 +291,7 @@ class Migration {
   private async readEverything(): Promise<Preflight> {
     const { p } = this;
     const terraform = p.provisioning.mode === 'terraform' ? p.provisioning : undefined;
-    if (terraform) await quick.terraformInit({ dir: terraform.dir, workspace: terraform.workspace });
+    if (terraform) await quick.terraformInit(terraformDir(terraform));
     const [source, , writers, tools] = await Promise.all([
       quick.describeDbInstance({ aws: p.aws, identifier: p.sourceInstance, field: 'sourceInstance' }),
       quick.checkDbInstanceAbsent({ aws: p.aws, identifier: p.newInstance.identifier, field: 'newInstance.identifier' }),
@@ -282,6 +305,7 @@ class Migration {
       const holders = await Promise.all(p.writers.map((w) => quick.findServiceHolders({ env: this.rb.env, service: w.service, except: workflowInfo().workflowId })));
       p.writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
     }
+    await this.refuseUnmanagedTerraform();
     refuseIf(!source.engine.startsWith('postgres'), 'sourceInstance', `${p.sourceInstance} runs ${source.engine}; this runbook moves PostgreSQL`);
     refuseIf(source.status !== 'available' || !source.endpoint, 'sourceInstance', `${p.sourceInstance} is ${source.status}, not available`);
     // An emulated instance's database is on the local server: reachable before any access is opened.
@@ -317,6 +341,28 @@ class Migration {
   private async chooseModeOnceReachable(instance: InstanceInfo, location: DatabaseLocation): Promise<ModeChoice> {
     if (this.rb.dryRun) return { mode: this.p.mode ?? 'dump', why: 'a dry run cannot reach the database to check replication' };
     return this.chooseMode(instance, location);
+  }
+
+  /**
+   * Seed 002 takes the database out of Terraform's state before a new one is
+   * made: made with the RDS API instead, a source Terraform still manages
+   * would be replaced by an empty database at its address on the next apply.
+   * In Terraform mode the source must be at `instanceAddress`, the address
+   * the run removes from state.
+   */
+  private async refuseUnmanagedTerraform(): Promise<void> {
+    const { p } = this;
+    const prov = p.provisioning;
+    const state = prov.mode === 'aws' ? prov.terraformState : terraformDir(prov);
+    if (!state || !patched('db-migration-terraform-managed')) return;
+    const { addresses } = await quick.terraformFindManaged({ ...state, type: 'aws_db_instance', attribute: 'identifier', value: p.sourceInstance });
+    if (prov.mode === 'aws') {
+      refuseIf(addresses.length > 0, 'provisioning.mode',
+        `${p.sourceInstance} is managed by Terraform (${addresses.join(', ')} in ${state.dir}, workspace ${state.workspace}); made with the RDS API, the next terraform apply would recreate an empty database at that address: use provisioning.mode terraform`);
+    } else {
+      refuseIf(addresses.length > 0 && !addresses.includes(prov.instanceAddress), 'provisioning.instanceAddress',
+        `${p.sourceInstance} is ${addresses.join(', ')} in the ${prov.workspace} state, not ${prov.instanceAddress}: removing ${prov.instanceAddress} from state would not protect it`);
+    }
   }
 
   private async openAccess(source: InstanceInfo): Promise<void> {
@@ -407,7 +453,7 @@ class Migration {
     if (tf.mode !== 'terraform') return rb.skip('detach-old-state', 'the new instance is made with the RDS API: no Terraform state to change');
     // No undo: once Terraform has made the new instance at this address, putting the old one back would fight it.
     await rb.change('detach-old-state', `terraform state rm ${tf.instanceAddress} (workspace ${tf.workspace}), so Terraform cannot delete ${p.sourceInstance}`,
-      () => quick.terraformStateRm({ dir: tf.dir, workspace: tf.workspace, address: tf.instanceAddress }), {
+      () => quick.terraformStateRm({ ...terraformDir(tf), address: tf.instanceAddress }), {
         detail: (r) => `${tf.instanceAddress} ${r.removed ? 'removed from' : 'was already out of'} state; ${p.sourceInstance} itself untouched (re-import it with \`terraform import\` if the migration is abandoned)`,
       });
   }
@@ -455,7 +501,7 @@ class Migration {
       });
     }
     const tf = p.provisioning;
-    const where = { dir: tf.dir, workspace: tf.workspace };
+    const where = terraformDir(tf);
     const planFile = `db-migration-${this.runTag}.tfplan`;
     const plan = await long(p.instanceTimeoutMs).terraformPlan({ ...where, targets: [tf.instanceAddress, tf.passwordAddress], planFile });
     refuseUnexpectedDestroys(plan, [tf.instanceAddress, tf.passwordAddress], planFile);
@@ -500,9 +546,12 @@ class Migration {
       });
   }
 
-  private cutoverPrompt(created: InstanceInfo, verified: VerifyReport, writers: WriterState[]): string {
+  private cutoverPrompt(created: InstanceInfo, verified: VerifyReport, writers: WriterState[], source: InstanceInfo): string {
     const copy = this.rb.dryRun ? 'a verified copy' : `an exact copy (${verified.tables.length} tables, ${verified.rows} rows, ${verified.sequences.length} sequences)`;
-    return `${created.identifier} holds ${copy}. Point ${this.writerNames(writers)} at ${created.endpoint!.host} and start them?`;
+    // Issue 11.3: the approver decides knowing what the new instance does not carry over.
+    const gaps = this.rb.dryRun ? [] : protectionGaps(source, created);
+    const lacking = gaps.length ? ` It is LESS PROTECTED than ${source.identifier}, lacking: ${gaps.join('; ')}.` : '';
+    return `${created.identifier} holds ${copy}.${lacking} Point ${this.writerNames(writers)} at ${created.endpoint!.host} and start them?`;
   }
 
   private async repointWriters(writers: WriterState[], created: InstanceInfo): Promise<WriterTarget[]> {
@@ -528,21 +577,30 @@ class Migration {
   }
 
   /** "Once we are satisfied": deletes the old instance after approval; a rejection keeps it, and the run ends there. */
-  private async deleteOldInstance(source: DatabaseLocation, created: InstanceInfo): Promise<DbMigrationResult['oldInstance']> {
+  /** `counted`: each table's rows when the copy was verified (dump) or compared in the window (online). */
+  private async deleteOldInstance(source: DatabaseLocation, created: InstanceInfo, sourceInfo: InstanceInfo, counted: { tables: Record<string, number> }): Promise<DbMigrationResult['oldInstance']> {
     const { rb, p } = this;
-    const kept = await this.approvedOrReason('delete-old', `The writers run on ${created.identifier}. Delete ${p.sourceInstance} (a final snapshot ${this.finalSnapshotId} is taken first)?`);
+    const lifted = sourceInfo.protection?.deletionProtection ? `; its deletion protection is lifted first` : '';
+    const kept = await this.approvedOrReason('delete-old',
+      `The writers run on ${created.identifier}. Delete ${p.sourceInstance} (${created.identifier} is recounted against verification first; a final snapshot ${this.finalSnapshotId} is taken${lifted})?`);
     if (kept) {
       rb.skip('delete-old-instance', `${p.sourceInstance} kept: ${kept}`);
       return { deleted: false, reason: kept };
     }
-    const deleted = await rb.change('delete-old-instance', `delete ${p.sourceInstance} after a final snapshot ${this.finalSnapshotId}`,
-      () => long(p.instanceTimeoutMs).deleteDbInstance({
+    const deleted = await rb.change('delete-old-instance', `recount ${created.identifier} against verification, then delete ${p.sourceInstance} after a final snapshot ${this.finalSnapshotId}`, async () => {
+      // Issue 11.2: the old instance is the only other copy; it goes only while the new one still holds what was verified.
+      if (patched('recheck-before-delete')) {
+        await quick.recheckNewDatabase({ login: this.newAppLogin(this.locate(created)), sources: this.sources, verified: counted });
+      }
+      this.oldDeleteStarted = true;
+      return long(p.instanceTimeoutMs).deleteDbInstance({
         aws: p.aws,
         identifier: p.sourceInstance,
         finalSnapshotId: this.finalSnapshotId,
         ...(p.endpointMap ? { mapped: { location: source, admin: p.credentials.admin, adminField: 'credentials.admin', sources: this.sources } } : {}),
         deadline: this.deadline(p.instanceTimeoutMs),
-      }), { detail: (d) => `deleted ${p.sourceInstance}; final snapshot ${d.finalSnapshotId}`, dryResult: { finalSnapshotId: this.finalSnapshotId, alreadyDeleted: false } });
+      });
+    }, { detail: (d) => `deleted ${p.sourceInstance}; final snapshot ${d.finalSnapshotId}`, dryResult: { finalSnapshotId: this.finalSnapshotId, alreadyDeleted: false } });
     return { deleted: true, finalSnapshot: deleted.finalSnapshotId };
   }
 
@@ -572,7 +630,7 @@ class Migration {
     await this.publish(source, target);
     await this.subscribe(source, target);
     const synced = await this.initialSync(source, target, schema.fingerprint);
-    await rb.checkpoint('cutover', await this.onlineCutoverPrompt(source, target, created, synced, found.writers, inspected));
+    await rb.checkpoint('cutover', await this.onlineCutoverPrompt(source, target, created, found.source, synced, found.writers, inspected));
     // The window: from here the writers are stopped until they run on the new database.
     const stoppedAt = new Date().toISOString();
     await this.stopWriters(found.writers, 'window-stop-writers');
@@ -584,7 +642,7 @@ class Migration {
     rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
     await this.dropReplication(source, target);
     await this.closeAccess();
-    const oldInstance = await this.deleteOldInstance(source, created);
+    const oldInstance = await this.deleteOldInstance(source, created, found.source, { tables: counted.perTable ?? {} });
     return {
       mode: 'online',
       writersStopped,
@@ -645,11 +703,13 @@ class Migration {
   }
 
   private async onlineCutoverPrompt(
-    source: DatabaseLocation, target: DatabaseLocation, created: InstanceInfo, synced: SyncProgress | undefined, writers: WriterState[], inspected: DatabaseInspection | undefined,
+    source: DatabaseLocation, target: DatabaseLocation, created: InstanceInfo, sourceInfo: InstanceInfo, synced: SyncProgress | undefined, writers: WriterState[], inspected: DatabaseInspection | undefined,
   ): Promise<string> {
     const lag = this.rb.dryRun ? synced : await quick.replicationLag(this.replicationPair(source, target));
     const now = lag ? `${lag.ready}/${lag.tables} tables streaming, ${lag.lagBytes} bytes and ${lag.lagSeconds.toFixed(1)} s behind` : 'every table streaming';
-    return `${created.identifier} follows ${this.p.sourceInstance} (${now}). Cut over? The window: stop ${this.writerNames(writers)}, ` +
+    const gaps = this.rb.dryRun ? [] : protectionGaps(sourceInfo, created);
+    const lacking = gaps.length ? ` It is LESS PROTECTED than ${this.p.sourceInstance}, lacking: ${gaps.join('; ')}.` : '';
+    return `${created.identifier} follows ${this.p.sourceInstance} (${now}).${lacking} Cut over? The window: stop ${this.writerNames(writers)}, ` +
       `wait until ${created.identifier} has every write, set the sequences, compare every table's row count` +
       `${inspected ? ` (${inspected.tables.length} tables, ~${inspected.tables.reduce((sum, t) => sum + t.estimatedRows, 0)} rows)` : ''}, start the writers on ${created.endpoint!.host}. ` +
       `Planned: the writers' stop and start, plus seconds for the catch-up and the counts (which read every table once).`;
@@ -673,12 +733,12 @@ class Migration {
       });
   }
 
-  private async compareCounts(source: DatabaseLocation, target: DatabaseLocation): Promise<{ tables: number; rows: number }> {
+  private async compareCounts(source: DatabaseLocation, target: DatabaseLocation): Promise<{ tables: number; rows: number; perTable?: Record<string, number> }> {
     const { rb, p } = this;
     return rb.change('compare-counts', `compare every table's row count on ${target.instance} with ${p.sourceInstance}`,
       () => long(p.copyTimeoutMs).compareCounts({ source: this.appLogin(source), target: this.newAppLogin(target), sources: this.sources }), {
         detail: (r) => `${r.tables} tables and ${r.rows} rows equal`,
-        dryResult: { tables: 0, rows: 0 },
+        dryResult: { tables: 0, rows: 0, perTable: {} },
       });
   }
 
@@ -775,6 +835,14 @@ function refuseUnexpectedDestroys(plan: PlanSummary, targets: string[], planFile
 /** One line for a step detail: tables streaming, the ones still copying, the lag. */
 function describeSync(p: SyncProgress): string {
   return `${p.ready}/${p.tables} tables streaming${p.pending.length ? ` (${p.pending.join(', ')})` : ''}; lag ${p.lagBytes} bytes, ${p.lagSeconds.toFixed(1)} s`;
+}
+
+function terraformDir(tf: TerraformProvisioning): { dir: string; workspace: string; cliConfig?: string } {
+  return { dir: tf.dir, workspace: tf.workspace, ...(tf.cliConfig ? { cliConfig: tf.cliConfig } : {}) };
+}
+
+function verifiedCounts(verified: VerifyReport): { tables: Record<string, number> } {
+  return { tables: Object.fromEntries(verified.tables.map((t) => [t.table, t.rows])) };
 }
 
 function major(version: string): number {

@@ -17,7 +17,7 @@
  * one per run, and the benchmark one of 100+ MB. Expects a fresh moto and cluster.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { CreateDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
+import { CreateDBInstanceCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
 import { CreateClusterCommand, CreateServiceCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
@@ -47,6 +47,8 @@ export interface AppDatabaseOptions {
   writerService: string;
   /** Orders to generate (each with three items); ~150,000 make 100+ MB. */
   orders?: number;
+  /** More RDS settings of the instance (encryption, deletion protection, Multi-AZ, groups, …). */
+  settings?: Partial<CreateDBInstanceCommandInput>;
 }
 
 export interface SeededAppDatabase {
@@ -93,7 +95,7 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
   const network = await defaultNetwork(ec2);
   simulator.start();
 
-  const seedAppDatabase = async ({ instance, writerService, orders = DEFAULT_ORDERS }: AppDatabaseOptions): Promise<SeededAppDatabase> => {
+  const seedAppDatabase = async ({ instance, writerService, orders = DEFAULT_ORDERS, settings = {} }: AppDatabaseOptions): Promise<SeededAppDatabase> => {
     const { DBInstance } = await rds.send(
       new CreateDBInstanceCommand({
         DBInstanceIdentifier: instance,
@@ -106,6 +108,7 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
         MasterUserPassword: adminPassword,
         VpcSecurityGroupIds: [network.securityGroupId],
         PubliclyAccessible: false,
+        ...settings,
       }),
     );
     const endpoint = DBInstance!.Endpoint!.Address!;
