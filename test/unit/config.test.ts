@@ -89,7 +89,7 @@ environments:
       - { webhook: pager, events: [failed, rolled-back] }
 `);
     assert.deepEqual(runPolicy(environment(routed, 'production')).notifications, [
-      { webhook: 'chat', events: ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled'] },
+      { webhook: 'chat', events: ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled', 'frozen'] },
       { webhook: 'pager', events: ['failed', 'rolled-back'] },
     ]);
     assert.throws(
