@@ -20,7 +20,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { createDbMigrationActivities, type DbMigrationActivities } from '../src/activities/db-migration.js';
 import type { Credentials, DatabaseLocation, EndpointMap, Login } from '../src/activities/pg-connect.js';
 import type { SecretSources } from '../src/activities/secrets.js';
-import type { AwsConnection } from '../src/config.js';
+import { parseConfig, type AwsConnection } from '../src/config.js';
 import { MOTO_AWS_ENV, startStack, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { withClient } from '../src/stack/sandbox/pg.js';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-'));
   const stack = await startStack({ dataDir: join(dir, 'stack'), log: (line) => console.log(`  ${line}`) });
   Object.assign(process.env, MOTO_AWS_ENV);
-  const sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+  const sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, postgresCa: stack.postgresCa });
   try {
     const jobs = Number(process.env.JOBS ?? Math.min(8, availableParallelism()));
     console.log(`Seeding ${SOURCE} with ${ORDERS} orders…`);
@@ -98,10 +98,11 @@ async function runbookCopier(stack: Stack, sandbox: Sandbox, dir: string, jobs: 
   const defaults = sandbox.db.defaults;
   const aws = (sandbox.environment as { aws: AwsConnection }).aws;
   const sources: SecretSources = { aws };
-  const app: Credentials = defaults.credentials.app;
-  const admin: Credentials = defaults.credentials.admin;
+  const app: Credentials = { env: 'sandbox', ...defaults.credentials.app };
+  const admin: Credentials = { env: 'sandbox', ...defaults.credentials.admin };
+  const environments = parseConfig(JSON.stringify({ environments: { sandbox: sandbox.environment } }));
   const endpointMap = defaults.endpointMap as EndpointMap;
-  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, workDir: join(dir, 'work') });
+  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, workDir: join(dir, 'work'), environments });
   const mock = new MockActivityEnvironment();
   // Activities outside a worker: MockActivityEnvironment gives them a Context (heartbeats, cancellation).
   const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => mock.run(fn, ...args) as Promise<R>;
