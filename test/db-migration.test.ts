@@ -404,8 +404,11 @@ describe('db-migration on the sandbox', function () {
     assert.match(refused(["credentials.admin.username=x'y"]), /credentials\.admin\.username: must not contain quotes/);
     assert.match(refused(['newInstance.identifier=two--hyphens']), /newInstance\.identifier: an RDS identifier/);
     assert.match(refused([`writers=${JSON.stringify([{ cluster: 'a b', service: 'x' }])}`]), /writers\.0\.cluster: must not contain/);
-    assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app\.password: expected a secret reference .*never the secret itself/);
+    assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app: Unrecognized key\(s\) in object: 'password'/);
     assert.doesNotMatch(refused(['credentials.app.password=hunter2hunter2']), /hunter2/, 'a password given by mistake is not echoed');
+    // Credentials are logical names the worker's config binds to instances: the new instance must be on the list.
+    assert.match(refused(['newInstance.identifier=elsewhere-db']), /credentials\.app\.credential: credential 'app-db' may only be sent to RDS instances sandbox-appdb\*, not to RDS instance elsewhere-db/);
+    assert.match(refused(['credentials.admin.credential=nope']), /credentials\.admin\.credential: no credential 'nope' on sandbox/);
     assert.match(refused(['temporaryAccess.cidr=0.0.0.0/0']), /temporaryAccess\.cidr: must not open the database to \(nearly\) the whole internet/);
     assert.match(refused(['newInstance.identifier=sandbox-appdb']), /newInstance\.identifier: must differ from sourceInstance/);
     assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);
