@@ -29,7 +29,7 @@ import { withClient } from '../src/stack/sandbox/pg.js';
 const ORDERS = Number(process.env.ORDERS ?? 180_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const MIN_BYTES = 100 * 2 ** 20;
-const SOURCE = 'bench-appdb';
+const SOURCE = 'sandbox-appdb-bench'; // the sandbox's credentials are bound to sandbox-appdb*
 const RUNBOOK_TARGET = 'bench-appdb-runbook';
 const SEED_TARGET = 'bench-appdb-plain';
 

@@ -19,7 +19,7 @@ import { verifyGate } from '../src/activities/postgres.js';
 import { dbMigrationRunbook } from '../src/catalog/db-migration.js';
 import { mergeInputs, validateParams } from '../src/catalog/inputs.js';
 import { environment, loadConfig } from '../src/config.js';
-import { WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
+import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
@@ -63,7 +63,8 @@ describe('db-migration on the sandbox', function () {
 
   /** A fresh source instance with its own writer service, so no two tests share a target. */
   async function seedSource(label: string, orders?: number): Promise<SeededAppDatabase> {
-    const instance = `mig-${label}-${process.pid}-${++counter}`;
+    // Named after the sandbox's instance: the sandbox's credentials are bound to `sandbox-appdb*`.
+    const instance = `${SANDBOX_SOURCE}-${label}-${process.pid}-${++counter}`;
     return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}) });
   }
 
@@ -370,9 +371,9 @@ describe('db-migration on the sandbox', function () {
     const runsAfter = await runbookJson<unknown[]>(['ls', '--runbook', 'db-migration', '--limit', '1000']);
     assert.equal(runsAfter.json.length, runsBefore.json.length, 'invalid input starts nothing');
 
-    const unknown = await runbook(startArgs({ ...source, instance: `nosuch-${process.pid}` }));
+    const unknown = await runbook(startArgs({ ...source, instance: `${SANDBOX_SOURCE}-nosuch-${process.pid}` }));
     assert.equal(unknown.exitCode, 2, unknown.stdout + unknown.stderr);
-    assert.match(unknown.stdout + unknown.stderr, /sourceInstance: no RDS instance 'nosuch-\d+'/);
+    assert.match(unknown.stdout + unknown.stderr, /sourceInstance: no RDS instance 'sandbox-appdb-nosuch-\d+'/);
 
     const targetExists = await runbook(startArgs(source, ['--set', 'newInstance.identifier=sandbox-appdb']));
     assert.equal(targetExists.exitCode, 2, targetExists.stdout + targetExists.stderr);
