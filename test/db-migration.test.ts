@@ -201,8 +201,9 @@ describe('db-migration on the sandbox', function () {
     texts.push(JSON.stringify(status.json));
     for (const log of readdirSync(testStack().dir).filter((f) => f.startsWith('worker-'))) texts.push(readFileSync(join(testStack().dir, log), 'utf8'));
     const all = texts.join('\n');
-    // The search sees what the payloads hold: the secret references the run was given.
-    assert.ok(all.includes('"password":"secretsmanager:arn:'), 'the search covers the decoded payloads');
+    // The search sees what the payloads hold: the logical credential names the run was given (never references).
+    assert.ok(all.includes('"credential":"app-db"'), 'the search covers the decoded payloads');
+    assert.ok(!all.includes('secretsmanager:arn:'), 'no secret reference in the history either');
     for (const password of sandbox().db.passwords) {
       assert.ok(!all.includes(password), 'a password appears in the history, the status or the worker logs');
       assert.ok(!all.includes(encodeURIComponent(password)), 'a URL-encoded password appears in the history, the status or the worker logs');
