@@ -26,7 +26,7 @@ import { createDbMigrationActivities, type DbMigrationActivities } from '../src/
 import type { Credentials, DatabaseLocation, EndpointMap, Login } from '../src/activities/pg-connect.js';
 import type { SecretSources } from '../src/activities/secrets.js';
 import type { InstanceInfo } from '../src/activities/rds.js';
-import type { AwsConnection } from '../src/config.js';
+import { parseConfig, type AwsConnection } from '../src/config.js';
 import { MOTO_AWS_ENV, startStack, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { withClient } from '../src/stack/sandbox/pg.js';
@@ -36,7 +36,7 @@ const ORDERS = Number(process.env.ORDERS ?? 1_600_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 1);
 const CLIENTS = Number(process.env.CLIENTS ?? 4);
 const MIN_BYTES = 100 * 2 ** 20;
-const SOURCE = 'bench-appdb';
+const SOURCE = 'sandbox-appdb-bench'; // the sandbox's credentials are bound to sandbox-appdb*
 const RUNBOOK_TARGET = 'bench-appdb-runbook';
 const SEED_TARGET = 'bench-appdb-plain';
 const ONLINE_TARGET = 'bench-appdb-online';
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-'));
   const stack = await startStack({ dataDir: join(dir, 'stack'), log: (line) => console.log(`  ${line}`) });
   Object.assign(process.env, MOTO_AWS_ENV);
-  const sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+  const sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, postgresCa: stack.postgresCa });
   try {
     const jobs = Number(process.env.JOBS ?? Math.min(8, availableParallelism()));
     console.log(`Seeding ${SOURCE} with ${ORDERS} orders…`);
@@ -116,10 +116,11 @@ async function runbookCopier(stack: Stack, sandbox: Sandbox, dir: string, jobs: 
   const defaults = sandbox.db.defaults;
   const aws = (sandbox.environment as { aws: AwsConnection }).aws;
   const sources: SecretSources = { aws };
-  const app: Credentials = defaults.credentials.app;
-  const admin: Credentials = defaults.credentials.admin;
+  const app: Credentials = { env: 'sandbox', ...defaults.credentials.app };
+  const admin: Credentials = { env: 'sandbox', ...defaults.credentials.admin };
+  const environments = parseConfig(JSON.stringify({ environments: { sandbox: sandbox.environment } }));
   const endpointMap = defaults.endpointMap as EndpointMap;
-  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, workDir: join(dir, 'work') });
+  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, workDir: join(dir, 'work'), environments });
   const mock = new MockActivityEnvironment();
   // Activities outside a worker: MockActivityEnvironment gives them a Context (heartbeats, cancellation).
   const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => mock.run(fn, ...args) as Promise<R>;
@@ -186,7 +187,8 @@ function onlineCopier(stack: Stack, sandbox: Sandbox, like: InstanceInfo) {
   const aws = (sandbox.environment as { aws: AwsConnection }).aws;
   const sources: SecretSources = { aws };
   const endpointMap = defaults.endpointMap as EndpointMap;
-  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir });
+  const environments = parseConfig(JSON.stringify({ environments: { sandbox: sandbox.environment } }));
+  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, environments });
   const mock = new MockActivityEnvironment();
   const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => mock.run(fn, ...args) as Promise<R>;
   const login = (instance: string, credentials: Credentials, field: string): Login => ({
@@ -194,8 +196,8 @@ function onlineCopier(stack: Stack, sandbox: Sandbox, like: InstanceInfo) {
     credentials,
     field,
   });
-  const app = (instance: string) => login(instance, defaults.credentials.app, 'credentials.app');
-  const admin = (instance: string) => login(instance, defaults.credentials.admin, 'credentials.admin');
+  const app = (instance: string) => login(instance, { env: 'sandbox', ...defaults.credentials.app }, 'credentials.app');
+  const admin = (instance: string) => login(instance, { env: 'sandbox', ...defaults.credentials.admin }, 'credentials.admin');
   const names = { name: 'runbook_migration_bench' };
   const pair = { source: admin(SOURCE), target: admin(ONLINE_TARGET), sources, names };
   const deadline = () => new Date(Date.now() + 3_600_000).toISOString();

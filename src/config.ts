@@ -3,13 +3,13 @@
  * databases are, who approves, and the default inputs of each runbook there.
  * Validated on load; every error names the field.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { durationSchema } from './duration.js';
-import { secretRefSchema } from './secret-refs.js';
+import { DEFAULT_SECRET_ENV_PREFIX, parseSecretRef, secretRefSchema } from './secret-refs.js';
 import type { RunPolicy } from './messages.js';
 import { loadAllowedSigners, SignersFileError, type AllowedSigner } from './signing/allowed-signers.js';
 
@@ -87,6 +87,48 @@ const protectionSchema = z
   })
   .strict();
 
+/** A host name, an IPv4 address, or either with `:port`; `*` stands for one DNS label (`*.rds.amazonaws.com`). */
+const hostPattern = z.string().regex(/^(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*(:\d{1,5})?$/, 'a host name or IPv4 address, optionally with :port; * stands for one name label');
+/** An RDS instance identifier; a trailing `*` allows every identifier with that prefix (instances a run creates). */
+const instancePattern = z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}\*?$|^\*$/, 'an RDS instance identifier, optionally ending in * (a prefix)');
+
+/**
+ * A credential by logical name: where its secret is and the only places it may
+ * be sent. Inputs name the credential, never its reference; the activity that
+ * connects checks the destination against this list before the password leaves
+ * the worker. `allowedInstances` binds it to RDS instances (the host then comes
+ * from the RDS API), `allowedHosts` to host names (unprotected environments).
+ */
+const credentialSchema = z
+  .object({
+    ref: secretRefSchema,
+    allowedHosts: z.array(hostPattern).min(1).optional(),
+    allowedInstances: z.array(instancePattern).min(1).optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (Boolean(c.allowedHosts) === Boolean(c.allowedInstances)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'needs exactly one of allowedHosts or allowedInstances: where this credential may be sent' });
+    }
+  });
+
+export const TLS_MODES = ['verify-full', 'require', 'disable'] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+/**
+ * How database connections are secured, libpq's sslmode names: `verify-full`
+ * checks the server's certificate against `ca` (a PEM bundle on the worker;
+ * default the config's `rdsCaBundle`, else the system's trust store) and its
+ * name against the host; `require` encrypts without checking who answers;
+ * `disable` is cleartext, for local servers only.
+ */
+const databaseTlsSchema = z
+  .object({
+    mode: z.enum(TLS_MODES).default('verify-full'),
+    ca: z.string().regex(/^\//, 'must be an absolute path on the worker').optional(),
+  })
+  .strict();
+
 const environmentSchema = z
   .object({
     description: z.string().optional(),
@@ -102,6 +144,17 @@ const environmentSchema = z
     /** Which webhooks (named under `webhooks:`) hear which events of runs here. */
     notify: z.array(notifyRouteSchema).default([]),
     terraform: terraformSchema.optional(),
+    /** Logical credential name -> its secret and where it may be sent (see credentialSchema). */
+    credentials: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -'), credentialSchema).default({}),
+    /** The only environment variables `env:` references may read: names starting with this prefix. */
+    secretEnvPrefix: z.string().regex(/^[A-Z][A-Z0-9_]{2,}$/, 'an upper-case variable-name prefix such as RUNBOOK_SECRET_').default(DEFAULT_SECRET_ENV_PREFIX),
+    databaseTls: databaseTlsSchema.default({}),
+    /**
+     * Emulated environments only (aws.endpoint set): the emulator's RDS
+     * endpoints lead nowhere, so connections to an instance go to this local
+     * server instead, after the RDS API confirmed the instance.
+     */
+    emulatedRds: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65_535) }).strict().optional(),
     /** Default inputs per runbook; validated against each runbook's inputs when a run starts. */
     runbooks: z.record(z.record(z.unknown())).default({}),
   })
@@ -121,6 +174,8 @@ const configSchema = z
       .default({}),
     /** Modules that add runbooks (see README, "Adding a runbook"). */
     plugins: z.array(z.string()).default([]),
+    /** The AWS RDS global CA bundle on workers (global-bundle.pem): the default `databaseTls.ca` of every environment. */
+    rdsCaBundle: z.string().regex(/^\//, 'must be an absolute path on the worker').optional(),
     webhooks: z.record(webhookSchema).default({}),
     environments: z
       .record(environmentSchema)
@@ -131,6 +186,9 @@ const configSchema = z
           if (env.approvals.approvers.some((a) => a.trim() === '*')) {
             ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'approvers'], message: "a protected environment needs named approvers, not '*'" });
           }
+          if (env.databaseTls.mode === 'disable') {
+            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'databaseTls', 'mode'], message: 'disable is not allowed on a protected environment: database connections must be encrypted' });
+          }
           if (env.approvals.allowSelfApproval) {
             ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'allowSelfApproval'], message: 'must be false on a protected environment: approval needs a second person' });
           }
@@ -140,6 +198,17 @@ const configSchema = z
   .strict()
   .superRefine((config, ctx) => {
     for (const [name, env] of Object.entries(config.environments)) {
+      const refs: [(string | number)[], string][] = [
+        ...Object.entries(env.credentials).map(([key, c]): [(string | number)[], string] => [['credentials', key, 'ref'], c.ref]),
+        ...Object.entries(env.terraform?.credentials ?? {}).map(([key, ref]): [(string | number)[], string] => [['terraform', 'credentials', key], ref]),
+      ];
+      for (const [path, ref] of refs) {
+        const problem = envRefProblem(ref, env.secretEnvPrefix);
+        if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, ...path], message: problem });
+      }
+      if (env.emulatedRds && !env.aws.endpoint) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, 'emulatedRds'], message: 'only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly' });
+      }
       env.notify.forEach((route, i) => {
         if (!Object.hasOwn(config.webhooks, route.webhook)) {
           ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, 'notify', i, 'webhook'], message: `no webhook named '${route.webhook}' under webhooks (known: ${Object.keys(config.webhooks).join(', ') || 'none'})` });
@@ -156,8 +225,64 @@ export type RunbooksConfig = z.infer<typeof configSchema> & {
 export type EnvironmentConfig = z.infer<typeof environmentSchema> & { name: string };
 export type AwsConnection = z.infer<typeof awsSchema>;
 export type TerraformConfig = z.infer<typeof terraformSchema>;
+export type CredentialConfig = z.infer<typeof credentialSchema>;
 
 export class ConfigError extends Error {}
+
+/** `env:` references may only read variables meant for them, so an input can never make a worker send e.g. its AWS key. */
+export function envRefProblem(ref: string, prefix: string): string | null {
+  let parsed;
+  try {
+    parsed = parseSecretRef(ref);
+  } catch {
+    return null; // the reference's own schema reports it
+  }
+  return parsed.kind === 'env' && !parsed.name.startsWith(prefix) ? `env:${parsed.name}: env: references must name a variable starting with ${prefix} (secretEnvPrefix)` : null;
+}
+
+/** The TLS settings database connections on this environment use: its own, with the RDS bundle as the default CA. */
+export function databaseTls(config: Pick<RunbooksConfig, 'rdsCaBundle'>, env: EnvironmentConfig): { mode: TlsMode; ca?: string } {
+  const ca = env.databaseTls.ca ?? config.rdsCaBundle;
+  return { mode: env.databaseTls.mode, ...(ca && env.databaseTls.mode === 'verify-full' ? { ca } : {}) };
+}
+
+/**
+ * The worker reads the CA bundles its environments name when it starts, so a
+ * missing or malformed bundle is a config error naming the file and field
+ * (not a failed run later). The CLI does not need these files.
+ */
+export function checkWorkerFiles(config: RunbooksConfig): void {
+  const bundles: [string, string][] = [];
+  if (config.rdsCaBundle) bundles.push(['rdsCaBundle', config.rdsCaBundle]);
+  for (const [name, env] of Object.entries(config.environments)) {
+    if (env.databaseTls.ca) bundles.push([`environments.${name}.databaseTls.ca`, env.databaseTls.ca]);
+  }
+  for (const [field, file] of bundles) {
+    const problem = caBundleProblem(file);
+    if (problem) throw new ConfigError(`config ${config.path}: ${field}: CA bundle ${file} ${problem}`);
+  }
+}
+
+/** Why a PEM CA bundle is unusable, or null. Each certificate must parse; line numbers point at the bad one. */
+export function caBundleProblem(file: string): string | null {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
+  const blocks = [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)];
+  if (blocks.length === 0) return 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)';
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block[0]);
+    } catch (err) {
+      const line = text.slice(0, block.index).split('\n').length;
+      return `line ${line}: not a valid certificate (${(err as Error).message})`;
+    }
+  }
+  return null;
+}
 
 /**
  * Where the config comes from when no --config is given: RUNBOOK_CONFIG; else,

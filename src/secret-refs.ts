@@ -1,17 +1,21 @@
 /**
- * References to secrets, as runbook inputs carry them: where a password is,
- * never the password. Workers resolve them (src/activities/secrets.ts), so
- * workflow history only ever holds the reference.
+ * References to secrets, as the worker's environments file holds them (under
+ * `credentials`, bound to destinations, and `terraform.credentials`): where a
+ * password is, never the password. Inputs name credentials logically and never
+ * carry a reference. Workers resolve them (src/activities/secrets.ts).
  *
- *   env:APP_DB_PASSWORD                          an environment variable of the worker
+ *   env:RUNBOOK_SECRET_APP_DB                    an environment variable of the worker (prefix: secretEnvPrefix)
  *   secretsmanager:<arn or name>[#jsonKey]       a Secrets Manager secret (a key of its JSON value)
  *   terraform-output:database_password           an output of the runbook's Terraform configuration
  *
- * Pure (no I/O): the catalog validates references with it before a run starts.
+ * Pure (no I/O): the config validates references with it when it loads.
  */
 import { z } from 'zod';
 
 export type SecretRef = string;
+
+/** The prefix `env:` references are limited to unless an environment sets `secretEnvPrefix`. */
+export const DEFAULT_SECRET_ENV_PREFIX = 'RUNBOOK_SECRET_';
 
 export type ParsedSecretRef =
   | { kind: 'env'; name: string }

@@ -9,7 +9,7 @@ import { NativeConnection, Runtime, Worker, makeTelemetryFilterString, DefaultLo
 import { createActivities, merge, type ActivityDeps } from './activities/index.js';
 import { TASK_QUEUE } from './messages.js';
 import { builtinRunbooks, Catalog } from './catalog/index.js';
-import type { RunbooksConfig } from './config.js';
+import { checkWorkerFiles, type RunbooksConfig } from './config.js';
 import type { RunbookPlugin } from './plugins.js';
 import type { SecureOptions } from './temporal-connection.js';
 import { lazyTemporalClient } from './activities/runs.js';
@@ -94,6 +94,7 @@ export function workflowsEntry(plugins: RunbookPlugin[]): string {
 
 export async function createWorker(options: WorkerOptions): Promise<{ worker: Worker; connection: NativeConnection }> {
   installRuntime();
+  checkWorkerFiles(options.environments); // CA bundles: a bad one is a config error now, not a failed run later
   const plugins = options.plugins ?? [];
   const catalog = new Catalog([...builtinRunbooks, ...plugins.flatMap((p) => p.runbooks)]);
   const deps: ActivityDeps = {

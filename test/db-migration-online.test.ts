@@ -14,7 +14,7 @@ import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import pg from 'pg';
 import type { DbMigrationResult } from '../src/workflows/db-migration.js';
 import { catchUpGate, SEQUENCE_GAP, syncGate } from '../src/activities/logical-replication.js';
-import { WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
+import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
@@ -46,7 +46,8 @@ describe('db-migration online (logical replication) on the sandbox', function ()
   });
 
   async function seedSource(label: string, orders?: number): Promise<SeededAppDatabase> {
-    const instance = `onl-${label}-${process.pid}-${++counter}`;
+    // Named after the sandbox's instance: the sandbox's credentials are bound to `sandbox-appdb*`.
+    const instance = `${SANDBOX_SOURCE}-onl-${label}-${process.pid}-${++counter}`;
     return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}) });
   }
 

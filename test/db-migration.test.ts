@@ -20,7 +20,7 @@ import { verifyGate } from '../src/activities/postgres.js';
 import { dbMigrationRunbook } from '../src/catalog/db-migration.js';
 import { mergeInputs, validateParams } from '../src/catalog/inputs.js';
 import { environment, loadConfig } from '../src/config.js';
-import { WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
+import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
@@ -64,7 +64,8 @@ describe('db-migration on the sandbox', function () {
 
   /** A fresh source instance with its own writer service, so no two tests share a target. */
   async function seedSource(label: string, orders?: number, settings?: Partial<CreateDBInstanceCommandInput>): Promise<SeededAppDatabase> {
-    const instance = `mig-${label}-${process.pid}-${++counter}`;
+    // Named after the sandbox's instance: the sandbox's credentials are bound to `sandbox-appdb*`.
+    const instance = `${SANDBOX_SOURCE}-${label}-${process.pid}-${++counter}`;
     return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}), ...(settings ? { settings } : {}) });
   }
 
@@ -203,8 +204,9 @@ describe('db-migration on the sandbox', function () {
     texts.push(JSON.stringify(status.json));
     for (const log of readdirSync(testStack().dir).filter((f) => f.startsWith('worker-'))) texts.push(readFileSync(join(testStack().dir, log), 'utf8'));
     const all = texts.join('\n');
-    // The search sees what the payloads hold: the secret references the run was given.
-    assert.ok(all.includes('"password":"secretsmanager:arn:'), 'the search covers the decoded payloads');
+    // The search sees what the payloads hold: the logical credential names the run was given (never references).
+    assert.ok(all.includes('"credential":"app-db"'), 'the search covers the decoded payloads');
+    assert.ok(!all.includes('secretsmanager:arn:'), 'no secret reference in the history either');
     for (const password of sandbox().db.passwords) {
       assert.ok(!all.includes(password), 'a password appears in the history, the status or the worker logs');
       assert.ok(!all.includes(encodeURIComponent(password)), 'a URL-encoded password appears in the history, the status or the worker logs');
@@ -472,9 +474,9 @@ describe('db-migration on the sandbox', function () {
     const runsAfter = await runbookJson<unknown[]>(['ls', '--runbook', 'db-migration', '--limit', '1000']);
     assert.equal(runsAfter.json.length, runsBefore.json.length, 'invalid input starts nothing');
 
-    const unknown = await runbook(startArgs({ ...source, instance: `nosuch-${process.pid}` }));
+    const unknown = await runbook(startArgs({ ...source, instance: `${SANDBOX_SOURCE}-nosuch-${process.pid}` }));
     assert.equal(unknown.exitCode, 2, unknown.stdout + unknown.stderr);
-    assert.match(unknown.stdout + unknown.stderr, /sourceInstance: no RDS instance 'nosuch-\d+'/);
+    assert.match(unknown.stdout + unknown.stderr, /sourceInstance: no RDS instance 'sandbox-appdb-nosuch-\d+'/);
 
     const targetExists = await runbook(startArgs(source, ['--set', 'newInstance.identifier=sandbox-appdb']));
     assert.equal(targetExists.exitCode, 2, targetExists.stdout + targetExists.stderr);
@@ -506,8 +508,11 @@ describe('db-migration on the sandbox', function () {
     assert.match(refused(["credentials.admin.username=x'y"]), /credentials\.admin\.username: must not contain quotes/);
     assert.match(refused(['newInstance.identifier=two--hyphens']), /newInstance\.identifier: an RDS identifier/);
     assert.match(refused([`writers=${JSON.stringify([{ cluster: 'a b', service: 'x' }])}`]), /writers\.0\.cluster: must not contain/);
-    assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app\.password: expected a secret reference .*never the secret itself/);
+    assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app: Unrecognized key\(s\) in object: 'password'/);
     assert.doesNotMatch(refused(['credentials.app.password=hunter2hunter2']), /hunter2/, 'a password given by mistake is not echoed');
+    // Credentials are logical names the worker's config binds to instances: the new instance must be on the list.
+    assert.match(refused(['newInstance.identifier=elsewhere-db']), /credentials\.app\.credential: credential 'app-db' may only be sent to RDS instances sandbox-appdb\*, not to RDS instance elsewhere-db/);
+    assert.match(refused(['credentials.admin.credential=nope']), /credentials\.admin\.credential: no credential 'nope' on sandbox/);
     assert.match(refused(['temporaryAccess.cidr=0.0.0.0/0']), /temporaryAccess\.cidr: must not open the database to \(nearly\) the whole internet/);
     assert.match(refused(['newInstance.identifier=sandbox-appdb']), /newInstance\.identifier: must differ from sourceInstance/);
     assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);

@@ -14,6 +14,7 @@ import { installRuntime, workflowsEntry } from '../src/worker.js';
 import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
+import { REGIONS_CREDENTIAL } from '../src/stack/sandbox/regions.js';
 import { freePorts } from '../src/stack/ports.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
@@ -75,9 +76,18 @@ function withTestTerraformDirs(env: Record<string, unknown>, root: string): Reco
   return { ...env, terraform: { ...terraform, dirs: { ...terraform.dirs, ...dirs } } };
 }
 
-function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string): Record<string, unknown> {
+function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string, sandbox: Sandbox): Record<string, unknown> {
   const aws = sandboxEnv.aws;
   const runbooks = sandboxEnv.runbooks as Record<string, Record<string, unknown>>;
+  const { credentials, databaseTls } = sandboxEnv;
+  // Protected: database hosts only from the RDS API, so the region_config database is the emulator's RDS instance,
+  // mapped by the worker to the local server, and its credential is bound to that instance.
+  const server = new URL(sandbox.regions.databaseUrl);
+  const protectedDb = { credentials: { [REGIONS_CREDENTIAL]: { ref: sandbox.regions.credentialRef, allowedInstances: [sandbox.regions.instance] } }, databaseTls, emulatedRds: { host: server.hostname, port: Number(server.port) } };
+  const byInstance = (inputs: Record<string, unknown> | undefined) => {
+    const { host: _host, ...database } = inputs?.database as Record<string, unknown>;
+    return { ...inputs, database: { ...database, instance: sandbox.regions.instance } };
+  };
   return {
     guarded: {
       description: 'production-like approvals',
@@ -96,12 +106,18 @@ function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: strin
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1h', timeouts: { 'delete-old': '6s' } },
       notify: [{ webhook: 'chat' }, { webhook: 'unreachable', events: ['started'] }],
     },
-    staging: { aws, approvals: { approvers: ['*'], allowSelfApproval: true }, runbooks },
+    staging: { aws, approvals: { approvers: ['*'], allowSelfApproval: true }, credentials, databaseTls, runbooks },
     production: {
       protected: true,
       aws,
       approvals: { approvers: ['qa-lead', 'dba', 'alice', 'bob'], allowSelfApproval: false },
-      runbooks: { ...runbooks, 'region-data-update': { ...runbooks['region-data-update'], stagingEnv: 'staging' } },
+      ...protectedDb,
+      runbooks: {
+        ...runbooks,
+        'region-data-update': { ...byInstance(runbooks['region-data-update']), stagingEnv: 'staging' },
+        'ecs-migration': byInstance(runbooks['ecs-migration']),
+        'prod-tag-deploy': byInstance(runbooks['prod-tag-deploy']),
+      },
     },
   };
 }
@@ -119,7 +135,7 @@ export const mochaHooks = {
     stack = started;
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
     webhookReceiver = await startWebhook();
-    sandboxHandle = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+    sandboxHandle = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, postgresCa: stack.postgresCa });
 
     const configPath = join(dir, 'runbooks.config.yaml');
     writeFileSync(
@@ -131,7 +147,7 @@ export const mochaHooks = {
           unreachable: { url: `http://127.0.0.1:${(await freePorts(1))[0]}/hook` },
         },
         plugins: [fixturePluginPath],
-        environments: { sandbox: withTestTerraformDirs(sandboxHandle.environment, join(dir, 'terraform-dirs')), ...testEnvironments(sandboxHandle.environment, webhookReceiver.url) },
+        environments: { sandbox: withTestTerraformDirs(sandboxHandle.environment, join(dir, 'terraform-dirs')), ...testEnvironments(sandboxHandle.environment, webhookReceiver.url, sandboxHandle) },
       }),
     );
     const workflowBundlePath = join(dir, 'workflow-bundle.js');

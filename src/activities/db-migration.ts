@@ -1,6 +1,6 @@
 /**
- * The activities `db-migration` registers, built around one secret resolver
- * so every module resolves references the same way. Each module wraps one
+ * The activities `db-migration` registers, built around one credential
+ * resolver so every module sends credentials only where the worker's config allows. Each module wraps one
  * system: RDS, PostgreSQL, pg_dump/pg_restore with S3, the ECS writers.
  */
 import type { AwsClientFactory } from './aws.js';
@@ -10,7 +10,8 @@ import { createLogicalReplicationActivities } from './logical-replication.js';
 import { createPgDumpActivities } from './pgdump.js';
 import { createPostgresActivities } from './postgres.js';
 import { createRdsActivities } from './rds.js';
-import { createSecretActivities, createSecretResolver, type TerraformOutputReader } from './secrets.js';
+import type { RunbooksConfig } from '../config.js';
+import { createCredentialResolver, createSecretActivities, type TerraformOutputReader } from './secrets.js';
 import { createWriterActivities } from './writers.js';
 
 export interface DbMigrationDeps {
@@ -21,17 +22,19 @@ export interface DbMigrationDeps {
   /** Scratch folder for dumps; unset: the OS temp folder. */
   workDir?: string;
   terraformOutput?: TerraformOutputReader;
+  /** The worker's environments file: which credential may go where, and how connections are secured. */
+  environments?: RunbooksConfig;
 }
 
 export function createDbMigrationActivities(deps: DbMigrationDeps = {}) {
-  const resolveSecret = createSecretResolver(deps);
+  const credentials = createCredentialResolver(deps);
   return {
-    ...createSecretActivities(resolveSecret),
-    ...createRdsActivities(deps, resolveSecret),
-    ...createPostgresActivities(resolveSecret),
-    ...createRecheckActivities(resolveSecret),
-    ...createPgDumpActivities(deps, resolveSecret),
-    ...createLogicalReplicationActivities(deps, resolveSecret),
+    ...createSecretActivities(credentials),
+    ...createRdsActivities(deps, credentials),
+    ...createPostgresActivities(credentials),
+    ...createRecheckActivities(credentials),
+    ...createPgDumpActivities(deps, credentials),
+    ...createLogicalReplicationActivities(deps, credentials),
     ...createWriterActivities(deps),
   };
 }

@@ -8,7 +8,7 @@
  */
 import { ApplicationFailure } from '@temporalio/activity';
 import { quoteIdent, resolveLogin, withPg, type Login } from './pg-connect.js';
-import type { SecretResolver, SecretSources } from './secrets.js';
+import type { CredentialResolver, SecretSources } from './secrets.js';
 
 export interface VerifiedCounts {
   /** `schema.table` -> rows at verification. */
@@ -25,11 +25,11 @@ export interface RecheckReport {
 
 const PROBLEMS_SHOWN = 5;
 
-export function createRecheckActivities(resolveSecret: SecretResolver) {
+export function createRecheckActivities(credentials: CredentialResolver) {
   return {
     /** Throws `NewDatabaseChanged` (not retried) naming each table that is missing or shrank since verification. */
     async recheckNewDatabase(args: { login: Login; sources: SecretSources; verified: VerifiedCounts }): Promise<RecheckReport> {
-      const connection = await resolveLogin(args.login, args.sources, resolveSecret);
+      const connection = await resolveLogin(args.login, args.sources, credentials);
       const counted = await withPg(connection, `recount ${args.login.location.instance}`, async (client) => {
         const now: Record<string, number | null> = {};
         for (const table of Object.keys(args.verified.tables)) {

@@ -23,15 +23,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { heartbeatWhile } from './heartbeat.js';
-import { pgChildEnv, physicalAddress, qualified, quoteIdent, quoteLiteral, resolveLogin, withPg, type Login, type PgConnection } from './pg-connect.js';
+import { checkLoginBeforeTool, pgChildEnv, physicalAddress, qualified, quoteIdent, quoteLiteral, resolveLogin, withPg, type Login, type PgConnection } from './pg-connect.js';
 import { pgToolFinder, runTool } from './pg-tools.js';
 import { recreateDatabase } from './postgres.js';
-import type { SecretResolver, SecretSources } from './secrets.js';
+import type { CredentialResolver, SecretSources } from './secrets.js';
+import { clientFactory, type AwsClientFactory } from './aws.js';
 import { passTestGate } from './test-gates.js';
 
 export interface LogicalReplicationDeps {
   pgBinDir?: string;
   workDir?: string;
+  aws?: AwsClientFactory;
 }
 
 /** The names of one run's replication objects: the publication, the slot and the subscription share one. */
@@ -74,10 +76,11 @@ const NAMED = 10;
 
 const STATES: Record<string, string> = { i: 'initializing', d: 'copying', f: 'copied', s: 'synchronized', r: 'ready' };
 
-export function createLogicalReplicationActivities(deps: LogicalReplicationDeps, resolveSecret: SecretResolver) {
+export function createLogicalReplicationActivities(deps: LogicalReplicationDeps, credentials: CredentialResolver) {
   const tool = pgToolFinder(deps.pgBinDir);
   const scratch = deps.workDir ?? join(tmpdir(), 'runbook-db-migration');
-  const connect = (login: Login, sources: SecretSources) => resolveLogin(login, sources, resolveSecret);
+  const clients = clientFactory(deps);
+  const connect = (login: Login, sources: SecretSources) => resolveLogin(login, sources, credentials, clients);
 
   return {
     /**
@@ -113,6 +116,8 @@ export function createLogicalReplicationActivities(deps: LogicalReplicationDeps,
             `pg_dump --schema-only of ${args.source.location.instance}`);
           const database = physicalAddress(args.app.location).database;
           await recreateDatabase(admin, database, app.user, args.encoding);
+          // pg_restore answers whatever challenge the server sends: log in once the way it will, refusing weak ones first.
+          await checkLoginBeforeTool({ ...app, database }, 0, 'pg_restore');
           await runTool(await tool('pg_restore'), ['--no-owner', `--role=${app.user}`, '--exit-on-error', '--no-password', `--dbname=${database}`, file], pgChildEnv(app),
             `restore the schema into ${args.app.location.instance}`);
           return { tables: Object.keys(shape).length, fingerprint: fingerprint(shape) };
@@ -448,7 +453,9 @@ export function conninfo(c: PgConnection): string {
   const value = (v: string | number) => `'${String(v).replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
   return [
     `host=${value(c.host)}`, `port=${value(c.port)}`, `dbname=${value(c.database)}`, `user=${value(c.user)}`, `password=${value(c.password)}`,
-    `sslmode=${c.tls ? 'require' : 'disable'}`,
+    // The new instance dials the source with the connection's own TLS mode; `sslrootcert=system` (libpq 16+)
+    // would be needed for verify-full on the subscriber, whose file system the worker cannot write.
+    `sslmode=${c.tls.mode === 'disable' ? 'disable' : 'require'}`,
   ].join(' ');
 }
 

@@ -14,10 +14,10 @@ import type { AwsClientFactory } from './aws.js';
 import { clientFactory } from './aws.js';
 import { heartbeatWhile } from './heartbeat.js';
 import { checkBucket, downloadFile, readManifest, uploadFile, writeManifest, type BackupLocation, type BackupManifest } from './backup-store.js';
-import { pgChildEnv, physicalAddress, resolveLogin, type Login } from './pg-connect.js';
+import { checkLoginBeforeTool, pgChildEnv, physicalAddress, resolveLogin, type Login } from './pg-connect.js';
 import { pgToolFinder, runTool, toolVersion } from './pg-tools.js';
 import { recreateDatabase } from './postgres.js';
-import type { SecretResolver, SecretSources } from './secrets.js';
+import type { CredentialResolver, SecretSources } from './secrets.js';
 
 export type { BackupLocation } from './backup-store.js';
 
@@ -66,7 +66,7 @@ const COMPRESSION = '1';
  */
 const RESTORE_SESSION_OPTIONS = '-c synchronous_commit=off';
 
-export function createPgDumpActivities(deps: PgDumpDeps, resolveSecret: SecretResolver) {
+export function createPgDumpActivities(deps: PgDumpDeps, credentials: CredentialResolver) {
   const clients = clientFactory(deps);
   const tool = pgToolFinder(deps.pgBinDir);
   const scratch = deps.workDir ?? join(tmpdir(), 'runbook-db-migration');
@@ -95,12 +95,14 @@ export function createPgDumpActivities(deps: PgDumpDeps, resolveSecret: SecretRe
 
       return heartbeatWhile(async () => {
         if (!dumped) {
-          const connection = await resolveLogin(args.source, args.sources, resolveSecret);
+          const connection = await resolveLogin(args.source, args.sources, credentials, clients);
+          const libpq = majorVersion(pgDumpVersion);
+          await checkLoginBeforeTool(connection, libpq, 'pg_dump');
           await rm(dumpDir, { recursive: true, force: true });
           await runTool(
             pgDump,
             ['--format=directory', `--jobs=${args.jobs}`, `--compress=${COMPRESSION}`, '--no-sync', '--no-password', `--dbname=${connection.database}`, `--file=${dumpDir}`],
-            pgChildEnv(connection),
+            pgChildEnv(connection, libpq),
             `pg_dump of ${args.source.location.instance}`,
             () => progress,
           );
@@ -150,14 +152,17 @@ export function createPgDumpActivities(deps: PgDumpDeps, resolveSecret: SecretRe
         const downloadMs = Date.now() - downloadStarted;
 
         phase = 'restore';
-        const [admin, app] = await Promise.all([resolveLogin(args.admin, args.sources, resolveSecret), resolveLogin(args.app, args.sources, resolveSecret)]);
+        const [admin, app] = await Promise.all([resolveLogin(args.admin, args.sources, credentials, clients), resolveLogin(args.app, args.sources, credentials, clients)]);
         const database = physicalAddress(args.app.location).database;
         const restoreStarted = Date.now();
         await recreateDatabase(admin, database, app.user, args.encoding);
+        const pgRestore = await tool('pg_restore');
+        const libpq = majorVersion(await toolVersion(pgRestore));
+        await checkLoginBeforeTool(app, libpq, 'pg_restore');
         await runTool(
-          await tool('pg_restore'),
+          pgRestore,
           ['--format=directory', `--jobs=${args.jobs}`, '--no-owner', `--role=${app.user}`, '--exit-on-error', '--no-password', `--dbname=${database}`, dumpDir],
-          { ...pgChildEnv(app), PGOPTIONS: RESTORE_SESSION_OPTIONS },
+          { ...pgChildEnv(app, libpq), PGOPTIONS: RESTORE_SESSION_OPTIONS },
           `pg_restore into ${args.app.location.instance}`,
           () => ({ phase }),
         );
@@ -170,6 +175,11 @@ export function createPgDumpActivities(deps: PgDumpDeps, resolveSecret: SecretRe
 }
 
 export type PgDumpActivities = ReturnType<typeof createPgDumpActivities>;
+
+/** 15 from "15.8": the libpq the program is linked with is at least this new (Debian ships them together). */
+function majorVersion(version: string): number {
+  return Number.parseInt(version, 10) || 0;
+}
 
 function summarize(storage: BackupLocation, manifest: BackupManifest): BackupResult {
   return {

@@ -9,7 +9,7 @@ import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import type { Credentials, Login, PgConnection } from './pg-connect.js';
 import { maintenanceDb, qualified, quoteIdent, quoteLiteral, resolveLogin, withPg } from './pg-connect.js';
-import type { SecretResolver, SecretSources } from './secrets.js';
+import type { CredentialResolver, SecretSources } from './secrets.js';
 import { heartbeatWhile } from './heartbeat.js';
 import { passTestGate } from './test-gates.js';
 
@@ -59,8 +59,8 @@ const DEFAULT_PAGE_ROWS = 5_000;
 /** Enough differences to act on; the rest are counted. */
 const PROBLEMS_SHOWN = 5;
 
-export function createPostgresActivities(resolveSecret: SecretResolver) {
-  const connect = (login: Login, sources: SecretSources) => resolveLogin(login, sources, resolveSecret);
+export function createPostgresActivities(credentials: CredentialResolver) {
+  const connect = (login: Login, sources: SecretSources) => resolveLogin(login, sources, credentials);
 
   return {
     /** Connects as `login` and reports what there is to move; a bad login or database name is bad input. */
@@ -76,7 +76,9 @@ export function createPostgresActivities(resolveSecret: SecretResolver) {
      */
     async ensureAppRole(args: { admin: Login; app: Credentials; appField: string; sources: SecretSources }): Promise<{ created: boolean; grantedToAdmin: boolean }> {
       const admin = maintenanceDb(await connect(args.admin, args.sources));
-      const password = await resolveSecret(args.app.password, args.sources, `${args.appField}.password`);
+      // The app's password is sent to the admin's instance (as the role's password): it must be bound there too.
+      const to = { instance: args.admin.location.instance, host: admin.host, port: admin.port };
+      const password = await credentials.password(args.app, to, args.sources, args.appField);
       return withPg(admin, `create role ${args.app.username} on ${args.admin.location.instance}`, (client) => upsertLoginRole(client, args.app.username, password));
     },
 

@@ -25,7 +25,7 @@ import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsCl
 import { extraAwsClients, type ExtraAwsClientFactory } from './aws-extra-clients.js';
 import { heartbeatWhile } from './heartbeat.js';
 import { maintenanceDb, physicalAddress, quoteIdent, resolveLogin, withPg, type Credentials, type DatabaseLocation, type Endpoint, type EndpointMap } from './pg-connect.js';
-import type { SecretResolver, SecretSources } from './secrets.js';
+import type { CredentialResolver, SecretSources } from './secrets.js';
 
 export interface RdsDeps {
   aws?: AwsClientFactory;
@@ -99,7 +99,7 @@ export const MIGRATED_FROM_TAG = 'runbook:db-migration:from';
 const FIRST_POLL_MS = 2_000;
 const MAX_POLL_MS = 30_000;
 
-export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver) {
+export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolver) {
   const clients = clientFactory(deps);
   const extra = deps.awsExtra ?? extraAwsClients;
 
@@ -128,7 +128,8 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
         throw ApplicationFailure.create({ type: 'TargetExists', message: `RDS instance '${spec.identifier}' exists and was not made by this migration`, nonRetryable: true });
       }
       if (!existing) {
-        const password = await resolveSecret(spec.admin.password, spec.sources, `${spec.adminField}.password`);
+        // The master password goes to RDS for this instance: the admin credential must be bound to it.
+        const password = await credentials.password(spec.admin, { instance: spec.identifier, host: 'rds-api', port: 443 }, spec.sources, spec.adminField);
         // Read again here, not taken from the workflow: results recorded before protection was read lack it.
         const old = (await requireInstance(rds, spec.like.identifier)).protection!;
         const sameMajor = major(spec.engineVersion ?? spec.like.engineVersion) === major(spec.like.engineVersion);
@@ -155,14 +156,14 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
         );
       }
       const ready = await waitAvailable(rds, spec.identifier, spec.deadline);
-      if (spec.endpointMap) await createMappedDatabase(ready, { ...spec, endpointMap: spec.endpointMap }, resolveSecret);
+      if (spec.endpointMap) await createMappedDatabase(ready, { ...spec, endpointMap: spec.endpointMap }, credentials);
       return ready;
     },
 
     /** For instances someone else creates (Terraform): waits until RDS reports it available. */
     async waitForDbInstance(args: { aws: AwsConnection; identifier: string; deadline: string; emulate?: MappedDatabaseSpec }): Promise<InstanceInfo> {
       const ready = await waitAvailable(clients(args.aws).rds, args.identifier, args.deadline);
-      if (args.emulate) await createMappedDatabase(ready, args.emulate, resolveSecret);
+      if (args.emulate) await createMappedDatabase(ready, args.emulate, credentials);
       return ready;
     },
 
@@ -234,7 +235,7 @@ export function createRdsActivities(deps: RdsDeps, resolveSecret: SecretResolver
       if (!(await snapshotExists(rds, args.finalSnapshotId))) {
         throw ApplicationFailure.create({ type: 'FinalSnapshotMissing', message: `${args.identifier} is gone but its final snapshot ${args.finalSnapshotId} is not there`, nonRetryable: true });
       }
-      if (args.mapped) await dropMappedDatabase(args.mapped, resolveSecret);
+      if (args.mapped) await dropMappedDatabase(args.mapped, credentials);
       return { finalSnapshotId: args.finalSnapshotId, alreadyDeleted: !instance };
     },
   };
@@ -415,9 +416,9 @@ async function ingressRules(ec2: EC2Client, groupId: string): Promise<{ protocol
 // --- emulation -------------------------------------------------------------------------------------
 
 /** What RDS does when it creates an instance with a DBName: the database exists, owned by the master user. */
-async function createMappedDatabase(instance: InstanceInfo, spec: MappedDatabaseSpec, resolveSecret: SecretResolver): Promise<void> {
+async function createMappedDatabase(instance: InstanceInfo, spec: MappedDatabaseSpec, credentials: CredentialResolver): Promise<void> {
   const location: DatabaseLocation = { instance: instance.identifier, endpoint: instance.endpoint!, database: spec.dbName, tls: spec.tls, endpointMap: spec.endpointMap };
-  const admin = await resolveLogin({ location, credentials: spec.admin, field: spec.adminField }, spec.sources, resolveSecret);
+  const admin = await resolveLogin({ location, credentials: spec.admin, field: spec.adminField }, spec.sources, credentials);
   const { database } = physicalAddress(location);
   await withPg(maintenanceDb(admin), `create database ${database} for ${instance.identifier}`, async (client) => {
     const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
@@ -425,8 +426,8 @@ async function createMappedDatabase(instance: InstanceInfo, spec: MappedDatabase
   });
 }
 
-async function dropMappedDatabase(mapped: { location: DatabaseLocation; admin: Credentials; adminField: string; sources: SecretSources }, resolveSecret: SecretResolver): Promise<void> {
-  const admin = await resolveLogin({ location: mapped.location, credentials: mapped.admin, field: mapped.adminField }, mapped.sources, resolveSecret);
+async function dropMappedDatabase(mapped: { location: DatabaseLocation; admin: Credentials; adminField: string; sources: SecretSources }, credentials: CredentialResolver): Promise<void> {
+  const admin = await resolveLogin({ location: mapped.location, credentials: mapped.admin, field: mapped.adminField }, mapped.sources, credentials);
   const { database } = physicalAddress(mapped.location);
   await withPg(maintenanceDb(admin), `drop database ${database} of deleted ${mapped.location.instance}`, (client) =>
     client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`),

@@ -7,11 +7,13 @@ import { ApplicationFailure } from '@temporalio/activity';
 import type pg from 'pg';
 import type { AwsConnection } from '../config.js';
 import { resolveLogin, withPg, type Login } from './pg-connect.js';
-import { createSecretResolver, type SecretResolver } from './secrets.js';
+import type { RunbooksConfig } from '../config.js';
+import { clientFactory, type AwsClientFactory } from './aws.js';
+import { createCredentialResolver, type CredentialResolver } from './secrets.js';
 
 export interface RegionConfigDb {
   aws: AwsConnection;
-  /** Where region_config is and who logs in; the password is a secret reference. */
+  /** Where region_config is and who logs in, by a credential's logical name. */
   login: Login;
 }
 
@@ -33,10 +35,11 @@ export interface VersionBump {
   from: number;
 }
 
-export function createRegionConfigActivities(deps: { resolveSecret?: SecretResolver } = {}) {
-  const resolveSecret = deps.resolveSecret ?? createSecretResolver();
+export function createRegionConfigActivities(deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {}) {
+  const credentials = deps.credentials ?? createCredentialResolver(deps);
+  const clients = clientFactory(deps);
   const session = async <T>(db: RegionConfigDb, what: string, fn: (client: pg.Client) => Promise<T>) =>
-    withPg(await resolveLogin(db.login, { aws: db.aws }, resolveSecret), what, fn, { credentials: `${db.login.field}.credentials`, database: `${db.login.field}.location` });
+    withPg(await resolveLogin(db.login, { aws: db.aws }, credentials, clients), what, fn, { credentials: `${db.login.field}.credentials`, database: `${db.login.field}.location` });
 
   return {
     async readRegions({ db, ids }: { db: RegionConfigDb; ids: string[] }): Promise<RegionRow[]> {

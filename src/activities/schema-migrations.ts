@@ -5,7 +5,9 @@
  */
 import type { AwsConnection } from '../config.js';
 import { resolveLogin, withPg, type Login } from './pg-connect.js';
-import { createSecretResolver, type SecretResolver } from './secrets.js';
+import type { RunbooksConfig } from '../config.js';
+import { clientFactory, type AwsClientFactory } from './aws.js';
+import { createCredentialResolver, type CredentialResolver } from './secrets.js';
 
 export interface SchemaMigrationsDb {
   aws: AwsConnection;
@@ -23,12 +25,13 @@ export interface SchemaMigrations {
 
 export const SCHEMA_MIGRATION_TABLE = 'schema_migration';
 
-export function createSchemaMigrationActivities(deps: { resolveSecret?: SecretResolver } = {}) {
-  const resolveSecret = deps.resolveSecret ?? createSecretResolver();
+export function createSchemaMigrationActivities(deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {}) {
+  const credentials = deps.credentials ?? createCredentialResolver(deps);
+  const clients = clientFactory(deps);
 
   return {
     async readSchemaMigrations({ db }: { db: SchemaMigrationsDb }): Promise<SchemaMigrations> {
-      const connection = await resolveLogin(db.login, { aws: db.aws }, resolveSecret);
+      const connection = await resolveLogin(db.login, { aws: db.aws }, credentials, clients);
       return withPg(connection, `read ${SCHEMA_MIGRATION_TABLE}`, async (client) => {
         const { rows } = await client.query<{ version: string }>(`SELECT version FROM ${SCHEMA_MIGRATION_TABLE} ORDER BY applied_at, version`);
         const versions = rows.map((r) => r.version);

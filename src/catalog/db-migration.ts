@@ -1,8 +1,10 @@
 /** Catalog entry of `db-migration` (seed 002, "Migrations Involving the Database"). */
 import { z } from 'zod';
 import { durationSchema } from '../duration.js';
-import { secretRefSchema } from '../secret-refs.js';
+import type { EnvironmentConfig } from '../config.js';
+import { destinationProblem, findCredential } from '../credentials.js';
 import { dbMigrationPlan, type DbMigrationParams } from '../workflows/db-migration.js';
+import { credentialName } from './database-login.js';
 import { defineRunbook } from './definition.js';
 
 /**
@@ -36,7 +38,7 @@ const credentials = (whose: string) =>
   z
     .object({
       username: pgName.describe(`${whose}'s user name`),
-      password: secretRefSchema.describe(`where ${whose}'s password is: env:NAME, secretsmanager:<arn>[#key] or terraform-output:<name> (never the password)`),
+      credential: credentialName.describe(`logical name of ${whose}'s password in the worker's config (credentials:), bound to the instances it may go to`),
     })
     .strict();
 
@@ -155,6 +157,8 @@ export const dbMigrationRunbook = defineRunbook({
       : `${p.mode ?? 'online where the source can replicate, else dump'}: replicate while ${p.writers.map((w) => w.service).join(', ')} write, stop them only for the catch-up, cut over`),
   check: (p, env) => {
     if (p.newInstance.identifier === p.sourceInstance) return 'newInstance.identifier: must differ from sourceInstance';
+    const bound = credentialsProblem(p, env);
+    if (bound) return bound;
     if (p.endpointMap && !env.aws.endpoint) return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
     if (env.protected) {
       if (p.endpointMap) return `endpointMap: not on ${env.name}, a protected environment; database hosts come from the RDS API`;
@@ -176,7 +180,11 @@ export const dbMigrationRunbook = defineRunbook({
     provisioning: p.provisioning.mode === 'terraform' && env.terraform?.cliConfig ? { ...p.provisioning, cliConfig: env.terraform.cliConfig } : p.provisioning,
     writers: p.writers,
     backup: p.backup,
-    credentials: p.credentials,
+    credentials: {
+      app: { env: env.name, ...p.credentials.app },
+      admin: { env: env.name, ...p.credentials.admin },
+      ...(p.credentials.newApp ? { newApp: { env: env.name, ...p.credentials.newApp } } : {}),
+    },
     ...(p.temporaryAccess ? { temporaryAccess: p.temporaryAccess } : {}),
     tls: p.tls,
     parallelJobs: p.parallelJobs,
@@ -186,3 +194,24 @@ export const dbMigrationRunbook = defineRunbook({
     ...(p.endpointMap ? { endpointMap: p.endpointMap } : {}),
   }),
 });
+
+/**
+ * Each login goes only to instances its credential is bound to: the app's to
+ * the source (and to the new instance, unless newApp is given), the admin's
+ * and newApp's to the new instance. Database hosts here always come from the
+ * RDS API (or the emulator's mapping of it), so credentials bind to instances.
+ */
+function credentialsProblem(p: z.infer<typeof params>, env: EnvironmentConfig): string | null {
+  const uses: [string, { credential: string }, string][] = [
+    ['credentials.app', p.credentials.app, p.sourceInstance],
+    [p.credentials.newApp ? 'credentials.newApp' : 'credentials.app', p.credentials.newApp ?? p.credentials.app, p.newInstance.identifier],
+    ['credentials.admin', p.credentials.admin, p.newInstance.identifier],
+  ];
+  for (const [field, login, instance] of uses) {
+    const credential = findCredential(env, login.credential, `${field}.credential`);
+    if (typeof credential === 'string') return credential;
+    const problem = destinationProblem(credential, login.credential, { instance, host: instance, port: 5432 }, `${field}.credential`);
+    if (problem) return problem;
+  }
+  return null;
+}

@@ -51,7 +51,7 @@ export const ecsMigrationRunbook = defineRunbook({
     subnetName: p.subnetName,
     securityGroup: p.securityGroup,
     ...(p.expectedImageTag ? { expectedImageTag: p.expectedImageTag } : {}),
-    database: toLogin(p.database),
+    database: toLogin(p.database, env),
     protectedEnv: env.protected,
     ...(p.stagingEnv ? { stagingEnv: p.stagingEnv } : {}),
     requireStagingRun: p.requireStagingRun,

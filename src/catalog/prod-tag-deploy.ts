@@ -51,7 +51,7 @@ export const prodTagDeployRunbook = defineRunbook({
     prodTag: p.prodTag,
     toleratedFailures: p.toleratedFailures,
     healthTimeoutMs: p.healthTimeout,
-    database: toLogin(p.database),
+    database: toLogin(p.database, env),
     protectedEnv: env.protected,
     ...(p.fixesCommit ? { fixesCommit: p.fixesCommit } : {}),
     ...(p.rollbackOverrideReason ? { rollbackOverrideReason: p.rollbackOverrideReason } : {}),

@@ -60,7 +60,7 @@ export const regionDataUpdateRunbook = defineRunbook({
     ...(p.stagingEnv ? { stagingEnv: p.stagingEnv } : {}),
     requireStagingRun: p.requireStagingRun,
     ...(p.stagingOverrideReason ? { stagingOverrideReason: p.stagingOverrideReason } : {}),
-    database: toLogin(p.database),
+    database: toLogin(p.database, env),
     restart: restartParams(p, env),
   }),
 });

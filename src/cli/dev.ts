@@ -39,7 +39,7 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
       log: (line) => console.log(`  ${line}`),
     });
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: MOTO_AWS_ENV.AWS_DEFAULT_REGION });
-    sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl });
+    sandbox = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, postgresCa: stack.postgresCa });
 
     const configPath = join(dataDir, 'config.yaml');
     writeFileSync(configPath, stringify(devConfig(stack, sandbox)));

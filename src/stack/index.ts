@@ -39,6 +39,8 @@ export interface Stack {
   uiUrl: string;
   awsEndpoint: string;
   postgresUrl: string;
+  /** The CA bundle (PEM) that signed PostgreSQL's server certificate. */
+  postgresCa: string;
   /** psql, pg_dump and pg_restore matching the server. */
   pgBinDir: string;
   /** One `<server>.log` per server. */
@@ -86,6 +88,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     uiUrl: temporal.uiUrl,
     awsEndpoint: moto.endpoint,
     postgresUrl: postgres.url,
+    postgresCa: join(postgres.dataDir, 'root.crt'),
     pgBinDir: postgres.binDir,
     logDir,
     pids: () => servers.flatMap((server) => [server.pid, server.guardPid]),

@@ -31,7 +31,7 @@ import type { BackupLocation, BackupResult, PgDumpActivities, RestoreResult } fr
 import type { Credentials, DatabaseLocation, EndpointMap, Login } from '../activities/pg-connect.js';
 import type { DatabaseInspection, PostgresActivities, VerifyReport } from '../activities/postgres.js';
 import type { InstanceInfo, MappedDatabaseSpec, RdsActivities } from '../activities/rds.js';
-import type { createSecretActivities, SecretSources } from '../activities/secrets.js';
+import type { createSecretActivities, CredentialUse, SecretSources } from '../activities/secrets.js';
 import type { WriterActivities, WriterRef, WriterState, WriterTarget } from '../activities/writers.js';
 import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
@@ -297,7 +297,7 @@ class Migration {
       quick.checkDbInstanceAbsent({ aws: p.aws, identifier: p.newInstance.identifier, field: 'newInstance.identifier' }),
       quick.inspectWriters({ aws: p.aws, writers: p.writers }),
       quick.checkBackupPrerequisites({ storage: this.backupLocation }),
-      quick.checkSecretRefs({ sources: this.sources, refs: this.secretsKnownBeforehand() }),
+      quick.checkSecretRefs({ sources: this.sources, uses: this.credentialUses() }),
     ]);
     // One runbook at a time per ECS service: a deploy or restart of a writer must not meet this run's stop (runs
     // started before the service lock did not look, and must replay as they ran).
@@ -765,16 +765,17 @@ class Migration {
     return long(this.p.writersTimeoutMs).waitForWriters({ aws: this.p.aws, targets, deadline: this.deadline(this.p.writersTimeoutMs) });
   }
 
-  private secretsKnownBeforehand(): { field: string; ref: string }[] {
-    const { credentials } = this.p;
-    const refs = [
-      { field: 'credentials.app.password', ref: credentials.app.password },
-      { field: 'credentials.admin.password', ref: credentials.admin.password },
-      ...(credentials.newApp ? [{ field: 'credentials.newApp.password', ref: credentials.newApp.password }] : []),
-      ...(credentials.replication ? [{ field: 'credentials.replication.password', ref: credentials.replication.password }] : []),
+  /** Every credential and the instance it goes to; the new instance's Terraform outputs exist only once Terraform has made it. */
+  private credentialUses(): CredentialUse[] {
+    const { credentials, sourceInstance, newInstance, provisioning } = this.p;
+    const to = (instance: string) => ({ instance, host: instance, port: 5432 });
+    const madeByRun = provisioning.mode === 'terraform';
+    return [
+      { field: 'credentials.app', credentials: credentials.app, to: to(sourceInstance) },
+      { field: 'credentials.admin', credentials: credentials.admin, to: to(newInstance.identifier), madeByRun },
+      ...(credentials.newApp ? [{ field: 'credentials.newApp', credentials: credentials.newApp, to: to(newInstance.identifier), madeByRun }] : []),
+      ...(credentials.replication ? [{ field: 'credentials.replication', credentials: credentials.replication, to: to(sourceInstance) }] : []),
     ];
-    // Terraform outputs of the new instance exist only once Terraform has made it.
-    return refs.filter((r) => !(this.p.provisioning.mode === 'terraform' && r.ref.startsWith('terraform-output:') && r.field !== 'credentials.app.password'));
   }
 
   private locate(instance: InstanceInfo): DatabaseLocation {

@@ -16,6 +16,7 @@
  * `seedAppDatabase` adds more such instances with their own writers: tests use
  * one per run, and the benchmark one of 100+ MB. Expects a fresh moto and cluster.
  */
+import type { CredentialConfig } from '../../config.js';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateDBInstanceCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
 import { CreateClusterCommand, CreateServiceCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
@@ -67,6 +68,8 @@ export interface SandboxDatabases {
   databaseUrl(instance: string): string;
   /** Every password the sandbox handed out, so tests can prove none leaks. */
   passwords: string[];
+  /** The credentials of `defaults`, as the sandbox's config binds them to its instances. */
+  credentials: Record<string, CredentialConfig>;
   stop(): Promise<void>;
 }
 
@@ -139,16 +142,21 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
       writers: [{ cluster: WRITERS_CLUSTER, service: 'app-writer' }],
       backup: { bucket: BACKUP_BUCKET },
       credentials: {
-        app: { username: APP_ROLE, password: `secretsmanager:${appSecret}#password` },
-        admin: { username: 'postgres', password: `secretsmanager:${adminSecret}#password` },
+        app: { username: APP_ROLE, credential: 'app-db' },
+        admin: { username: 'postgres', credential: 'app-db-admin' },
       },
       // The seed's "make it public and add a rule for us": here, for the worker on this machine.
       temporaryAccess: { cidr: '127.0.0.1/32' },
-      tls: 'disable',
+      tls: 'require',
       parallelJobs: 2,
       instanceTimeout: '5m',
       writersTimeout: '2m',
       endpointMap: { host: server.hostname, port: Number(server.port), database: '{instance}' },
+    },
+    // Bound to the sandbox's app instances (tests seed more, named after the first) and the ones runs create from them.
+    credentials: {
+      'app-db': { ref: `secretsmanager:${appSecret}#password`, allowedInstances: [`${SANDBOX_SOURCE}*`] },
+      'app-db-admin': { ref: `secretsmanager:${adminSecret}#password`, allowedInstances: [`${SANDBOX_SOURCE}*`] },
     },
     seedAppDatabase,
     databaseUrl,

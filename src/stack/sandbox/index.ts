@@ -17,6 +17,8 @@ import { seedTerraform, type SandboxTerraform } from './terraform.js';
 export interface SandboxOptions {
   awsEndpoint: string;
   postgresUrl: string;
+  /** The CA that signed the local PostgreSQL's certificate: connections verify against it (verify-full). */
+  postgresCa?: string;
   region?: string;
 }
 
@@ -85,6 +87,8 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
       description: 'the local stack started by `runbook dev`: anyone may approve, self-approval allowed',
       aws: { region, endpoint: options.awsEndpoint },
       approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '24h' },
+      credentials: { ...regions.credentials, ...db.credentials },
+      databaseTls: options.postgresCa ? { mode: 'verify-full', ca: options.postgresCa } : { mode: 'require' },
       ...(terraform ? { terraform: terraform.config } : {}),
       runbooks,
     },

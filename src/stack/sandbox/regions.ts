@@ -3,9 +3,11 @@
  * region (current data and new data), and a `districtbuilder` database with
  * the `region_config` table, whose password sits in the emulator's Secrets Manager.
  */
+import type { CredentialConfig } from '../../config.js';
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateDBInstanceCommand, RDSClient } from '@aws-sdk/client-rds';
 import pg from 'pg';
 import { withClient } from './pg.js';
 
@@ -22,6 +24,9 @@ export interface RegionSeedOptions {
 }
 
 /** What tests and the sandbox use to make regions: each one's current data, its new data, and its row. */
+/** The logical name of the region_config database's password in the sandbox's config. */
+export const REGIONS_CREDENTIAL = 'regions-db';
+
 export interface SandboxRegions {
   bucket: string;
   /** Superuser URL of the database holding region_config (for tests to inspect it). */
@@ -31,9 +36,19 @@ export interface SandboxRegions {
   /** New data only, for a region not yet in region_config. */
   addNewData(id: string): Promise<string>;
   putObject(key: string, body: string): Promise<void>;
+  /**
+   * The same database as an RDS instance in the emulator, for protected
+   * environments (hosts only from the RDS API; the worker maps the emulator's
+   * endpoints to the local server with `emulatedRds`), and its password's reference.
+   */
+  instance: string;
+  credentialRef: string;
 }
 
-export async function seedRegions(options: RegionSeedOptions): Promise<{ defaults: Record<string, unknown>; regions: SandboxRegions }> {
+/** The RDS instance (in the emulator) that stands for the region_config database on protected test environments. */
+export const REGIONS_INSTANCE = 'sandbox-regions';
+
+export async function seedRegions(options: RegionSeedOptions): Promise<{ defaults: Record<string, unknown>; regions: SandboxRegions; credentials: Record<string, CredentialConfig> }> {
   const aws = { region: options.region, endpoint: options.awsEndpoint, forcePathStyle: true };
   const s3 = new S3Client(aws);
   const password = randomBytes(18).toString('base64url');
@@ -44,6 +59,13 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
     new CreateSecretCommand({ Name: 'sandbox/districtbuilder-db', SecretString: JSON.stringify({ username: DB_USER, password }) }),
   );
   await s3.send(new CreateBucketCommand({ Bucket: REGION_BUCKET }));
+  const rds = new RDSClient(aws);
+  await rds.send(new CreateDBInstanceCommand({
+    DBInstanceIdentifier: REGIONS_INSTANCE, Engine: 'postgres', EngineVersion: '15', DBInstanceClass: 'db.t3.micro', AllocatedStorage: 20,
+    DBName: DB_NAME, MasterUsername: DB_USER, MasterUserPassword: password,
+  }));
+  rds.destroy();
+  const credentialRef = `secretsmanager:${secret.ARN}#password`;
 
   const putObject = async (key: string, body: string) => {
     await s3.send(new PutObjectCommand({ Bucket: REGION_BUCKET, Key: key, Body: body, ContentType: 'application/json' }));
@@ -53,6 +75,8 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
   };
   const regions: SandboxRegions = {
     bucket: REGION_BUCKET,
+    instance: REGIONS_INSTANCE,
+    credentialRef,
     databaseUrl,
     async addRegion(id, version) {
       await putRegionData(`regions/${id}/v${version}`, `${id} v${version}`);
@@ -78,8 +102,10 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
         { id: 'MI', newDataUri: existing[1]!.newDataUri },
         { id: 'WI', newDataUri: added, new: true },
       ],
-      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, password: `secretsmanager:${secret.ARN}#password`, tls: true },
+      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, credential: REGIONS_CREDENTIAL, tls: true },
     },
+    // The worker's side: where that credential's secret is, and the one server it may be sent to.
+    credentials: { [REGIONS_CREDENTIAL]: { ref: credentialRef, allowedHosts: [`${server.hostname}:${server.port}`] } },
   };
 }
 
