@@ -10,6 +10,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { clientFactory, type AwsConnection, type AwsDeps } from './aws.js';
 import { describeTasks, isWanted, listServiceTasks, type ServiceTask } from './ecs.js';
 import { readTargetHealth, type TargetState } from './elb.js';
+import { shortArn } from '../format.js';
 
 export interface NewTasksWait {
   aws: AwsConnection;
@@ -208,6 +209,3 @@ function notHealthyInTime(wait: NewTasksWait, latest: Assessment | undefined, po
   });
 }
 
-function shortArn(arn: string): string {
-  return arn.split('/').at(-1) ?? arn;
-}

@@ -24,6 +24,7 @@ import type { AwsConnection } from '../config.js';
 import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsClientFactory } from './aws.js';
 import { heartbeatWhile } from './heartbeat.js';
 import type { Endpoint } from './pg-connect.js';
+import { shortArn } from '../format.js';
 
 export interface WriterRef {
   cluster: string;
@@ -247,6 +248,3 @@ function repointedDefinition(current: TaskDefinition & { tags?: { key?: string; 
   };
 }
 
-function shortArn(arn: string): string {
-  return arn.split('/').at(-1) ?? arn;
-}

@@ -31,7 +31,7 @@ import type { BucketWriter, BucketWriterRef } from '../activities/bucket-users.j
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
 import type { WriterActivities, WriterTarget } from '../activities/writers.js';
-import { definePlan, describeError, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, describeError, refuseIfHeld, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, TOOL_RETRY, type RunbookOf, type StepName } from './engine/index.js';
 import { failureType } from './engine/errors.js';
 
 export interface TerraformParams {
@@ -86,6 +86,9 @@ export const bucketSwapPlan = definePlan({
   checkpoints: ['delete-old'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type Swap = RunbookOf<BucketSwapParams, typeof bucketSwapPlan>;
+
 /**
  * Runs started before this marker neither stop writers nor recheck before
  * deleting; they finish as they started, so their histories replay.
@@ -99,14 +102,14 @@ type Activities = S3Activities & WriterActivities & DeployRunsActivities;
 
 const s3 = stepActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
+  retry: API_RETRY,
 });
 
 /** Copy, verify and delete page through whole buckets: one long activity each, heartbeating a small checkpoint. */
 const bulk = stepActivities<S3Activities>({
   startToCloseTimeout: '24 hours',
   heartbeatTimeout: '10 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
+  retry: WAIT_RETRY,
 });
 
 /** Waiting for writers to stop or start: as long as the run allows, heartbeating. */
@@ -116,7 +119,7 @@ const waiting = (ms: number) =>
 const terraform = stepActivities<TerraformActivities>({
   startToCloseTimeout: '1 hour',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+  retry: TOOL_RETRY,
 });
 
 interface Found extends SwapFindings {
@@ -124,7 +127,7 @@ interface Found extends SwapFindings {
 }
 
 export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult> {
-  return runRunbook(input, bucketSwapPlan, async (rb: Runbook<BucketSwapParams>) => {
+  return runRunbook(input, bucketSwapPlan, async (rb: Swap) => {
     const p = rb.params;
     const current = patched(STOPS_WRITERS_AND_RECHECKS);
     if (!current) for (const step of NEWER_STEPS) rb.skip(step, 'run started before this step existed');
@@ -183,7 +186,7 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
   });
 }
 
-async function preflight(rb: Runbook<BucketSwapParams>, current: boolean): Promise<Found> {
+async function preflight(rb: Swap, current: boolean): Promise<Found> {
   const p = rb.params;
   const writers = current ? (p.writers ?? []) : [];
   const [found, , inspected, holders] = await Promise.all([
@@ -198,7 +201,7 @@ async function preflight(rb: Runbook<BucketSwapParams>, current: boolean): Promi
 }
 
 /** Seed 002's first step: nothing may write the bucket while it is copied. Undone (started as they were) on any failure before they run again. */
-async function stopWriters(rb: Runbook<BucketSwapParams>, writers: BucketWriter[]): Promise<void> {
+async function stopWriters(rb: Swap, writers: BucketWriter[]): Promise<void> {
   if (!writers.length) {
     rb.skip('stop-writers', 'no writer services configured (writers): make sure nothing writes to the bucket during the copy');
     return;
@@ -212,7 +215,7 @@ async function stopWriters(rb: Runbook<BucketSwapParams>, writers: BucketWriter[
 }
 
 /** The copy is verified: the writers run again, so the approver can see what they read; from here nothing is undone. */
-async function startWriters(rb: Runbook<BucketSwapParams>, writers: BucketWriter[]): Promise<void> {
+async function startWriters(rb: Swap, writers: BucketWriter[]): Promise<void> {
   if (!writers.length) {
     rb.skip('start-writers', 'no writer services configured');
   } else {
@@ -239,7 +242,7 @@ interface Readers {
 }
 
 /** What the approver should see besides the counts: who still names which bucket, who reads which, what the delete drops. */
-async function checkReaders(rb: Runbook<BucketSwapParams>, found: Found, since: string): Promise<Readers> {
+async function checkReaders(rb: Swap, found: Found, since: string): Promise<Readers> {
   const p = rb.params;
   const logging = found.source.settings.logging;
   const [evidence, dropped, writers] = await Promise.all([
@@ -263,7 +266,7 @@ async function inspectTerraform(t: TerraformParams): Promise<void> {
   await terraform.terraformStateList(terraformDir(t));
 }
 
-async function createWithApi(rb: Runbook<BucketSwapParams>, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
+async function createWithApi(rb: Swap, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
   const p = rb.params;
   for (const step of TERRAFORM_STEPS) rb.skip(step, 'mode aws: the bucket is created through the S3 API');
   progress.reached('creating');
@@ -279,7 +282,7 @@ async function createWithApi(rb: Runbook<BucketSwapParams>, found: SwapFindings,
  * new one alone, refuse a plan that would destroy anything else, apply exactly
  * the plan that was checked, and read the bucket's name from the outputs.
  */
-async function createWithTerraform(rb: Runbook<BucketSwapParams>, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
+async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
   const p = rb.params;
   const t = requireTerraform(p);
   const where = terraformDir(t);
@@ -383,7 +386,7 @@ class Progress {
   }
 }
 
-function skipped<T>(rb: Runbook<BucketSwapParams>, step: string, why: string, result: T): T {
+function skipped<T>(rb: Swap, step: StepName<typeof bucketSwapPlan>, why: string, result: T): T {
   rb.skip(step, why);
   return result;
 }

@@ -39,8 +39,9 @@ import type { LogicalReplicationActivities, ReplicationNames, SyncProgress } fro
 import type { RecheckActivities } from '../activities/db-recheck.js';
 import { protectionGaps } from '../db-protection.js';
 import { planProblems, type PlanSummary } from '../terraform-plan.js';
-import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, describeError, refuseIf, refuseIfHeld, runRunbook, stepActivities, API_RETRY, type RunbookOf } from './engine/index.js';
 import { failureType } from './engine/errors.js';
+import { formatBytes, shortArn } from '../format.js';
 
 export interface TerraformProvisioning {
   mode: 'terraform';
@@ -139,6 +140,9 @@ export const dbMigrationPlan = definePlan({
   checkpoints: ['cutover', 'delete-old'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type DbRun = RunbookOf<DbMigrationParams, typeof dbMigrationPlan>;
+
 type Activities = RdsActivities & WriterActivities & PostgresActivities & PgDumpActivities & ReturnType<typeof createSecretActivities> & TerraformActivities & DeployRunsActivities &
   LogicalReplicationActivities & RecheckActivities;
 
@@ -148,21 +152,20 @@ const ONLINE_MODE = 'db-migration-online-mode';
 /** Steps only online mode runs, and the dump-only ones it skips. */
 const ONLINE_STEPS = ['copy-schema', 'publish', 'subscribe', 'initial-sync', 'window-stop-writers', 'catch-up', 'copy-sequences', 'compare-counts', 'drop-replication'] as const;
 
-const RETRY = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' } as const;
 
 /** Reads and single AWS calls. */
-const quick = stepActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: { ...RETRY, maximumAttempts: 8 } });
+const quick = stepActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: API_RETRY });
 
 /**
  * Long work (waits, copies, checks) heartbeats: a killed worker's attempt is
  * retried on another within the heartbeat timeout, and resumes where it heartbeated.
  */
 function long(timeoutMs: number) {
-  return stepActivities<Activities>({ startToCloseTimeout: timeoutMs + 5 * 60_000, heartbeatTimeout: '10 seconds', retry: { ...RETRY, maximumAttempts: 10 } });
+  return stepActivities<Activities>({ startToCloseTimeout: timeoutMs + 5 * 60_000, heartbeatTimeout: '10 seconds', retry: { ...API_RETRY, maximumAttempts: 10 } });
 }
 
 export async function dbMigration(input: RunbookInput): Promise<DbMigrationResult> {
-  return runRunbook(input, dbMigrationPlan, async (rb: Runbook<DbMigrationParams>) => {
+  return runRunbook(input, dbMigrationPlan, async (rb: DbRun) => {
     const migration = new Migration(rb);
     try {
       return await migration.run();
@@ -207,7 +210,7 @@ class Migration {
   private readonly onlineKnown: boolean;
   private readonly replication: ReplicationNames;
 
-  constructor(private readonly rb: Runbook<DbMigrationParams>) {
+  constructor(private readonly rb: DbRun) {
     const p = (this.p = rb.params);
     const { workflowId, runId } = workflowInfo();
     this.sources = { aws: p.aws, ...(p.provisioning.mode === 'terraform' ? { terraform: { dir: p.provisioning.dir, workspace: p.provisioning.workspace } } : {}) };
@@ -850,22 +853,8 @@ function major(version: string): number {
   return Number.parseInt(version, 10);
 }
 
-function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
-}
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
 }
 
-function shortArn(arn: string): string {
-  return arn.split('/').at(-1) ?? arn;
-}

@@ -22,7 +22,7 @@ import type { Login } from '../activities/pg-connect.js';
 import type { RegionConfigActivities, RegionRow } from '../activities/region-config.js';
 import type { RegionDataActivities } from '../activities/region-data.js';
 import type { FoundRun, RunsActivities } from '../activities/runs.js';
-import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, runRunbook, stepActivities, type RunbookOf } from './engine/index.js';
 import { settleAll } from '../settle.js';
 import { rollingRestart, type RollingRestartResult } from './rolling-restart.js';
 
@@ -84,7 +84,8 @@ interface Preflight {
   staging: RegionDataUpdateResult['staging'];
 }
 
-type Update = Runbook<RegionDataUpdateParams>;
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type Update = RunbookOf<RegionDataUpdateParams, typeof regionDataUpdatePlan>;
 
 /**
  * Runs started since this marker: backups get a free suffix, `exact` is

@@ -25,7 +25,8 @@ import type { HealthyNewTasks, TaskFailure, TaskHealthActivities } from '../acti
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { PlacementCapacity, TaskCapacityActivities } from '../activities/task-capacity.js';
 import { patched, workflowInfo } from '@temporalio/workflow';
-import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, refuseIfHeld, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, type RunbookOf } from './engine/index.js';
+import { formatDuration } from '../format.js';
 
 export interface RollingRestartParams {
   /** Where the AWS APIs are; credentials stay with the worker. */
@@ -64,6 +65,9 @@ export const rollingRestartPlan = definePlan({
   steps: ['preflight', 'raise-asg', 'raise-desired', 'wait-healthy', 'stop-old-tasks', 'restore-desired', 'restore-asg'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type RestartRun = RunbookOf<RollingRestartParams, typeof rollingRestartPlan>;
+
 /** One health failure among the new tasks is normal while they load (the seed says so); more mean a bad deploy. */
 const TOLERATED_FAILURES = 1;
 
@@ -74,7 +78,7 @@ const COMMITS_BEFORE_STOP = 'restart-commits-before-stop';
 
 const aws = stepActivities<AutoScalingActivities & EcsActivities & ElbActivities & DeployRunsActivities & TaskCapacityActivities>({
   startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 },
+  retry: API_RETRY,
 });
 
 /** The wait is one long activity: it heartbeats, so a crashed worker's attempt is retried within seconds. */
@@ -82,7 +86,7 @@ function healthActivities(healthTimeoutMs: number) {
   return stepActivities<TaskHealthActivities>({
     startToCloseTimeout: healthTimeoutMs + 5 * 60_000,
     heartbeatTimeout: '10 seconds',
-    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 20 },
+    retry: WAIT_RETRY,
   });
 }
 
@@ -99,7 +103,7 @@ interface Before {
 
 /** What preflight found and what the run will do about it; every step reads from here. */
 interface Restart {
-  rb: Runbook<RollingRestartParams>;
+  rb: RestartRun;
   p: RollingRestartParams;
   before: Before;
   oldTaskArns: string[];
@@ -110,7 +114,7 @@ interface Restart {
 }
 
 export async function rollingRestart(input: RunbookInput): Promise<RollingRestartResult> {
-  return runRunbook(input, rollingRestartPlan, async (rb: Runbook<RollingRestartParams>) => {
+  return runRunbook(input, rollingRestartPlan, async (rb: RestartRun) => {
     const p = rb.params;
     const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(rb), {
       detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}` +
@@ -249,7 +253,7 @@ function asgOf(p: RollingRestartParams) {
 }
 
 /** Reads everything the run will touch, and refuses (changing nothing) what it must not restart. */
-async function preflight(rb: Runbook<RollingRestartParams>): Promise<Before> {
+async function preflight(rb: RestartRun): Promise<Before> {
   const p = rb.params;
   const checksCapacity = !rb.legacy && patched(CHECKS_CAPACITY);
   const [asg, service, targetGroup, holders, capacity] = await Promise.all([
@@ -286,7 +290,3 @@ function cannotPlace(p: RollingRestartParams, newTasks: number, c: PlacementCapa
     `(${c.instance.cpu} CPU units, ${c.instance.memory} MiB each) the group adds; raise the group's maximum or set newTasks to at most ${c.placeable}`;
 }
 
-function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`;
-}

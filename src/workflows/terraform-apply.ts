@@ -20,7 +20,7 @@ import type { AwsConnection } from '../config.js';
 import type { RunbookInput } from '../messages.js';
 import type { SavedPlan, TerraformActivities, TerraformDir } from '../activities/terraform.js';
 import { describeChanges, describeCounts, planCounts, planProblems, type PlanCounts } from '../terraform-plan.js';
-import { definePlan, refuseIf, runRunbook, stepActivities, type Runbook } from './engine/index.js';
+import { definePlan, refuseIf, runRunbook, stepActivities, TOOL_RETRY, type RunbookOf } from './engine/index.js';
 
 export interface TerraformApplyParams {
   /** Where the AWS APIs are (for s3:// var files and secretsmanager: references); credentials stay with the worker. */
@@ -60,16 +60,19 @@ export const terraformApplyPlan = definePlan({
   checkpoints: ['review'],
 });
 
+/** The engine, typed for this plan: a misspelt step name does not compile. */
+type Apply = RunbookOf<TerraformApplyParams, typeof terraformApplyPlan>;
+
 const PLAN_FILE = 'terraform-apply.tfplan';
 
 const tf = stepActivities<TerraformActivities>({
   startToCloseTimeout: '2 hours',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+  retry: TOOL_RETRY,
 });
 
 export async function terraformApply(input: RunbookInput): Promise<TerraformApplyResult> {
-  return runRunbook(input, terraformApplyPlan, async (rb: Runbook<TerraformApplyParams>) => {
+  return runRunbook(input, terraformApplyPlan, async (rb: Apply) => {
     const p = rb.params;
     const where: TerraformDir = { dir: p.dir, workspace: p.workspace, ...(p.cliConfig ? { cliConfig: p.cliConfig } : {}) };
     const { tool } = await rb.read('init', `terraform init in ${p.dirName} (${p.dir}), lock file read-only`, () => tf.terraformInit(where), { detail: (r) => `initialised with ${r.tool}` });
@@ -101,7 +104,7 @@ export async function terraformApply(input: RunbookInput): Promise<TerraformAppl
   });
 }
 
-async function fetchVarFiles(rb: Runbook<TerraformApplyParams>): Promise<string[]> {
+async function fetchVarFiles(rb: Apply): Promise<string[]> {
   const p = rb.params;
   if (!p.varFiles.length) {
     rb.skip('var-files', 'no var files');
@@ -118,7 +121,7 @@ async function guard(plan: SavedPlan, allow: string[]): Promise<void> {
   refuseIf(problems.length > 0, 'allow', `the plan was refused before review, nothing applied: ${problems.join('; ')}`);
 }
 
-function finish(rb: Runbook<TerraformApplyParams>, tool: string, plan: SavedPlan, outcome: { applied: boolean; alreadyApplied: boolean }, why?: string): TerraformApplyResult {
+function finish(rb: Apply, tool: string, plan: SavedPlan, outcome: { applied: boolean; alreadyApplied: boolean }, why?: string): TerraformApplyResult {
   if (why) {
     rb.skip('review', why);
     rb.skip('apply', why);
