@@ -147,8 +147,9 @@ export function awsFailure(err: unknown, what: string, field?: string): Error {
   const blamed = FIELD_OF_NOT_FOUND[err.name] ?? (BAD_INPUT_ERRORS.has(err.name) ? field : undefined);
   if (blamed) return invalidInput(blamed, `${what}: ${err.message}`);
   if (BAD_INPUT_ERRORS.has(err.name)) return ApplicationFailure.create({ type: 'AwsInvalidRequest', message, nonRetryable: true, cause: err });
-  if (ACCESS_ERRORS.has(err.name)) return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
   const status = err.$metadata?.httpStatusCode ?? 0;
+  // A 403 under any name (S3 answers a bucket policy's Deny as plain "Forbidden") will not change by retrying.
+  if (ACCESS_ERRORS.has(err.name) || status === 403) return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
   const transient = THROTTLING_ERRORS.has(err.name) || Boolean(err.$retryable) || status >= 500;
   return ApplicationFailure.create({ type: transient ? 'AwsTransient' : 'AwsError', message, nonRetryable: false, cause: err });
 }
