@@ -138,6 +138,9 @@ interface AwsError {
  * `InvalidInput`, naming `field`); throttling and server errors are retried;
  * missing permissions are not (retrying cannot grant them).
  */
+/** 403s that a later attempt can pass: credentials the SDK renews, a clock that drifted. */
+const RENEWABLE_ERRORS = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired', 'RequestTimeTooSkewed', 'TokenRefreshRequired']);
+
 export function awsFailure(err: unknown, what: string, field?: string): Error {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
   if (!isAwsError(err)) return err instanceof Error ? err : new Error(String(err));
@@ -149,7 +152,7 @@ export function awsFailure(err: unknown, what: string, field?: string): Error {
   if (BAD_INPUT_ERRORS.has(err.name)) return ApplicationFailure.create({ type: 'AwsInvalidRequest', message, nonRetryable: true, cause: err });
   const status = err.$metadata?.httpStatusCode ?? 0;
   // A 403 under any name (S3 answers a bucket policy's Deny as plain "Forbidden") will not change by retrying.
-  if (ACCESS_ERRORS.has(err.name) || status === 403) return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
+  if (ACCESS_ERRORS.has(err.name) || (status === 403 && !RENEWABLE_ERRORS.has(err.name))) return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
   const transient = THROTTLING_ERRORS.has(err.name) || Boolean(err.$retryable) || status >= 500;
   return ApplicationFailure.create({ type: transient ? 'AwsTransient' : 'AwsError', message, nonRetryable: false, cause: err });
 }
