@@ -252,7 +252,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
     const refused = await runbook(startArgs(source, ['--set', 'mode=online']));
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
-    assert.match(refused.stdout + refused.stderr, /mode: online needs logical replication from onl-nokey-\S+: public\.events_raw has no primary key or replica identity/);
+    assert.match(refused.stdout + refused.stderr, /mode: online needs logical replication from sandbox-appdb-onl-nokey-\S+: public\.events_raw has no primary key or replica identity/);
     assert.doesNotMatch(refused.stdout + refused.stderr, /audit_log/, 'a table with REPLICA IDENTITY FULL is fine');
     const status = await waitForStatus(idFor(source.instance), (s) => s.phase !== 'running' && s.phase !== 'waiting');
     assert.equal(status.steps.find((s) => s.name === 'preflight')?.status, 'failed');
@@ -279,7 +279,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
     assert.equal(status.phase, 'rolled-back', status.error ?? '');
-    assert.match(status.error ?? '', /the schema of onl-ddl-\S+ changed during the copy \(DDL is not replicated\): table public\.gift_cards created; table public\.orders altered \(now: .*coupon text\)/);
+    assert.match(status.error ?? '', /the schema of sandbox-appdb-onl-ddl-\S+ changed during the copy \(DDL is not replicated\): table public\.gift_cards created; table public\.orders altered \(now: .*coupon text\)/);
     assert.equal(status.steps.find((s) => s.name === 'initial-sync')?.status, 'failed');
     assert.equal(status.steps.find((s) => s.name === 'publish')?.status, 'compensated');
     const after = await service(source.writer.service);

@@ -59,6 +59,9 @@ export async function startPostgres(options: PostgresOptions): Promise<PostgresS
       args: serverArgs(dir, options.port),
       cwd: dir,
       user: owner,
+      // The server's own libpq (a subscription dialling its publisher) reads ~/.postgresql for client
+      // certificates: the service user's home, not the home of whoever started the stack.
+      env: { ...process.env, HOME: dir },
       logFile: options.logFile,
       // "Fast" shutdown, what `pg_ctl stop -m fast` sends. The postmaster must stop its
       // backends itself: each calls setsid(), so a process-group kill would miss them.
