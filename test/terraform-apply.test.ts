@@ -214,7 +214,7 @@ describe('terraform-apply on the sandbox', function () {
 
     const otherDir = await runbook(['start', 'terraform-apply', '--env', 'sandbox', '--set', 'dir=elsewhere']);
     assert.equal(otherDir.exitCode, 2);
-    assert.match(otherDir.stderr, /dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: sandbox\)/);
+    assert.match(otherDir.stderr, /dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: sandbox(, [\w-]+)*\)/);
     const path = await runbook(['start', 'terraform-apply', '--env', 'sandbox', '--set', `dir=${infra.config.dirs.sandbox}`]);
     assert.equal(path.exitCode, 2);
     assert.match(path.stderr, /dir: must be the name of a Terraform directory/);
