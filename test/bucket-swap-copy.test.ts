@@ -14,7 +14,6 @@ import {
   GetObjectCommand,
   GetObjectTaggingCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -24,6 +23,7 @@ import { awsClients } from '../src/activities/aws.js';
 import { createS3Activities, type CopyObjectsArgs, type CopyResult, type VerifiedCopy } from '../src/activities/s3.js';
 import { startS3Proxy, type S3Proxy, type S3ProxyCounts } from '../src/stack/s3-proxy.js';
 import { testStack } from './setup.js';
+import { listAll } from './helpers/s3-listing.js';
 
 const REGION = 'us-east-1';
 const MiB = 2 ** 20;
@@ -45,16 +45,6 @@ describe('bucket-swap copy engine, through a counting proxy in front of moto', f
 
   const unique = (label: string) => `copy-${label}-${process.pid}`;
 
-  async function listAll(bucket: string): Promise<{ key: string; size: number; etag: string }[]> {
-    const all = [];
-    let token: string | undefined;
-    do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-      all.push(...(page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size!, etag: o.ETag! })));
-      token = page.NextContinuationToken;
-    } while (token);
-    return all;
-  }
 
   function total(counts: S3ProxyCounts): number {
     return Object.values(counts.answered).reduce((a, b) => a + b, 0) + counts.slowDowns + counts.droppedBeforeServer + counts.droppedAfterServer;
@@ -100,7 +90,7 @@ describe('bucket-swap copy engine, through a counting proxy in front of moto', f
     // Every object verified: by the runbook's own verification, and key by key here.
     const verified: VerifiedCopy = await new MockActivityEnvironment().run(verifyBucketCopy, { aws: { region: REGION, endpoint: testStack().awsEndpoint }, source, target, multipartThreshold: 5 * 2 ** 30, partSize: 512 * MiB });
     assert.equal(verified.objects, objects);
-    const [expected, actual] = await Promise.all([listAll(source), listAll(target)]);
+    const [expected, actual] = await Promise.all([listAll(s3, source), listAll(s3, target)]);
     assert.deepEqual(actual, expected);
     const head = await s3.send(new HeadObjectCommand({ Bucket: target, Key: 'd4/o-0123' })); // 123 % 7 = 4
     assert.equal(head.Metadata?.seq, '123');

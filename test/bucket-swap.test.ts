@@ -35,7 +35,6 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListBucketsCommand,
-  ListObjectsV2Command,
   PutBucketEncryptionCommand,
   PutBucketTaggingCommand,
   PutBucketVersioningCommand,
@@ -54,6 +53,7 @@ import { MotoRecorder, s3Request } from '../src/stack/moto-recorder.js';
 import { WRITERS_CLUSTER } from '../src/stack/sandbox/db.js';
 import { findProviderMirror, motoProviderConfig, writeCliConfig } from '../src/stack/terraform.js';
 import { testStack, type TEST_TERRAFORM_DIRS } from './setup.js';
+import { listAll, type Listed } from './helpers/s3-listing.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
@@ -68,12 +68,6 @@ const SMALL_PARTS = ['--set', 'multipartThreshold=8MiB', '--set', 'partSize=5MiB
 const LARGE_OBJECT_SIZE = 12 * 2 ** 20;
 const LARGE_OBJECT_PARTS = 3;
 
-interface Listed {
-  key: string;
-  size: number;
-  etag: string;
-}
-
 describe('bucket-swap on the sandbox', function () {
   this.timeout(5 * 60_000);
   let s3: S3Client;
@@ -86,17 +80,6 @@ describe('bucket-swap on the sandbox', function () {
   after(() => s3?.destroy());
 
   // --- reading and writing S3 as an operator would -------------------------------------------------
-
-  async function listAll(bucket: string): Promise<Listed[]> {
-    const all: Listed[] = [];
-    let token: string | undefined;
-    do {
-      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
-      all.push(...(page.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size!, etag: o.ETag! })));
-      token = page.NextContinuationToken;
-    } while (token);
-    return all;
-  }
 
   async function bucketExists(bucket: string): Promise<boolean> {
     try {
@@ -125,7 +108,7 @@ describe('bucket-swap on the sandbox', function () {
 
   /** Every key, size and ETag of `copy` matches `source`; the large object is a 3-part copy. */
   async function assertExactCopy(source: string, copy: string): Promise<Listed[]> {
-    const [expected, actual] = await Promise.all([listAll(source), listAll(copy)]);
+    const [expected, actual] = await Promise.all([listAll(s3, source), listAll(s3, copy)]);
     assert.deepEqual(actual.map((o) => o.key), expected.map((o) => o.key), 'the same keys, in the same order');
     for (const [i, original] of expected.entries()) {
       const copied = actual[i]!;
@@ -214,7 +197,7 @@ describe('bucket-swap on the sandbox', function () {
       await createSourceBucket(source, objects);
       // Older versions too: deleting the old bucket must remove every version.
       await s3.send(new PutObjectCommand({ Bucket: source, Key: 'e2e/a/0/obj-0.txt', Body: Buffer.alloc(0), ContentType: 'text/plain', Metadata: { seq: '0' }, Tagging: 'kind=tenth&seq=0' }));
-      assert.equal((await listAll(source)).length, 2001);
+      assert.equal((await listAll(s3, source)).length, 2001);
     });
 
     it('after a SIGKILL mid-copy, resumes from the checkpoint (copy requests < 1.5x objects), copies every object exactly; a rejection keeps both buckets', async function () {
@@ -236,7 +219,7 @@ describe('bucket-swap on the sandbox', function () {
         return (checkpoint?.pages ?? 0) >= 1;
       }, { timeoutMs: 30_000, what: () => `the server to hold the copy's checkpoint (last: ${JSON.stringify(checkpoint)})` });
       await worker().kill('SIGKILL');
-      const copiedAtKill = (await listAll(target)).length;
+      const copiedAtKill = (await listAll(s3, target)).length;
       assert.ok(copiedAtKill < 2001, `killed mid-copy (${copiedAtKill} objects copied)`);
       writeFileSync(`${gate}.open`, '');
       await worker().start();
@@ -261,8 +244,8 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(status.errorType, 'CheckpointRejected');
       assert.match(status.error ?? '', /rejected by tester: crash test: keep both\. Nothing was deleted: both buckets are kept/);
       assert.equal(stepStates(status)['delete-old-bucket'], 'skipped');
-      assert.equal((await listAll(source)).length, objects, 'the old bucket is untouched');
-      assert.equal((await listAll(target)).length, objects, 'the new bucket is kept');
+      assert.equal((await listAll(s3, source)).length, objects, 'the old bucket is untouched');
+      assert.equal((await listAll(s3, target)).length, objects, 'the new bucket is kept');
     });
 
     it('copies, verifies and, after `runbook approve`, deletes the old bucket with every version', async function () {
@@ -294,7 +277,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(status.phase, 'succeeded');
       assert.match(stepDetail(status, 'delete-old-bucket'), /deleted 2,002 object versions, then the bucket/);
       assert.equal(await bucketExists(source), false, 'the old bucket is gone');
-      assert.equal((await listAll(target)).length, 2001);
+      assert.equal((await listAll(s3, target)).length, 2001);
 
       const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
       const events = history.events?.length ?? 0;
@@ -322,7 +305,7 @@ describe('bucket-swap on the sandbox', function () {
     await worker().start();
     const gate = join(gatesDir(), 'before-verify.sandbox-uploads-v2');
     writeFileSync(`${gate}.hold`, '');
-    const before = await listAll('sandbox-uploads');
+    const before = await listAll(s3, 'sandbox-uploads');
     const started = await runbook(['start', 'bucket-swap', '--env', 'sandbox']);
     assert.equal(started.exitCode, 0, started.stderr);
 
@@ -338,7 +321,7 @@ describe('bucket-swap on the sandbox', function () {
     assert.match(status.error ?? '', /not an exact copy of s3:\/\/sandbox-uploads: 2 of \d+ objects .* differ: 'assets\/css\/site.css' missing in the copy; 'reports\/2024\/q1.csv' (ETag|size)/);
     assert.match(status.error ?? '', /Nothing was deleted: s3:\/\/sandbox-uploads is untouched/);
     assert.deepEqual([stepStates(status).verify, stepStates(status)['delete-old'], stepStates(status)['delete-old-bucket']], ['failed', 'skipped', 'skipped']);
-    assert.deepEqual(await listAll('sandbox-uploads'), before, 'the old bucket is untouched');
+    assert.deepEqual(await listAll(s3, 'sandbox-uploads'), before, 'the old bucket is untouched');
   });
 
   it('a delete-old checkpoint that times out deletes nothing and says both buckets are kept', async () => {
@@ -354,8 +337,8 @@ describe('bucket-swap on the sandbox', function () {
     assert.equal(status.phase, 'failed');
     assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
     assert.match(status.error ?? '', /checkpoint 'delete-old' timed out \(no decision within 2s\)\. Nothing was deleted: both buckets are kept/);
-    assert.deepEqual((await listAll(source)).map((o) => o.key), ['kept.txt']);
-    assert.deepEqual((await listAll(target)).map((o) => o.key), ['kept.txt']);
+    assert.deepEqual((await listAll(s3, source)).map((o) => o.key), ['kept.txt']);
+    assert.deepEqual((await listAll(s3, target)).map((o) => o.key), ['kept.txt']);
   });
 
   describe('a protected bucket with a writer service: settings carried, writers stopped, changes after approval refused', () => {
@@ -504,7 +487,7 @@ describe('bucket-swap on the sandbox', function () {
       await s3.send(new PutObjectCommand({ Bucket: source, Key: 'docs/added-after-approval.txt', Body: 'late\n' }));
       await s3.send(new PutObjectCommand({ Bucket: target, Key: 'docs/b.txt', Body: 'changed in the new bucket\n' }));
       await rewriteInParts(target, LARGE_KEY, [5 * 2 ** 20, 5 * 2 ** 20, 2 * 2 ** 20]);
-      const sourceBefore = await listAll(source);
+      const sourceBefore = await listAll(s3, source);
       writeFileSync(`${gate}.open`, '');
 
       const watched = await runbook(['watch', id]);
@@ -518,7 +501,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.match(error, new RegExp(`'${LARGE_KEY}' content differs`));
       assert.match(error, /Nothing was deleted: both buckets are kept/);
       assert.deepEqual([stepStates(status).recheck, stepStates(status)['delete-old-bucket']], ['failed', 'skipped']);
-      assert.deepEqual(await listAll(source), sourceBefore, 'the old bucket is untouched');
+      assert.deepEqual(await listAll(s3, source), sourceBefore, 'the old bucket is untouched');
       assert.equal(await bucketExists(target), true);
       assert.deepEqual(await writerNow(), { desiredCount: 1, running: 1 }, 'the writer keeps running');
     });
@@ -597,7 +580,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox'), keyBefore, 'the key was not replaced');
       assert.doesNotMatch(await tf(dir, ['state', 'list'], 'sandbox'), new RegExp(address.replace('.', '\\.')), 'the old bucket stays out of the state');
       assert.equal(await bucketExists(target), false, 'no new bucket');
-      assert.equal((await listAll(source)).length, 30, 'the old bucket is untouched');
+      assert.equal((await listAll(s3, source)).length, 30, 'the old bucket is untouched');
       assertNoPlanLeft(dir, idFor(source));
     });
 
@@ -627,7 +610,7 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(approve.exitCode, 0, approve.stderr);
       await waitForStatus(id, (s) => s.phase === 'succeeded');
       assert.equal(await bucketExists(source), false);
-      assert.equal((await listAll(target)).length, 30);
+      assert.equal((await listAll(s3, target)).length, 30);
       // The state and the world agree: a full plan has nothing to do.
       await tf(dir, ['plan', '-detailed-exitcode', '-input=false', '-no-color'], 'sandbox', [0]);
     });
@@ -664,8 +647,8 @@ describe('bucket-swap on the sandbox', function () {
         assert.equal(result.exitCode, 2, result.stdout + result.stderr);
         assert.match(result.stdout + result.stderr, message);
         assert.deepEqual(await bucketNames(), bucketsBefore, 'no bucket created or deleted');
-        assert.deepEqual((await listAll(source)).map((o) => o.key), ['a.txt']);
-        assert.deepEqual((await listAll(occupied)).map((o) => o.key), ['taken.txt']);
+        assert.deepEqual((await listAll(s3, source)).map((o) => o.key), ['a.txt']);
+        assert.deepEqual((await listAll(s3, occupied)).map((o) => o.key), ['taken.txt']);
       });
     }
   });

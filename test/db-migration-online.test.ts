@@ -9,15 +9,16 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { DescribeServicesCommand, DescribeTaskDefinitionCommand, ECSClient } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import pg from 'pg';
 import type { DbMigrationResult } from '../src/workflows/db-migration.js';
 import { catchUpGate, SEQUENCE_GAP, syncGate } from '../src/activities/logical-replication.js';
 import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
+import { activityAttempts, databaseHostOf, queryApp } from './helpers/sandbox-app.js';
 import { runbook } from './helpers/cli.js';
-import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
+import { queryStatus, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
 
 const MOTO = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
@@ -61,25 +62,12 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     ];
   }
 
-  async function query<T extends pg.QueryResultRow>(instanceId: string, sql: string): Promise<T[]> {
-    const client = new pg.Client({ connectionString: sandbox().db.databaseUrl(instanceId) });
-    await client.connect();
-    try {
-      return (await client.query<T>(sql)).rows;
-    } finally {
-      await client.end();
-    }
-  }
 
   async function service(name: string): Promise<{ desiredCount: number; taskDefinition: string; runningCount: number }> {
     const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [name] }));
     return { desiredCount: services[0]!.desiredCount!, taskDefinition: services[0]!.taskDefinition!, runningCount: services[0]!.runningCount ?? 0 };
   }
 
-  async function databaseHostOf(taskDefinition: string): Promise<string | undefined> {
-    const { taskDefinition: definition } = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition }));
-    return definition?.containerDefinitions?.[0]?.environment?.find((e) => e.name === 'DATABASE_HOST')?.value;
-  }
 
   /**
    * The application: each transaction inserts an order with its items and a
@@ -130,7 +118,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
   async function tableChecksums(instanceId: string): Promise<Record<string, string>> {
     const sums: Record<string, string> = {};
     for (const table of TABLES) {
-      const [row] = await query<{ rows: number; sum: string }>(instanceId,
+      const [row] = await queryApp<{ rows: number; sum: string }>(instanceId,
         `SELECT count(*)::int AS rows, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS sum FROM ${table} t`);
       sums[table] = `${row!.rows} rows, ${row!.sum}`;
     }
@@ -139,9 +127,9 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
   /** Slots, publications and subscriptions of the run that are still there. */
   async function replicationLeftovers(source: string, target: string): Promise<string[]> {
-    const slots = await query<{ name: string }>('postgres', `SELECT slot_name AS name FROM pg_replication_slots WHERE database = '${source}'`);
-    const publications = await query<{ name: string }>(source, 'SELECT pubname AS name FROM pg_publication');
-    const subscriptions = await query<{ name: string }>('postgres', `SELECT subname AS name FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = '${target}'`);
+    const slots = await queryApp<{ name: string }>('postgres', `SELECT slot_name AS name FROM pg_replication_slots WHERE database = '${source}'`);
+    const publications = await queryApp<{ name: string }>(source, 'SELECT pubname AS name FROM pg_publication');
+    const subscriptions = await queryApp<{ name: string }>('postgres', `SELECT subname AS name FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = '${target}'`);
     return [...slots.map((s) => `slot ${s.name}`), ...publications.map((p) => `publication ${p.name}`), ...subscriptions.map((s) => `subscription ${s.name}`)];
   }
 
@@ -164,21 +152,6 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     assert.equal(result.exitCode, 0, result.stdout + result.stderr);
   }
 
-  async function activityAttempts(id: string): Promise<Record<string, number>> {
-    const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
-    const typeBySchedule = new Map<string, string>();
-    const attempts: Record<string, number> = {};
-    for (const event of history.events ?? []) {
-      const scheduled = event.activityTaskScheduledEventAttributes;
-      if (scheduled) typeBySchedule.set(String(event.eventId), scheduled.activityType!.name!);
-      const started = event.activityTaskStartedEventAttributes;
-      if (started) {
-        const type = typeBySchedule.get(String(started.scheduledEventId))!;
-        attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 1);
-      }
-    }
-    return attempts;
-  }
 
   /** What every successful online run must end with, checked at `delete-old` while both databases still exist. */
   async function assertMovedIntact(source: SeededAppDatabase, id: string): Promise<void> {
@@ -187,7 +160,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const status = await queryStatus(id);
     assert.equal(status.waitingFor?.checkpoint, 'delete-old', status.error ?? '');
     assert.deepEqual(await tableChecksums(target), await tableChecksums(source.instance), 'every table has the same rows on both sides');
-    const sequences = async (instanceId: string) => Number((await query<{ v: string }>(instanceId, `SELECT last_value::text AS v FROM invoice_number_seq`))[0]!.v);
+    const sequences = async (instanceId: string) => Number((await queryApp<{ v: string }>(instanceId, `SELECT last_value::text AS v FROM invoice_number_seq`))[0]!.v);
     const [sourceSeq, targetSeq] = [await sequences(source.instance), await sequences(target)];
     assert.ok(targetSeq > sourceSeq, `the new sequence (${targetSeq}) is ahead of the old one (${sourceSeq})`);
     assert.equal(targetSeq, sourceSeq + SEQUENCE_GAP);
@@ -195,7 +168,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const writer = await service(source.writer.service);
     assert.equal(writer.desiredCount, 2, 'the writers run again');
     const [created] = (await rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: target }))).DBInstances ?? [];
-    assert.equal(await databaseHostOf(writer.taskDefinition), created!.Endpoint!.Address, 'on the new instance');
+    assert.equal(await databaseHostOf(ecs, writer.taskDefinition), created!.Endpoint!.Address, 'on the new instance');
   }
 
   async function finish(id: string): Promise<DbMigrationResult> {
@@ -247,7 +220,7 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
   it('refuses online mode in preflight when a table has no primary key or replica identity, naming it (exit 2); unset, the mode falls back to dump and says why', async () => {
     const source = await seedSource('nokey');
-    await query(source.instance, 'CREATE TABLE events_raw (at timestamptz, what text)');
+    await queryApp(source.instance, 'CREATE TABLE events_raw (at timestamptz, what text)');
     const before = await service(source.writer.service);
 
     const refused = await runbook(startArgs(source, ['--set', 'mode=online']));
@@ -273,8 +246,8 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const started = await runbook(startArgs(source));
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
     await gate.reached();
-    await query(source.instance, 'ALTER TABLE orders ADD COLUMN coupon text');
-    await query(source.instance, 'CREATE TABLE gift_cards (code text PRIMARY KEY)');
+    await queryApp(source.instance, 'ALTER TABLE orders ADD COLUMN coupon text');
+    await queryApp(source.instance, 'CREATE TABLE gift_cards (code text PRIMARY KEY)');
     gate.open();
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateDBParameterGroupCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
-import { DescribeServicesCommand, DescribeTaskDefinitionCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
+import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
 import pg from 'pg';
@@ -22,6 +22,7 @@ import { mergeInputs, validateParams } from '../src/catalog/inputs.js';
 import { environment, loadConfig } from '../src/config.js';
 import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { sandbox, testStack } from './setup.js';
+import { activityAttempts, databaseHostOf, queryApp } from './helpers/sandbox-app.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
@@ -103,10 +104,6 @@ describe('db-migration on the sandbox', function () {
     };
   }
 
-  async function databaseHostOf(taskDefinition: string): Promise<string | undefined> {
-    const { taskDefinition: definition } = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition }));
-    return definition?.containerDefinitions?.[0]?.environment?.find((e) => e.name === 'DATABASE_HOST')?.value;
-  }
 
   /** The ingress rules this run's marker labels, on the instance's security groups. */
   async function temporaryRules(identifier: string, source: string): Promise<string[]> {
@@ -117,24 +114,15 @@ describe('db-migration on the sandbox', function () {
     return SecurityGroups.flatMap((g) => g.IpPermissions ?? []).flatMap((p) => (p.IpRanges ?? []).filter((r) => r.Description === ruleMarker(source)).map((r) => r.CidrIp!));
   }
 
-  async function query<T extends pg.QueryResultRow>(instanceId: string, sql: string): Promise<T[]> {
-    const client = new pg.Client({ connectionString: sandbox().db.databaseUrl(instanceId) });
-    await client.connect();
-    try {
-      return (await client.query<T>(sql)).rows;
-    } finally {
-      await client.end();
-    }
-  }
 
   async function databaseExists(instanceId: string): Promise<boolean> {
-    const rows = await query<{ exists: boolean }>('postgres', `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${instanceId}') AS exists`);
+    const rows = await queryApp<{ exists: boolean }>('postgres', `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${instanceId}') AS exists`);
     return rows[0]!.exists;
   }
 
   async function rowCounts(instanceId: string): Promise<Record<string, number>> {
     const tables = ['customers', 'products', 'orders', 'order_items', 'audit_log', 'schema_migration'];
-    const [row] = await query<Record<string, number>>(instanceId, `SELECT ${tables.map((t) => `(SELECT count(*)::int FROM ${t}) AS ${t}`).join(', ')}`);
+    const [row] = await queryApp<Record<string, number>>(instanceId, `SELECT ${tables.map((t) => `(SELECT count(*)::int FROM ${t}) AS ${t}`).join(', ')}`);
     return row!;
   }
 
@@ -158,7 +146,7 @@ describe('db-migration on the sandbox', function () {
 
   async function waitForTool(tool: 'pg_dump' | 'pg_restore', database: string, waitingOnLock = false): Promise<void> {
     await waitUntil(
-      async () => (await query('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${tool}'${waitingOnLock ? ` AND wait_event_type = 'Lock'` : ''}`)).length > 0,
+      async () => (await queryApp('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${tool}'${waitingOnLock ? ` AND wait_event_type = 'Lock'` : ''}`)).length > 0,
       { timeoutMs: 60_000, intervalMs: 20, what: `${tool} working on ${database}` },
     );
   }
@@ -174,21 +162,6 @@ describe('db-migration on the sandbox', function () {
   }
 
   /** How many times each activity type was started in the run: more than once means it was retried. */
-  async function activityAttempts(id: string): Promise<Record<string, number>> {
-    const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
-    const typeBySchedule = new Map<string, string>();
-    const attempts: Record<string, number> = {};
-    for (const event of history.events ?? []) {
-      const scheduled = event.activityTaskScheduledEventAttributes;
-      if (scheduled) typeBySchedule.set(String(event.eventId), scheduled.activityType!.name!);
-      const started = event.activityTaskStartedEventAttributes;
-      if (started) {
-        const type = typeBySchedule.get(String(started.scheduledEventId))!;
-        attempts[type] = Math.max(attempts[type] ?? 0, started.attempt ?? 1);
-      }
-    }
-    return attempts;
-  }
 
   /** Every password the sandbox handed out, searched in the run's raw history (payloads decoded), its status and the worker logs. */
   async function assertNoSecretsLeaked(id: string): Promise<void> {
@@ -270,7 +243,7 @@ describe('db-migration on the sandbox', function () {
     assert.equal(after.running.length, before.desiredCount);
     assert.notEqual(after.taskDefinition, before.taskDefinition, 'a new task-definition revision');
     for (const task of after.running) assert.equal(task.taskDefinition, after.taskDefinition, 'every running writer uses the new revision');
-    assert.equal(await databaseHostOf(after.taskDefinition), newEndpoint, 'the writers point at the new instance');
+    assert.equal(await databaseHostOf(ecs, after.taskDefinition), newEndpoint, 'the writers point at the new instance');
     assert.ok(await instance(source.instance), 'the old instance stays until delete-old is approved');
 
     await approve(id, 'delete-old');
@@ -299,7 +272,7 @@ describe('db-migration on the sandbox', function () {
     const started = await runbook(startArgs(source));
     assert.equal(started.exitCode, 0, started.stderr);
     await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 120_000, what: 'verification to reach its test gate' });
-    await query(target, `UPDATE customers SET name = name || ' (changed)' WHERE id = 42`);
+    await queryApp(target, `UPDATE customers SET name = name || ' (changed)' WHERE id = 42`);
     writeFileSync(`${gate}.open`, '');
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
@@ -316,7 +289,7 @@ describe('db-migration on the sandbox', function () {
     assert.equal(after.taskDefinition, before.taskDefinition, 'the writers keep their task definition');
     assert.equal(after.desiredCount, before.desiredCount);
     assert.equal(after.running.length, before.desiredCount, 'the writers run again');
-    assert.equal(await databaseHostOf(after.taskDefinition), source.endpoint, 'on the old database');
+    assert.equal(await databaseHostOf(ecs, after.taskDefinition), source.endpoint, 'on the old database');
     assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'the old instance is private again');
     assert.deepEqual(await temporaryRules(source.instance, source.instance), []);
     assert.ok(await instance(target), 'the new instance is left for inspection');
@@ -353,7 +326,7 @@ describe('db-migration on the sandbox', function () {
     await waitForTool('pg_restore', target);
     await worker().kill('SIGKILL');
     // A dead host takes its pg_restore along; a killed worker process leaves it orphaned. End it, as losing the host would.
-    await query('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${target}' AND application_name = 'pg_restore'`);
+    await queryApp('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${target}' AND application_name = 'pg_restore'`);
     await worker().start();
 
     await runToSuccess(id);
@@ -421,7 +394,7 @@ describe('db-migration on the sandbox', function () {
     await approve(id, 'cutover');
     await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
     // Something happens to the copy while the approver thinks it over.
-    const [{ removed }] = await query<{ removed: number }>(target, 'WITH gone AS (DELETE FROM audit_log WHERE ctid IN (SELECT ctid FROM audit_log LIMIT 10) RETURNING 1) SELECT count(*)::int AS removed FROM gone');
+    const [{ removed }] = await queryApp<{ removed: number }>(target, 'WITH gone AS (DELETE FROM audit_log WHERE ctid IN (SELECT ctid FROM audit_log LIMIT 10) RETURNING 1) SELECT count(*)::int AS removed FROM gone');
     assert.ok(removed > 0, 'the test removed rows');
     await approve(id, 'delete-old');
 
