@@ -3,7 +3,28 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const nodeBuiltins = ['assert', 'buffer', 'child_process', 'crypto', 'dns', 'events', 'fs', 'fs/promises', 'http', 'https', 'net', 'os', 'path', 'process', 'stream', 'timers', 'url', 'util', 'worker_threads', 'zlib'];
+const nodeBuiltins = [
+  'assert',
+  'buffer',
+  'child_process',
+  'crypto',
+  'dns',
+  'events',
+  'fs',
+  'fs/promises',
+  'http',
+  'https',
+  'net',
+  'os',
+  'path',
+  'process',
+  'stream',
+  'timers',
+  'url',
+  'util',
+  'worker_threads',
+  'zlib',
+];
 
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', '.tools/', '.runbook/'] },
@@ -32,7 +53,10 @@ export default tseslint.config(
           paths: nodeBuiltins.map((name) => ({ name, message: 'workflow code is deterministic: move I/O to an activity' })),
           patterns: [
             { group: ['node:*'], message: 'workflow code is deterministic: move I/O to an activity' },
-            { group: ['@temporalio/client', '@temporalio/worker', '@temporalio/testing', '@temporalio/activity'], message: 'workflows import only @temporalio/workflow and @temporalio/common' },
+            {
+              group: ['@temporalio/client', '@temporalio/worker', '@temporalio/testing', '@temporalio/activity'],
+              message: 'workflows import only @temporalio/workflow and @temporalio/common',
+            },
             { group: ['@aws-sdk/*', 'pg', 'execa', 'yaml', 'zod', 'p-limit'], message: 'workflows call activities for I/O' },
             { group: ['**/activities/*', '**/*-activities.js'], allowTypeImports: true, message: 'import activities by type only' },
           ],

@@ -37,7 +37,10 @@ const S5CMD_WORKERS = Number(process.env.BENCH_S5CMD_WORKERS ?? 256);
 const SMALL_COUNT = Number(process.env.BENCH_SMALL ?? 10_000);
 const MEDIUM_COUNT = Number(process.env.BENCH_MEDIUM ?? 1000);
 const MIXES = (process.env.BENCH_MIXES ?? 'small,medium,large').split(',');
-const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x').map((v, i) => (i === 0 ? Number(v) : parseBytes(v))) as [number, number];
+const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x').map((v, i) => (i === 0 ? Number(v) : parseBytes(v))) as [
+  number,
+  number,
+];
 /** A reference tool that runs longer than this fails the bench rather than hanging it. */
 const TOOL_TIMEOUT_MS = Number(process.env.BENCH_TOOL_TIMEOUT_S ?? 900) * 1000;
 const RSS_OBJECTS = Number(process.env.BENCH_RSS_OBJECTS ?? 100_000);
@@ -73,7 +76,12 @@ async function main(): Promise<void> {
   const tools = await resolveFastS3Tools(defaultToolsDir, log);
   const dir = mkdtempSync(join(tmpdir(), 'bench-bucket-swap-'));
   const [port] = await freePorts(1);
-  const server = await startFastS3({ versitygw: tools.versitygw, port: port!, dataDir: join(dir, 'data'), logFile: join(dir, 'versitygw.log') });
+  const server = await startFastS3({
+    versitygw: tools.versitygw,
+    port: port!,
+    dataDir: join(dir, 'data'),
+    logFile: join(dir, 'versitygw.log'),
+  });
   const proxy = await startS3Proxy(server.endpoint);
   const endpoint = process.env.BENCH_DIRECT ? server.endpoint : proxy.endpoint;
   Object.assign(process.env, FAST_S3_CREDENTIALS, { AWS_REGION: REGION });
@@ -81,7 +89,9 @@ async function main(): Promise<void> {
   const results: Measurement[] = [];
   let rss: string | undefined;
   try {
-    log(`versitygw ${server.endpoint} on ${dir}; tools: ${JSON.stringify(tools)}; runbook concurrency ${CONCURRENCY}, s5cmd ${S5CMD_WORKERS} workers`);
+    log(
+      `versitygw ${server.endpoint} on ${dir}; tools: ${JSON.stringify(tools)}; runbook concurrency ${CONCURRENCY}, s5cmd ${S5CMD_WORKERS} workers`,
+    );
     for (const name of MIXES) {
       const mix = MIX_DEFS[name];
       if (!mix) throw new Error(`unknown mix ${name} (small, medium, large)`);
@@ -100,7 +110,15 @@ async function main(): Promise<void> {
   if (rss) console.log(`\n${rss}`);
 }
 
-async function benchMix(s3: S3Client, tools: FastS3Tools, proxy: S3Proxy, endpoint: string, key: string, mix: Mix, log: (line: string) => void): Promise<Measurement[]> {
+async function benchMix(
+  s3: S3Client,
+  tools: FastS3Tools,
+  proxy: S3Proxy,
+  endpoint: string,
+  key: string,
+  mix: Mix,
+  log: (line: string) => void,
+): Promise<Measurement[]> {
   const source = `src-${key}`;
   log(`\n[${mix.name}] writing s3://${source}...`);
   await fill(s3, source, mix.count, mix.size, tools, endpoint);
@@ -118,26 +136,54 @@ async function benchMix(s3: S3Client, tools: FastS3Tools, proxy: S3Proxy, endpoi
       const copied = await countObjects(s3, target);
       if (copied !== mix.count) throw new Error(`${tool} copied ${copied} of ${mix.count} objects`);
     }
-    const measurement = { mix: mix.name, tool, objects: mix.count, bytes, seconds, ...(requests ? { requests } : {}), ...(note ? { note } : {}) };
+    const measurement = {
+      mix: mix.name,
+      tool,
+      objects: mix.count,
+      bytes,
+      seconds,
+      ...(requests ? { requests } : {}),
+      ...(note ? { note } : {}),
+    };
     measured.push(measurement);
-    log(`[${mix.name}] ${tool}: ${seconds.toFixed(2)} s, ${(mix.count / seconds).toFixed(0)} objects/s${requests ? `; ${requestSummary(requests)}` : ''}${note ? `; ${note}` : ''}`);
+    log(
+      `[${mix.name}] ${tool}: ${seconds.toFixed(2)} s, ${(mix.count / seconds).toFixed(0)} objects/s${requests ? `; ${requestSummary(requests)}` : ''}${note ? `; ${note}` : ''}`,
+    );
   };
   const activities = createS3Activities({ aws: awsClients });
   const aws = { region: REGION, endpoint };
   await measure(`runbook copy (${CONCURRENCY} in flight at most)`, `${key}-runbook`, async () => {
-    const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, { aws, source, target: `${key}-runbook`, concurrency: CONCURRENCY, ...mix.plan });
+    const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, {
+      aws,
+      source,
+      target: `${key}-runbook`,
+      concurrency: CONCURRENCY,
+      ...mix.plan,
+    });
     return `${result.copied} whole, ${result.multipart} in parts; limit ${result.throttling?.current} (lowest ${result.throttling?.lowest}), ${result.throttling?.throttled} throttled`;
   });
   await measure('runbook verify (of that copy)', undefined, async () => {
-    const verified: VerifiedCopy = await new MockActivityEnvironment().run(activities.verifyBucketCopy, { aws, source, target: `${key}-runbook`, ...mix.plan });
+    const verified: VerifiedCopy = await new MockActivityEnvironment().run(activities.verifyBucketCopy, {
+      aws,
+      source,
+      target: `${key}-runbook`,
+      ...mix.plan,
+    });
     return `${verified.objects} objects match (${verified.multipart} by size and part count)`;
   });
   await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, `${key}-s5cmd`, async () => {
-    await execa(tools.s5cmd, ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`], { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS });
+    await execa(
+      tools.s5cmd,
+      ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`],
+      { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS },
+    );
     return undefined;
   });
   await measure('aws s3 sync (awscli defaults)', `${key}-awscli`, async () => {
-    await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS });
+    await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], {
+      env: FAST_S3_CREDENTIALS,
+      timeout: TOOL_TIMEOUT_MS,
+    });
     return undefined;
   });
   return measured;
@@ -152,7 +198,9 @@ async function fill(s3: S3Client, bucket: string, count: number, size: number, t
       const file = join(dir, 'blob');
       await execa('head', ['-c', String(size), '/dev/urandom'], { stdout: { file } });
       for (let i = 0; i < count; i++) {
-        await execa(tools.s5cmd, ['--endpoint-url', endpoint, 'cp', file, `s3://${bucket}/large/object-${i}.bin`], { env: FAST_S3_CREDENTIALS });
+        await execa(tools.s5cmd, ['--endpoint-url', endpoint, 'cp', file, `s3://${bucket}/large/object-${i}.bin`], {
+          env: FAST_S3_CREDENTIALS,
+        });
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -163,7 +211,17 @@ async function fill(s3: S3Client, bucket: string, count: number, size: number, t
   const body = Buffer.alloc(size, 'x');
   await Promise.all(
     Array.from({ length: count }, (_, i) =>
-      limit(() => s3.send(new PutObjectCommand({ Bucket: bucket, Key: `uploads/${i % 10}/${Math.floor(i / 10) % 10}/object-${i}`, Body: body, ContentType: 'application/octet-stream', Metadata: { seq: String(i) } }))),
+      limit(() =>
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `uploads/${i % 10}/${Math.floor(i / 10) % 10}/object-${i}`,
+            Body: body,
+            ContentType: 'application/octet-stream',
+            Metadata: { seq: String(i) },
+          }),
+        ),
+      ),
     ),
   );
 }
@@ -175,7 +233,11 @@ async function benchMemory(s3: S3Client, endpoint: string, log: (line: string) =
   await s3.send(new CreateBucketCommand({ Bucket: source }));
   const limit = pLimit(32);
   const body = Buffer.alloc(256, 'm');
-  await Promise.all(Array.from({ length: RSS_OBJECTS }, (_, i) => limit(() => s3.send(new PutObjectCommand({ Bucket: source, Key: `m/${i % 100}/o-${i}`, Body: body })))));
+  await Promise.all(
+    Array.from({ length: RSS_OBJECTS }, (_, i) =>
+      limit(() => s3.send(new PutObjectCommand({ Bucket: source, Key: `m/${i % 100}/o-${i}`, Body: body }))),
+    ),
+  );
   await s3.send(new CreateBucketCommand({ Bucket: 'memory-runbook' }));
   (globalThis as { gc?: () => void }).gc?.();
   const idle = process.memoryUsage().rss;
@@ -193,8 +255,10 @@ async function benchMemory(s3: S3Client, endpoint: string, log: (line: string) =
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   clearInterval(sampler);
   peak = Math.max(peak, process.memoryUsage().rss);
-  return `worker memory, copy of ${result.objects.toLocaleString('en-US')} objects in ${seconds.toFixed(1)} s (${(result.objects / seconds).toFixed(0)} objects/s): ` +
-    `RSS idle ${formatBytes(idle)}, peak ${formatBytes(peak)}, +${formatBytes(peak - idle)} (goal: within 100 MB)`;
+  return (
+    `worker memory, copy of ${result.objects.toLocaleString('en-US')} objects in ${seconds.toFixed(1)} s (${(result.objects / seconds).toFixed(0)} objects/s): ` +
+    `RSS idle ${formatBytes(idle)}, peak ${formatBytes(peak)}, +${formatBytes(peak - idle)} (goal: within 100 MB)`
+  );
 }
 
 async function countObjects(s3: S3Client, bucket: string): Promise<number> {
@@ -210,14 +274,18 @@ async function countObjects(s3: S3Client, bucket: string): Promise<number> {
 
 function printMix(results: Measurement[]): void {
   if (!results.length) return;
-  console.log(`\n${results[0]!.mix} (${formatBytes(results[0]!.bytes)}) on versitygw${process.env.BENCH_DIRECT ? '' : ', requests counted by the proxy in front of it'}`);
+  console.log(
+    `\n${results[0]!.mix} (${formatBytes(results[0]!.bytes)}) on versitygw${process.env.BENCH_DIRECT ? '' : ', requests counted by the proxy in front of it'}`,
+  );
   const s5cmd = results.find((r) => r.tool.startsWith('s5cmd'));
   const copy = results.find((r) => r.tool.startsWith('runbook copy'));
   for (const r of results) {
     const perSecond = r.objects / r.seconds;
     const ratio = s5cmd && r !== s5cmd && !r.tool.includes('verify') ? `, ${(s5cmd.seconds / r.seconds).toFixed(2)}x s5cmd` : '';
     const share = copy && r.tool.includes('verify') ? `, ${((100 * r.seconds) / copy.seconds).toFixed(0)}% of the copy's time` : '';
-    console.log(`  ${r.tool.padEnd(36)} ${r.seconds.toFixed(2).padStart(7)} s ${perSecond.toFixed(0).padStart(6)} objects/s ${(r.bytes / 1e6 / r.seconds).toFixed(1).padStart(8)} MB/s${ratio}${share}`);
+    console.log(
+      `  ${r.tool.padEnd(36)} ${r.seconds.toFixed(2).padStart(7)} s ${perSecond.toFixed(0).padStart(6)} objects/s ${(r.bytes / 1e6 / r.seconds).toFixed(1).padStart(8)} MB/s${ratio}${share}`,
+    );
     if (r.requests) console.log(`      requests: ${requestSummary(r.requests)}`);
     if (r.note) console.log(`      ${r.note}`);
   }
@@ -226,7 +294,9 @@ function printMix(results: Measurement[]): void {
 function requestSummary(counts: S3ProxyCounts): string {
   const answered = Object.entries(counts.answered).sort(([, a], [, b]) => b - a);
   const total = answered.reduce((sum, [, n]) => sum + n, 0);
-  const peak = Object.entries(counts.peakInFlight).map(([op, n]) => `${op} ${n}`).join(', ');
+  const peak = Object.entries(counts.peakInFlight)
+    .map(([op, n]) => `${op} ${n}`)
+    .join(', ');
   return `${total} (${answered.map(([op, n]) => `${op} ${n}`).join(', ')}); most in flight: ${peak}`;
 }
 

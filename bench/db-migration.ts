@@ -78,8 +78,10 @@ async function main(): Promise<void> {
       const s = await seedWay.copy();
       runbookTimes.push(r);
       seedTimes.push(s);
-      console.log(`round ${round}: runbook ${seconds(r.backupMs + r.restoreMs)} (backup ${seconds(r.backupMs)}, restore ${seconds(r.restoreMs)}); ` +
-        `seed ${seconds(s.dumpMs + s.psqlMs)} (pg_dump ${seconds(s.dumpMs)}, psql ${seconds(s.psqlMs)})`);
+      console.log(
+        `round ${round}: runbook ${seconds(r.backupMs + r.restoreMs)} (backup ${seconds(r.backupMs)}, restore ${seconds(r.restoreMs)}); ` +
+          `seed ${seconds(s.dumpMs + s.psqlMs)} (pg_dump ${seconds(s.dumpMs)}, psql ${seconds(s.psqlMs)})`,
+      );
     }
     const verifyStarted = Date.now();
     const verified = await runbookWay.verify();
@@ -92,18 +94,20 @@ async function main(): Promise<void> {
     const s = seedTimes[0]!;
     const runbookMs = median(runbookTimes.map((t) => t.backupMs + t.restoreMs));
     const seedMs = median(seedTimes.map((t) => t.dumpMs + t.psqlMs));
-    console.log(`
+    console.log(
+      `
 Database          ${mib(size)}: ${verified.rows} rows in ${verified.tables} tables (copy verified equal); ${jobs} jobs on ${availableParallelism()} CPUs
 Runbook, via S3   median ${seconds(runbookMs)}: backup ${seconds(median(runbookTimes.map((t) => t.backupMs)))} ` +
-      `(pg_dump -Fd -Z1 and upload, ${r.files} files, ${mib(r.bytes)}) + restore ${seconds(median(runbookTimes.map((t) => t.restoreMs)))} ` +
-      `(download ${seconds(median(runbookTimes.map((t) => t.downloadMs)))}, re-create and pg_restore ${seconds(median(runbookTimes.map((t) => t.pgRestoreMs)))})
+        `(pg_dump -Fd -Z1 and upload, ${r.files} files, ${mib(r.bytes)}) + restore ${seconds(median(runbookTimes.map((t) => t.restoreMs)))} ` +
+        `(download ${seconds(median(runbookTimes.map((t) => t.downloadMs)))}, re-create and pg_restore ${seconds(median(runbookTimes.map((t) => t.pgRestoreMs)))})
 Seed, plain SQL   median ${seconds(seedMs)}: pg_dump ${seconds(median(seedTimes.map((t) => t.dumpMs)))} (${mib(s.bytes)} of SQL) + psql ${seconds(median(seedTimes.map((t) => t.psqlMs)))}
 Ratio             ${(seedMs / runbookMs).toFixed(2)} (seed time / runbook time: above 1, the runbook is faster)
 
 Writers stopped   seed ${seconds(seedMs)} | dump mode ${seconds(runbookMs + verifyMs)} (copy ${seconds(runbookMs)} + verify ${seconds(verifyMs)}) | ` +
-      `online mode ${seconds(online.windowMs)} (catch-up ${seconds(online.catchUpMs)}, sequences ${seconds(online.sequencesMs)}, row counts ${seconds(online.countsMs)})
+        `online mode ${seconds(online.windowMs)} (catch-up ${seconds(online.catchUpMs)}, sequences ${seconds(online.sequencesMs)}, row counts ${seconds(online.countsMs)})
 Online total      ${seconds(online.totalMs)}: schema ${seconds(online.schemaMs)}, initial sync ${seconds(online.syncMs)} with ${CLIENTS} writers at ` +
-      `${online.tps.toFixed(0)} tps (${online.writes} transactions), window ${seconds(online.windowMs)}, drop replication ${seconds(online.dropMs)}; ${online.rows} rows compared equal`);
+        `${online.tps.toFixed(0)} tps (${online.writes} transactions), window ${seconds(online.windowMs)}, drop replication ${seconds(online.dropMs)}; ${online.rows} rows compared equal`,
+    );
   } finally {
     await sandbox.stop();
     await stack.stop();
@@ -120,7 +124,11 @@ async function runbookCopier(stack: Stack, sandbox: Sandbox, dir: string, jobs: 
   const admin: Credentials = { env: 'sandbox', ...defaults.credentials.admin };
   const environments = parseConfig(JSON.stringify({ environments: { sandbox: sandbox.environment } }));
   const endpointMap = defaults.endpointMap as EndpointMap;
-  const activities: DbMigrationActivities = createDbMigrationActivities({ pgBinDir: stack.pgBinDir, workDir: join(dir, 'work'), environments });
+  const activities: DbMigrationActivities = createDbMigrationActivities({
+    pgBinDir: stack.pgBinDir,
+    workDir: join(dir, 'work'),
+    environments,
+  });
   const mock = new MockActivityEnvironment();
   // Activities outside a worker: MockActivityEnvironment gives them a Context (heartbeats, cancellation).
   const call = <A extends unknown[], R>(fn: (...args: A) => Promise<R>, ...args: A): Promise<R> => mock.run(fn, ...args) as Promise<R>;
@@ -138,9 +146,24 @@ async function runbookCopier(stack: Stack, sandbox: Sandbox, dir: string, jobs: 
     endpointMap,
     deadline: new Date(Date.now() + 60_000).toISOString(),
   });
-  const location = (instance: string, endpoint = created.endpoint!): DatabaseLocation => ({ instance, endpoint, database: defaults.database, tls: 'disable', endpointMap });
-  const login = (instance: string, credentials: Credentials, field: string): Login => ({ location: location(instance), credentials, field });
-  await call(activities.ensureAppRole, { admin: login(RUNBOOK_TARGET, admin, 'credentials.admin'), app, appField: 'credentials.app', sources });
+  const location = (instance: string, endpoint = created.endpoint!): DatabaseLocation => ({
+    instance,
+    endpoint,
+    database: defaults.database,
+    tls: 'disable',
+    endpointMap,
+  });
+  const login = (instance: string, credentials: Credentials, field: string): Login => ({
+    location: location(instance),
+    credentials,
+    field,
+  });
+  await call(activities.ensureAppRole, {
+    admin: login(RUNBOOK_TARGET, admin, 'credentials.admin'),
+    app,
+    appField: 'credentials.app',
+    sources,
+  });
 
   return {
     created,
@@ -158,10 +181,21 @@ async function runbookCopier(stack: Stack, sandbox: Sandbox, dir: string, jobs: 
         jobs,
         encoding: 'UTF8',
       });
-      return { backupMs, restoreMs: Date.now() - restoreStarted, downloadMs: restored.downloadMs, pgRestoreMs: restored.restoreMs, files: backup.files, bytes: backup.bytes };
+      return {
+        backupMs,
+        restoreMs: Date.now() - restoreStarted,
+        downloadMs: restored.downloadMs,
+        pgRestoreMs: restored.restoreMs,
+        files: backup.files,
+        bytes: backup.bytes,
+      };
     },
     async verify(): Promise<{ tables: number; rows: number }> {
-      const report = await call(activities.verifyCopy, { source: login(SOURCE, app, 'credentials.app'), target: login(RUNBOOK_TARGET, app, 'credentials.app'), sources });
+      const report = await call(activities.verifyCopy, {
+        source: login(SOURCE, app, 'credentials.app'),
+        target: login(RUNBOOK_TARGET, app, 'credentials.app'),
+        sources,
+      });
       return { tables: report.tables.length, rows: report.rows };
     },
   };
@@ -206,7 +240,13 @@ function onlineCopier(stack: Stack, sandbox: Sandbox, like: InstanceInfo) {
     async copy(): Promise<OnlineTiming> {
       const writers = startWriters(sandbox.db.databaseUrl(SOURCE), CLIENTS);
       const started = Date.now();
-      const schema = await call(activities.copySchema, { source: app(SOURCE), admin: admin(ONLINE_TARGET), app: app(ONLINE_TARGET), sources, encoding: 'UTF8' });
+      const schema = await call(activities.copySchema, {
+        source: app(SOURCE),
+        admin: admin(ONLINE_TARGET),
+        app: app(ONLINE_TARGET),
+        sources,
+        encoding: 'UTF8',
+      });
       const schemaMs = Date.now() - started;
       await call(activities.publish, { replication: admin(SOURCE), sources, names });
       await call(activities.subscribe, pair);
@@ -250,9 +290,16 @@ function startWriters(url: string, clients: number): { stop(): Promise<{ writes:
     try {
       for (let i = n; !halt; i += clients) {
         await client.query('BEGIN');
-        const { rows: [order] } = await client.query<{ id: string }>(
-          `INSERT INTO orders (customer_id, status, placed_at, note) VALUES (1 + $1::int % 500, 'placed', now(), 'bench') RETURNING id`, [i]);
-        await client.query('INSERT INTO order_items (order_id, line, product_id, quantity, price_cents) VALUES ($1, 1, 1 + $2::int % 500, 1, 100)', [order!.id, i]);
+        const {
+          rows: [order],
+        } = await client.query<{ id: string }>(
+          `INSERT INTO orders (customer_id, status, placed_at, note) VALUES (1 + $1::int % 500, 'placed', now(), 'bench') RETURNING id`,
+          [i],
+        );
+        await client.query(
+          'INSERT INTO order_items (order_id, line, product_id, quantity, price_cents) VALUES ($1, 1, 1 + $2::int % 500, 1, 100)',
+          [order!.id, i],
+        );
         await client.query('UPDATE products SET price_cents = price_cents + 1 WHERE id = 1 + $1::int % 500', [i]);
         await client.query(`INSERT INTO audit_log (at, actor, action) VALUES (now(), 'bench', 'order.placed')`);
         await client.query('COMMIT');
@@ -293,7 +340,9 @@ function seedCopier(stack: Stack, sandbox: Sandbox, dir: string) {
 }
 
 async function databaseSize(url: string): Promise<number> {
-  return withClient(url, async (client) => Number((await client.query<{ size: string }>('SELECT pg_database_size(current_database())::text AS size')).rows[0]!.size));
+  return withClient(url, async (client) =>
+    Number((await client.query<{ size: string }>('SELECT pg_database_size(current_database())::text AS size')).rows[0]!.size),
+  );
 }
 
 function median(values: number[]): number {

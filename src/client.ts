@@ -14,7 +14,11 @@ const program = new Command('runbook')
   .description('Run risky production runbooks as durable Temporal workflows')
   .addOption(new Option('--address <host:port>', 'Temporal frontend').env('TEMPORAL_ADDRESS'))
   .option('--namespace <name>', 'Temporal namespace (default: TEMPORAL_NAMESPACE, the profile, the config, else "default")')
-  .addOption(new Option('--profile <name>', "Temporal client config profile (TLS, mTLS, API key), as the temporal CLI reads it").env('TEMPORAL_PROFILE'))
+  .addOption(
+    new Option('--profile <name>', 'Temporal client config profile (TLS, mTLS, API key), as the temporal CLI reads it').env(
+      'TEMPORAL_PROFILE',
+    ),
+  )
   .addOption(new Option('--config <file>', 'environments config').env('RUNBOOK_CONFIG'))
   .option('--json', 'machine-readable output')
   .showHelpAfterError()
@@ -47,7 +51,10 @@ program
   .addOption(new Option('--metrics <host:port>', 'serve Prometheus metrics on http://<host:port>/metrics').env('RUNBOOK_METRICS'))
   .action(action(async (ctx, options) => (await import('./cli/worker.js')).workerCommand(ctx, options)));
 
-program.command('list').description('list the runbooks').action(action((ctx) => listCommand(ctx)));
+program
+  .command('list')
+  .description('list the runbooks')
+  .action(action((ctx) => listCommand(ctx)));
 
 program
   .command('describe <runbook>')
@@ -64,7 +71,10 @@ program
   .option('--dry-run', 'run the read-only steps, record what the others would do')
   .option('--wait', 'wait for the end, or for a checkpoint')
   .option('--as <user>', 'who starts the run (default RUNBOOK_USER or the OS user; where starts are signed, the key decides)')
-  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
+  .option(
+    '--key <file>',
+    'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)',
+  )
   .action(action((ctx, name: string, options) => startCommand(ctx, name, options)));
 
 program
@@ -77,8 +87,11 @@ program
   .description('approve the checkpoint the run waits at')
   .option('--checkpoint <name>', 'the checkpoint you mean to approve (required without a terminal; refused if the run waits elsewhere)')
   .option('--comment <text>')
-  .option('--as <user>', 'who approves (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key\'s signer)')
-  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
+  .option('--as <user>', "who approves (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key's signer)")
+  .option(
+    '--key <file>',
+    'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)',
+  )
   .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'approved', options)));
 
@@ -87,8 +100,11 @@ program
   .description('reject the checkpoint the run waits at; compensation follows')
   .option('--checkpoint <name>')
   .requiredOption('--reason <text>')
-  .option('--as <user>', 'who rejects (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key\'s signer)')
-  .option('--key <file>', 'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)')
+  .option('--as <user>', "who rejects (default RUNBOOK_USER or the OS user; where decisions are signed, must be the key's signer)")
+  .option(
+    '--key <file>',
+    'private key to sign with where the environment lists signers (default RUNBOOK_SIGNING_KEY, else the first key in ssh-agent)',
+  )
   .option('--yes', 'do not ask for confirmation on a terminal')
   .action(action((ctx, id: string, options) => decideCommand(ctx, id, 'rejected', options)));
 
@@ -114,7 +130,10 @@ program
   .description('follow a run step by step until it ends or waits at a checkpoint')
   .action(action((ctx, id: string) => watchCommand(ctx, id)));
 
-program.command('whoami').description('the identity decisions are recorded under').action(async () => console.log(identity()));
+program
+  .command('whoami')
+  .description('the identity decisions are recorded under')
+  .action(async () => console.log(identity()));
 
 try {
   await program.parseAsync();
@@ -130,7 +149,8 @@ function reportError(err: unknown): number {
   }
   const message = err instanceof Error ? err.message : String(err);
   const json = program.opts<GlobalOptions>().json;
-  const code = err instanceof CliError ? err.exitCode : err instanceof ConfigError || err instanceof InputError ? ExitCode.usage : ExitCode.runFailed;
+  const code =
+    err instanceof CliError ? err.exitCode : err instanceof ConfigError || err instanceof InputError ? ExitCode.usage : ExitCode.runFailed;
   if (json) console.log(JSON.stringify({ error: message, exitCode: code }));
   console.error(`runbook: ${message}`);
   return code;

@@ -57,7 +57,17 @@ const terraformSchema = z
   .strict();
 
 /** What a run tells the people around it; see `notifyRun` in activities/notify.ts. */
-export const RUN_EVENTS = ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled', 'frozen'] as const;
+export const RUN_EVENTS = [
+  'started',
+  'waiting',
+  'reminder',
+  'decided',
+  'succeeded',
+  'failed',
+  'rolled-back',
+  'cancelled',
+  'frozen',
+] as const;
 
 /**
  * A receiver of run events. Its URL is a secret for most receivers (a Slack
@@ -75,7 +85,10 @@ const webhookSchema = z
 const notifyRouteSchema = z
   .object({
     webhook: z.string().min(1),
-    events: z.array(z.enum(RUN_EVENTS)).min(1).default([...RUN_EVENTS]),
+    events: z
+      .array(z.enum(RUN_EVENTS))
+      .min(1)
+      .default([...RUN_EVENTS]),
   })
   .strict();
 
@@ -88,9 +101,16 @@ const protectionSchema = z
   .strict();
 
 /** A host name, an IPv4 address, or either with `:port`; `*` stands for one DNS label (`*.rds.amazonaws.com`). */
-const hostPattern = z.string().regex(/^(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*(:\d{1,5})?$/, 'a host name or IPv4 address, optionally with :port; * stands for one name label');
+const hostPattern = z
+  .string()
+  .regex(
+    /^(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.(\*|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?))*(:\d{1,5})?$/,
+    'a host name or IPv4 address, optionally with :port; * stands for one name label',
+  );
 /** An RDS instance identifier; a trailing `*` allows every identifier with that prefix (instances a run creates). */
-const instancePattern = z.string().regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}\*?$|^\*$/, 'an RDS instance identifier, optionally ending in * (a prefix)');
+const instancePattern = z
+  .string()
+  .regex(/^[a-zA-Z][a-zA-Z0-9-]{0,62}\*?$|^\*$/, 'an RDS instance identifier, optionally ending in * (a prefix)');
 
 /**
  * A credential by logical name: where its secret is and the only places it may
@@ -108,7 +128,10 @@ const credentialSchema = z
   .strict()
   .superRefine((c, ctx) => {
     if (Boolean(c.allowedHosts) === Boolean(c.allowedInstances)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'needs exactly one of allowedHosts or allowedInstances: where this credential may be sent' });
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        message: 'needs exactly one of allowedHosts or allowedInstances: where this credential may be sent',
+      });
     }
   });
 
@@ -145,16 +168,24 @@ const environmentSchema = z
     notify: z.array(notifyRouteSchema).default([]),
     terraform: terraformSchema.optional(),
     /** Logical credential name -> its secret and where it may be sent (see credentialSchema). */
-    credentials: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -'), credentialSchema).default({}),
+    credentials: z
+      .record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, _ and -'), credentialSchema)
+      .default({}),
     /** The only environment variables `env:` references may read: names starting with this prefix. */
-    secretEnvPrefix: z.string().regex(/^[A-Z][A-Z0-9_]{2,}$/, 'an upper-case variable-name prefix such as RUNBOOK_SECRET_').default(DEFAULT_SECRET_ENV_PREFIX),
+    secretEnvPrefix: z
+      .string()
+      .regex(/^[A-Z][A-Z0-9_]{2,}$/, 'an upper-case variable-name prefix such as RUNBOOK_SECRET_')
+      .default(DEFAULT_SECRET_ENV_PREFIX),
     databaseTls: databaseTlsSchema.default({}),
     /**
      * Emulated environments only (aws.endpoint set): the emulator's RDS
      * endpoints lead nowhere, so connections to an instance go to this local
      * server instead, after the RDS API confirmed the instance.
      */
-    emulatedRds: z.object({ host: z.string().min(1), port: z.number().int().min(1).max(65_535) }).strict().optional(),
+    emulatedRds: z
+      .object({ host: z.string().min(1), port: z.number().int().min(1).max(65_535) })
+      .strict()
+      .optional(),
     /** Default inputs per runbook; validated against each runbook's inputs when a run starts. */
     runbooks: z.record(z.record(z.unknown())).default({}),
   })
@@ -184,13 +215,25 @@ const configSchema = z
         for (const [name, env] of Object.entries(envs)) {
           if (!env.protected) continue;
           if (env.approvals.approvers.some((a) => a.trim() === '*')) {
-            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'approvers'], message: "a protected environment needs named approvers, not '*'" });
+            ctx.addIssue({
+              code: z.ZodIssueCode.custom,
+              path: [name, 'approvals', 'approvers'],
+              message: "a protected environment needs named approvers, not '*'",
+            });
           }
           if (env.databaseTls.mode === 'disable') {
-            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'databaseTls', 'mode'], message: 'disable is not allowed on a protected environment: database connections must be encrypted' });
+            ctx.addIssue({
+              code: z.ZodIssueCode.custom,
+              path: [name, 'databaseTls', 'mode'],
+              message: 'disable is not allowed on a protected environment: database connections must be encrypted',
+            });
           }
           if (env.approvals.allowSelfApproval) {
-            ctx.addIssue({ code: z.ZodIssueCode.custom, path: [name, 'approvals', 'allowSelfApproval'], message: 'must be false on a protected environment: approval needs a second person' });
+            ctx.addIssue({
+              code: z.ZodIssueCode.custom,
+              path: [name, 'approvals', 'allowSelfApproval'],
+              message: 'must be false on a protected environment: approval needs a second person',
+            });
           }
         }
       }),
@@ -200,18 +243,29 @@ const configSchema = z
     for (const [name, env] of Object.entries(config.environments)) {
       const refs: [(string | number)[], string][] = [
         ...Object.entries(env.credentials).map(([key, c]): [(string | number)[], string] => [['credentials', key, 'ref'], c.ref]),
-        ...Object.entries(env.terraform?.credentials ?? {}).map(([key, ref]): [(string | number)[], string] => [['terraform', 'credentials', key], ref]),
+        ...Object.entries(env.terraform?.credentials ?? {}).map(([key, ref]): [(string | number)[], string] => [
+          ['terraform', 'credentials', key],
+          ref,
+        ]),
       ];
       for (const [path, ref] of refs) {
         const problem = envRefProblem(ref, env.secretEnvPrefix);
         if (problem) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, ...path], message: problem });
       }
       if (env.emulatedRds && !env.aws.endpoint) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, 'emulatedRds'], message: 'only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly' });
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: ['environments', name, 'emulatedRds'],
+          message: 'only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly',
+        });
       }
       env.notify.forEach((route, i) => {
         if (!Object.hasOwn(config.webhooks, route.webhook)) {
-          ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['environments', name, 'notify', i, 'webhook'], message: `no webhook named '${route.webhook}' under webhooks (known: ${Object.keys(config.webhooks).join(', ') || 'none'})` });
+          ctx.addIssue({
+            code: z.ZodIssueCode.custom,
+            path: ['environments', name, 'notify', i, 'webhook'],
+            message: `no webhook named '${route.webhook}' under webhooks (known: ${Object.keys(config.webhooks).join(', ') || 'none'})`,
+          });
         }
       });
     }
@@ -237,7 +291,9 @@ export function envRefProblem(ref: string, prefix: string): string | null {
   } catch {
     return null; // the reference's own schema reports it
   }
-  return parsed.kind === 'env' && !parsed.name.startsWith(prefix) ? `env:${parsed.name}: env: references must name a variable starting with ${prefix} (secretEnvPrefix)` : null;
+  return parsed.kind === 'env' && !parsed.name.startsWith(prefix)
+    ? `env:${parsed.name}: env: references must name a variable starting with ${prefix} (secretEnvPrefix)`
+    : null;
 }
 
 /** The TLS settings database connections on this environment use: its own, with the RDS bundle as the default CA. */
@@ -298,7 +354,9 @@ export function defaultConfigPath(cwd = process.cwd()): string | undefined {
 
 export function loadConfig(path: string | undefined): RunbooksConfig {
   if (!path) {
-    throw new ConfigError('no environments config: pass --config, set RUNBOOK_CONFIG, add runbooks.config.yaml, or run `runbook dev` for the sandbox');
+    throw new ConfigError(
+      'no environments config: pass --config, set RUNBOOK_CONFIG, add runbooks.config.yaml, or run `runbook dev` for the sandbox',
+    );
   }
   let text: string;
   try {
@@ -332,7 +390,8 @@ function loadSigners(environments: z.infer<typeof configSchema>['environments'],
     try {
       signers[file] ??= loadAllowedSigners(file);
     } catch (err) {
-      if (err instanceof SignersFileError) throw new ConfigError(`config ${configPath}: environments.${name}.approvals.signers: ${err.message}`);
+      if (err instanceof SignersFileError)
+        throw new ConfigError(`config ${configPath}: environments.${name}.approvals.signers: ${err.message}`);
       throw err;
     }
   }
@@ -382,7 +441,9 @@ export function environmentHash(env: EnvironmentConfig): string {
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);

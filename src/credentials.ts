@@ -18,7 +18,11 @@ export interface Destination {
 }
 
 /** The environment's credential `name`, or a "field: rule" reason it cannot be used. */
-export function findCredential(env: Pick<EnvironmentConfig, 'name' | 'credentials'>, name: string, field: string): CredentialConfig | string {
+export function findCredential(
+  env: Pick<EnvironmentConfig, 'name' | 'credentials'>,
+  name: string,
+  field: string,
+): CredentialConfig | string {
   const found = Object.hasOwn(env.credentials, name) ? env.credentials[name] : undefined;
   if (found) return found;
   const known = Object.keys(env.credentials);

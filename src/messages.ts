@@ -217,9 +217,7 @@ export interface CancelNote {
   reason?: string;
 }
 
-export type DecideArgs =
-  | ({ decision: 'approved' } & ApproveArgs)
-  | ({ decision: 'rejected' } & RejectArgs);
+export type DecideArgs = ({ decision: 'approved' } & ApproveArgs) | ({ decision: 'rejected' } & RejectArgs);
 
 /**
  * Decisions are signals, not updates: a signal is ordered in history before the

@@ -42,14 +42,17 @@ export function parseSecretRef(ref: string): ParsedSecretRef {
       const secretId = hash >= 0 ? rest.slice(0, hash) : rest;
       const jsonKey = hash >= 0 ? rest.slice(hash + 1) : undefined;
       if (!SECRET_ID.test(secretId)) throw new Error('secretsmanager: needs a secret ARN or name');
-      if (jsonKey !== undefined && !JSON_KEY.test(jsonKey)) throw new Error('secretsmanager: the part after # must name a key of the secret\'s JSON value');
+      if (jsonKey !== undefined && !JSON_KEY.test(jsonKey))
+        throw new Error("secretsmanager: the part after # must name a key of the secret's JSON value");
       return { kind: 'secretsmanager', secretId, ...(jsonKey !== undefined ? { jsonKey } : {}) };
     }
     case 'terraform-output':
       if (!OUTPUT_NAME.test(rest)) throw new Error('terraform-output: needs an output name');
       return { kind: 'terraform-output', name: rest };
     default:
-      throw new Error('expected a secret reference (env:NAME, secretsmanager:<arn>[#key] or terraform-output:<name>), never the secret itself');
+      throw new Error(
+        'expected a secret reference (env:NAME, secretsmanager:<arn>[#key] or terraform-output:<name>), never the secret itself',
+      );
   }
 }
 

@@ -54,13 +54,17 @@ export function temporalTarget(options: TemporalTargetOptions = {}): TemporalTar
   } catch (err) {
     // TOML syntax errors (smol-toml) carry the line; say it up front, as for every other config file.
     const line = (err as { line?: number }).line;
-    throw new ConfigError(`Temporal client config ${file}${line ? ` line ${line}` : ''}${named ? ` (profile '${named}')` : ''}: ${(err as Error).message}`);
+    throw new ConfigError(
+      `Temporal client config ${file}${line ? ` line ${line}` : ''}${named ? ` (profile '${named}')` : ''}: ${(err as Error).message}`,
+    );
   }
   const fromProfile = named ? profile : {};
   const fallback = named ? {} : profile;
   return {
-    address: options.address ?? env.TEMPORAL_ADDRESS ?? fromProfile.address ?? options.config?.address ?? fallback.address ?? 'localhost:7233',
-    namespace: options.namespace ?? env.TEMPORAL_NAMESPACE ?? fromProfile.namespace ?? options.config?.namespace ?? fallback.namespace ?? 'default',
+    address:
+      options.address ?? env.TEMPORAL_ADDRESS ?? fromProfile.address ?? options.config?.address ?? fallback.address ?? 'localhost:7233',
+    namespace:
+      options.namespace ?? env.TEMPORAL_NAMESPACE ?? fromProfile.namespace ?? options.config?.namespace ?? fallback.namespace ?? 'default',
     secure,
     profile: named ?? 'default',
   };

@@ -83,5 +83,7 @@ export function describeCounts(counts: PlanCounts): string {
 /** "create aws_s3_bucket.a, replace aws_s3_bucket.b", or "no changes". */
 export function describeChanges(plan: PlanSummary): string {
   if (!plan.changes.length) return 'no changes';
-  return plan.changes.map((c) => `${isReplace(c) ? 'replace' : c.actions.includes('delete') ? 'destroy' : c.actions.join('+')} ${c.address}`).join(', ');
+  return plan.changes
+    .map((c) => `${isReplace(c) ? 'replace' : c.actions.includes('delete') ? 'destroy' : c.actions.join('+')} ${c.address}`)
+    .join(', ');
 }

@@ -54,7 +54,9 @@ let installed: RuntimeOptions | undefined;
 export function installRuntime(options: RuntimeOptions = {}): void {
   if (installed) {
     if (options.metricsAddress && options.metricsAddress !== installed.metricsAddress) {
-      throw new Error(`the worker runtime is already installed ${installed.metricsAddress ? `with metrics on ${installed.metricsAddress}` : 'without metrics'}`);
+      throw new Error(
+        `the worker runtime is already installed ${installed.metricsAddress ? `with metrics on ${installed.metricsAddress}` : 'without metrics'}`,
+      );
     }
     return;
   }

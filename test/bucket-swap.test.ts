@@ -43,7 +43,14 @@ import {
   S3Client,
   type PutObjectCommandInput,
 } from '@aws-sdk/client-s3';
-import { CreateServiceCommand, DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import {
+  CreateServiceCommand,
+  DescribeServicesCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListTasksCommand,
+  RegisterTaskDefinitionCommand,
+} from '@aws-sdk/client-ecs';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { execa } from 'execa';
 import pLimit from 'p-limit';
@@ -73,7 +80,12 @@ describe('bucket-swap on the sandbox', function () {
   let s3: S3Client;
 
   before(() => {
-    s3 = new S3Client({ endpoint: testStack().awsEndpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    s3 = new S3Client({
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
     mkdirSync(gatesDir(), { recursive: true });
   });
 
@@ -99,8 +111,23 @@ describe('bucket-swap on the sandbox', function () {
   async function createSourceBucket(bucket: string, objects: (Omit<PutObjectCommandInput, 'Bucket'> & { Key: string })[]): Promise<void> {
     await s3.send(new CreateBucketCommand({ Bucket: bucket }));
     await s3.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
-    await s3.send(new PutBucketEncryptionCommand({ Bucket: bucket, ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] } }));
-    await s3.send(new PutPublicAccessBlockCommand({ Bucket: bucket, PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true } }));
+    await s3.send(
+      new PutBucketEncryptionCommand({
+        Bucket: bucket,
+        ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      }),
+    );
+    await s3.send(
+      new PutPublicAccessBlockCommand({
+        Bucket: bucket,
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          IgnorePublicAcls: true,
+          BlockPublicPolicy: true,
+          RestrictPublicBuckets: true,
+        },
+      }),
+    );
     await s3.send(new PutBucketTaggingCommand({ Bucket: bucket, Tagging: { TagSet: [{ Key: 'owner', Value: 'tests' }] } }));
     const limit = pLimit(16);
     await Promise.all(objects.map((object) => limit(() => s3.send(new PutObjectCommand({ Bucket: bucket, ...object })))));
@@ -109,11 +136,16 @@ describe('bucket-swap on the sandbox', function () {
   /** Every key, size and ETag of `copy` matches `source`; the large object is a 3-part copy. */
   async function assertExactCopy(source: string, copy: string): Promise<Listed[]> {
     const [expected, actual] = await Promise.all([listAll(s3, source), listAll(s3, copy)]);
-    assert.deepEqual(actual.map((o) => o.key), expected.map((o) => o.key), 'the same keys, in the same order');
+    assert.deepEqual(
+      actual.map((o) => o.key),
+      expected.map((o) => o.key),
+      'the same keys, in the same order',
+    );
     for (const [i, original] of expected.entries()) {
       const copied = actual[i]!;
       assert.equal(copied.size, original.size, `size of ${original.key}`);
-      if (original.size > 8 * 2 ** 20) assert.match(copied.etag, new RegExp(`-${LARGE_OBJECT_PARTS}"$`), `${original.key} copied in ${LARGE_OBJECT_PARTS} parts`);
+      if (original.size > 8 * 2 ** 20)
+        assert.match(copied.etag, new RegExp(`-${LARGE_OBJECT_PARTS}"$`), `${original.key} copied in ${LARGE_OBJECT_PARTS} parts`);
       else assert.equal(copied.etag, original.etag, `ETag of ${original.key}`);
     }
     return expected;
@@ -135,7 +167,9 @@ describe('bucket-swap on the sandbox', function () {
     const read = (Bucket: string) =>
       Promise.all([
         s3.send(new GetBucketVersioningCommand({ Bucket })).then((r) => r.Status),
-        s3.send(new GetBucketEncryptionCommand({ Bucket })).then((r) => r.ServerSideEncryptionConfiguration?.Rules?.map((rule) => rule.ApplyServerSideEncryptionByDefault?.SSEAlgorithm)),
+        s3
+          .send(new GetBucketEncryptionCommand({ Bucket }))
+          .then((r) => r.ServerSideEncryptionConfiguration?.Rules?.map((rule) => rule.ApplyServerSideEncryptionByDefault?.SSEAlgorithm)),
         s3.send(new GetPublicAccessBlockCommand({ Bucket })).then((r) => r.PublicAccessBlockConfiguration),
         s3.send(new GetBucketTaggingCommand({ Bucket })).then((r) => r.TagSet),
       ]);
@@ -190,13 +224,34 @@ describe('bucket-swap on the sandbox', function () {
       }));
       objects.push(
         { Key: 'e2e/folder-marker/', Body: Buffer.alloc(0), ContentType: 'application/x-directory', Metadata: { seq: 'marker' } },
-        { Key: 'e2e/special/ü ñ + % & =.txt', Body: 'odd key\n', ContentType: 'text/plain; charset=utf-8', Metadata: { seq: 'special' }, Tagging: 'odd=yes' },
+        {
+          Key: 'e2e/special/ü ñ + % & =.txt',
+          Body: 'odd key\n',
+          ContentType: 'text/plain; charset=utf-8',
+          Metadata: { seq: 'special' },
+          Tagging: 'odd=yes',
+        },
         { Key: 'e2e/j/9/obj-1999.txt', Body: 'last\n', ContentType: 'text/plain', Metadata: { seq: '1999' }, Tagging: 'kind=last' },
-        { Key: LARGE_KEY, Body: Buffer.alloc(LARGE_OBJECT_SIZE, 7), ContentType: 'application/octet-stream', Metadata: { seq: 'large' }, Tagging: 'size=large' },
+        {
+          Key: LARGE_KEY,
+          Body: Buffer.alloc(LARGE_OBJECT_SIZE, 7),
+          ContentType: 'application/octet-stream',
+          Metadata: { seq: 'large' },
+          Tagging: 'size=large',
+        },
       );
       await createSourceBucket(source, objects);
       // Older versions too: deleting the old bucket must remove every version.
-      await s3.send(new PutObjectCommand({ Bucket: source, Key: 'e2e/a/0/obj-0.txt', Body: Buffer.alloc(0), ContentType: 'text/plain', Metadata: { seq: '0' }, Tagging: 'kind=tenth&seq=0' }));
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: source,
+          Key: 'e2e/a/0/obj-0.txt',
+          Body: Buffer.alloc(0),
+          ContentType: 'text/plain',
+          Metadata: { seq: '0' },
+          Tagging: 'kind=tenth&seq=0',
+        }),
+      );
       assert.equal((await listAll(s3, source)).length, 2001);
     });
 
@@ -209,15 +264,28 @@ describe('bucket-swap on the sandbox', function () {
       // The copy holds after its first page, until the server has that checkpoint (heartbeats reach it every 8 s at most).
       const gate = join(gatesDir(), `copy-after-page-1.${target}`);
       writeFileSync(`${gate}.hold`, '');
-      const started = await runbook(['start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, ...SMALL_PARTS]);
+      const started = await runbook([
+        'start',
+        'bucket-swap',
+        '--env',
+        'sandbox',
+        '--set',
+        `source=${source}`,
+        '--set',
+        `target=${target}`,
+        ...SMALL_PARTS,
+      ]);
       assert.equal(started.exitCode, 0, started.stderr);
 
       await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the copy to finish its first page' });
       let checkpoint: CopyCheckpoint | undefined;
-      await waitUntil(async () => {
-        checkpoint = await copyCheckpoint(id);
-        return (checkpoint?.pages ?? 0) >= 1;
-      }, { timeoutMs: 30_000, what: () => `the server to hold the copy's checkpoint (last: ${JSON.stringify(checkpoint)})` });
+      await waitUntil(
+        async () => {
+          checkpoint = await copyCheckpoint(id);
+          return (checkpoint?.pages ?? 0) >= 1;
+        },
+        { timeoutMs: 30_000, what: () => `the server to hold the copy's checkpoint (last: ${JSON.stringify(checkpoint)})` },
+      );
       await worker().kill('SIGKILL');
       const copiedAtKill = (await listAll(s3, target)).length;
       assert.ok(copiedAtKill < 2001, `killed mid-copy (${copiedAtKill} objects copied)`);
@@ -227,9 +295,13 @@ describe('bucket-swap on the sandbox', function () {
       const waiting = await waitForStatus(id, (s) => s.phase === 'waiting' || s.phase === 'failed', 150_000);
       const requests = await recorder.stop();
       assert.equal(waiting.phase, 'waiting', waiting.error ?? '');
-      const copyRequests = requests.map(s3Request).filter((r) => r.bucket === target && (r.operation === 'CopyObject' || r.operation === 'UploadPartCopy'));
+      const copyRequests = requests
+        .map(s3Request)
+        .filter((r) => r.bucket === target && (r.operation === 'CopyObject' || r.operation === 'UploadPartCopy'));
       const objects = 2001;
-      console.log(`      copy requests after the SIGKILL: ${copyRequests.length} for ${objects} objects (at the kill: ${copiedAtKill} copied, checkpoint at ${checkpoint!.objects}); ${stepDetail(waiting, 'copy-objects')}`);
+      console.log(
+        `      copy requests after the SIGKILL: ${copyRequests.length} for ${objects} objects (at the kill: ${copiedAtKill} copied, checkpoint at ${checkpoint!.objects}); ${stepDetail(waiting, 'copy-objects')}`,
+      );
       assert.ok(copyRequests.length < 1.5 * objects, `${copyRequests.length} copy requests for ${objects} objects`);
       assert.match(stepDetail(waiting, 'copy-objects'), /resumed at attempt [2-9]/);
       await assertExactCopy(source, target);
@@ -252,12 +324,26 @@ describe('bucket-swap on the sandbox', function () {
       this.timeout(240_000);
       const target = unique('swap-e2e-new');
       const id = idFor(source);
-      const result = await runbook(['start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, ...SMALL_PARTS, '--wait']);
+      const result = await runbook([
+        'start',
+        'bucket-swap',
+        '--env',
+        'sandbox',
+        '--set',
+        `source=${source}`,
+        '--set',
+        `target=${target}`,
+        ...SMALL_PARTS,
+        '--wait',
+      ]);
       assert.equal(result.exitCode, 0, result.stderr);
       assert.match(result.stdout, /Waiting at checkpoint 'delete-old'/);
 
       const waiting = await finalStatus(id);
-      assert.match(waiting.waitingFor?.prompt ?? '', /verified copy of all 2,001 objects \(\d+(\.\d+)? MiB\) of s3:\/\/swap-e2e-\d+: keys, sizes and ETags match \(1 multipart copy; content checked where ETags differ by design \(1 object, MD5 of each part\)\)/);
+      assert.match(
+        waiting.waitingFor?.prompt ?? '',
+        /verified copy of all 2,001 objects \(\d+(\.\d+)? MiB\) of s3:\/\/swap-e2e-\d+: keys, sizes and ETags match \(1 multipart copy; content checked where ETags differ by design \(1 object, MD5 of each part\)\)/,
+      );
       assert.match(stepDetail(waiting, 'copy-objects'), /2,001 objects .*: 2,000 copied whole, 1 in parts/);
       assert.deepEqual(
         ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan'].map((step) => stepStates(waiting)[step]),
@@ -295,8 +381,12 @@ describe('bucket-swap on the sandbox', function () {
     const status = await finalStatus(idFor('sandbox-uploads'));
     assert.equal(status.phase, 'succeeded');
     assert.equal(stepStates(status).preflight, 'done');
-    assert.match(stepDetail(status, 'preflight'), /s3:\/\/sandbox-uploads in us-east-1 \(versioning enabled, encryption AES256, public access blocked, 2 tags[^;]*\); s3:\/\/sandbox-uploads-v2 does not exist yet/);
-    for (const step of ['create-bucket', 'copy-objects', 'verify', 'delete-old', 'delete-old-bucket']) assert.match(stepDetail(status, step), /^would /, step);
+    assert.match(
+      stepDetail(status, 'preflight'),
+      /s3:\/\/sandbox-uploads in us-east-1 \(versioning enabled, encryption AES256, public access blocked, 2 tags[^;]*\); s3:\/\/sandbox-uploads-v2 does not exist yet/,
+    );
+    for (const step of ['create-bucket', 'copy-objects', 'verify', 'delete-old', 'delete-old-bucket'])
+      assert.match(stepDetail(status, step), /^would /, step);
     assert.deepEqual(await bucketNames(), bucketsBefore);
   });
 
@@ -311,16 +401,24 @@ describe('bucket-swap on the sandbox', function () {
 
     await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the run to reach verification' });
     await s3.send(new DeleteObjectCommand({ Bucket: 'sandbox-uploads-v2', Key: 'assets/css/site.css' }));
-    await s3.send(new PutObjectCommand({ Bucket: 'sandbox-uploads-v2', Key: 'reports/2024/q1.csv', Body: 'tampered\n', ContentType: 'text/csv' }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: 'sandbox-uploads-v2', Key: 'reports/2024/q1.csv', Body: 'tampered\n', ContentType: 'text/csv' }),
+    );
     writeFileSync(`${gate}.open`, '');
 
     const watched = await runbook(['watch', idFor('sandbox-uploads')]);
     assert.equal(watched.exitCode, 1);
     const status = await finalStatus(idFor('sandbox-uploads'));
     assert.equal(status.phase, 'failed');
-    assert.match(status.error ?? '', /not an exact copy of s3:\/\/sandbox-uploads: 2 of \d+ objects .* differ: 'assets\/css\/site.css' missing in the copy; 'reports\/2024\/q1.csv' (ETag|size)/);
+    assert.match(
+      status.error ?? '',
+      /not an exact copy of s3:\/\/sandbox-uploads: 2 of \d+ objects .* differ: 'assets\/css\/site.css' missing in the copy; 'reports\/2024\/q1.csv' (ETag|size)/,
+    );
     assert.match(status.error ?? '', /Nothing was deleted: s3:\/\/sandbox-uploads is untouched/);
-    assert.deepEqual([stepStates(status).verify, stepStates(status)['delete-old'], stepStates(status)['delete-old-bucket']], ['failed', 'skipped', 'skipped']);
+    assert.deepEqual(
+      [stepStates(status).verify, stepStates(status)['delete-old'], stepStates(status)['delete-old-bucket']],
+      ['failed', 'skipped', 'skipped'],
+    );
     assert.deepEqual(await listAll(s3, 'sandbox-uploads'), before, 'the old bucket is untouched');
   });
 
@@ -335,10 +433,22 @@ describe('bucket-swap on the sandbox', function () {
     const id = `bucket-swap:hasty:${source}`;
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 30_000);
     assert.equal(status.phase, 'failed');
-    assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
-    assert.match(status.error ?? '', /checkpoint 'delete-old' timed out \(no decision within 2s\)\. Nothing was deleted: both buckets are kept/);
-    assert.deepEqual((await listAll(s3, source)).map((o) => o.key), ['kept.txt']);
-    assert.deepEqual((await listAll(s3, target)).map((o) => o.key), ['kept.txt']);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.decision, d.by]),
+      [['rejected', 'timeout']],
+    );
+    assert.match(
+      status.error ?? '',
+      /checkpoint 'delete-old' timed out \(no decision within 2s\)\. Nothing was deleted: both buckets are kept/,
+    );
+    assert.deepEqual(
+      (await listAll(s3, source)).map((o) => o.key),
+      ['kept.txt'],
+    );
+    assert.deepEqual(
+      (await listAll(s3, target)).map((o) => o.key),
+      ['kept.txt'],
+    );
   });
 
   describe('a protected bucket with a writer service: settings carried, writers stopped, changes after approval refused', () => {
@@ -351,32 +461,71 @@ describe('bucket-swap on the sandbox', function () {
     let ecs: ECSClient;
     let waiting: RunStatus;
     let duringCopy: { desiredCount: number; running: number };
-    const policy = (bucket: string) => JSON.stringify({
-      Version: '2012-10-17',
-      // An Allow for a reader account: moto enforces policies, and a TLS-only Deny would refuse the test's own http requests.
-      Statement: [{ Sid: 'CdnReads', Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::111122223333:root' }, Action: ['s3:GetObject', 's3:ListBucket'], Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`] }],
-    });
+    const policy = (bucket: string) =>
+      JSON.stringify({
+        Version: '2012-10-17',
+        // An Allow for a reader account: moto enforces policies, and a TLS-only Deny would refuse the test's own http requests.
+        Statement: [
+          {
+            Sid: 'CdnReads',
+            Effect: 'Allow',
+            Principal: { AWS: 'arn:aws:iam::111122223333:root' },
+            Action: ['s3:GetObject', 's3:ListBucket'],
+            Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
+          },
+        ],
+      });
     const lifecycle = [{ ID: 'expire-tmp', Status: 'Enabled' as const, Filter: { Prefix: 'tmp/' }, Expiration: { Days: 7 } }];
-    const cors = [{ AllowedMethods: ['GET', 'HEAD'], AllowedOrigins: ['https://app.example.com'], AllowedHeaders: ['*'], MaxAgeSeconds: 3000 }];
+    const cors = [
+      { AllowedMethods: ['GET', 'HEAD'], AllowedOrigins: ['https://app.example.com'], AllowedHeaders: ['*'], MaxAgeSeconds: 3000 },
+    ];
 
     async function writerNow(): Promise<{ desiredCount: number; running: number }> {
       const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [writerService] }));
       const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster: WRITERS_CLUSTER, desiredStatus: 'RUNNING' }));
-      const { tasks = [] } = taskArns.length ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns })) : { tasks: [] };
-      return { desiredCount: services[0]!.desiredCount!, running: tasks.filter((t) => t.group === `service:${writerService}` && t.lastStatus === 'RUNNING').length };
+      const { tasks = [] } = taskArns.length
+        ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns }))
+        : { tasks: [] };
+      return {
+        desiredCount: services[0]!.desiredCount!,
+        running: tasks.filter((t) => t.group === `service:${writerService}` && t.lastStatus === 'RUNNING').length,
+      };
     }
 
     /** An ECS service whose task definition names the old bucket, as an application's would; the sandbox's simulator runs its task. */
     async function startWriterService(): Promise<void> {
       const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: ['app-writer'] }));
-      const { taskDefinition } = await ecs.send(new RegisterTaskDefinitionCommand({
-        family: writerService, networkMode: 'awsvpc', requiresCompatibilities: ['FARGATE'], cpu: '256', memory: '512',
-        containerDefinitions: [{ name: 'app', image: 'sandbox/uploads:latest', cpu: 256, memory: 512, environment: [{ name: 'UPLOADS_BUCKET', value: source }, { name: 'UNRELATED', value: `${source}-archive` }] }],
-      }));
-      await ecs.send(new CreateServiceCommand({
-        cluster: WRITERS_CLUSTER, serviceName: writerService, taskDefinition: taskDefinition!.taskDefinitionArn, desiredCount: 1, launchType: 'FARGATE',
-        networkConfiguration: services[0]!.networkConfiguration,
-      }));
+      const { taskDefinition } = await ecs.send(
+        new RegisterTaskDefinitionCommand({
+          family: writerService,
+          networkMode: 'awsvpc',
+          requiresCompatibilities: ['FARGATE'],
+          cpu: '256',
+          memory: '512',
+          containerDefinitions: [
+            {
+              name: 'app',
+              image: 'sandbox/uploads:latest',
+              cpu: 256,
+              memory: 512,
+              environment: [
+                { name: 'UPLOADS_BUCKET', value: source },
+                { name: 'UNRELATED', value: `${source}-archive` },
+              ],
+            },
+          ],
+        }),
+      );
+      await ecs.send(
+        new CreateServiceCommand({
+          cluster: WRITERS_CLUSTER,
+          serviceName: writerService,
+          taskDefinition: taskDefinition!.taskDefinitionArn,
+          desiredCount: 1,
+          launchType: 'FARGATE',
+          networkConfiguration: services[0]!.networkConfiguration,
+        }),
+      );
       await waitUntil(async () => (await writerNow()).running === 1, { timeoutMs: 60_000, what: `a task of ${writerService}` });
     }
 
@@ -385,7 +534,9 @@ describe('bucket-swap on the sandbox', function () {
       const { UploadId } = await s3.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }));
       const parts = [];
       for (const [i, size] of sizes.entries()) {
-        const { ETag } = await s3.send(new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: i + 1, Body: Buffer.alloc(size, 9) }));
+        const { ETag } = await s3.send(
+          new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: i + 1, Body: Buffer.alloc(size, 9) }),
+        );
         parts.push({ ETag, PartNumber: i + 1 });
       }
       await s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
@@ -393,42 +544,85 @@ describe('bucket-swap on the sandbox', function () {
 
     before(async function () {
       this.timeout(240_000);
-      ecs = new ECSClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+      ecs = new ECSClient({
+        endpoint: testStack().awsEndpoint,
+        region: 'us-east-1',
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      });
       await worker().start();
       await s3.send(new CreateBucketCommand({ Bucket: logs }));
       const logDelivery = 'uri="http://acs.amazonaws.com/groups/s3/LogDelivery"';
-      await s3.send(new PutBucketAclCommand({ Bucket: logs, GrantWrite: logDelivery, GrantReadACP: logDelivery, GrantFullControl: `id="${(await s3.send(new ListBucketsCommand({}))).Owner!.ID!}"` }));
+      await s3.send(
+        new PutBucketAclCommand({
+          Bucket: logs,
+          GrantWrite: logDelivery,
+          GrantReadACP: logDelivery,
+          GrantFullControl: `id="${(await s3.send(new ListBucketsCommand({}))).Owner!.ID!}"`,
+        }),
+      );
       await createSourceBucket(source, [
         { Key: 'docs/a.txt', Body: 'first edition\n', ContentType: 'text/plain' },
         { Key: 'docs/b.txt', Body: 'b\n', ContentType: 'text/plain' },
         { Key: LARGE_KEY, Body: Buffer.alloc(LARGE_OBJECT_SIZE, 3), ContentType: 'application/octet-stream' },
       ]);
       await s3.send(new PutObjectCommand({ Bucket: source, Key: 'docs/a.txt', Body: 'second edition\n', ContentType: 'text/plain' }));
-      await s3.send(new PutBucketOwnershipControlsCommand({ Bucket: source, OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerPreferred' }] } }));
+      await s3.send(
+        new PutBucketOwnershipControlsCommand({
+          Bucket: source,
+          OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerPreferred' }] },
+        }),
+      );
       await s3.send(new PutBucketPolicyCommand({ Bucket: source, Policy: policy(source) }));
       await s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket: source, LifecycleConfiguration: { Rules: lifecycle } }));
       await s3.send(new PutBucketCorsCommand({ Bucket: source, CORSConfiguration: { CORSRules: cors } }));
-      await s3.send(new PutBucketLoggingCommand({ Bucket: source, BucketLoggingStatus: { LoggingEnabled: { TargetBucket: logs, TargetPrefix: 'access/' } } }));
+      await s3.send(
+        new PutBucketLoggingCommand({
+          Bucket: source,
+          BucketLoggingStatus: { LoggingEnabled: { TargetBucket: logs, TargetPrefix: 'access/' } },
+        }),
+      );
       await startWriterService();
 
       // Held before verification: the copy is done, and the writer must be stopped by now.
       const gate = join(gatesDir(), `before-verify.${target}`);
       writeFileSync(`${gate}.hold`, '');
-      const started = await runbook(['start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, ...SMALL_PARTS,
-        '--set', `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: writerService }])}`, '--set', 'writersTimeout=2m']);
+      const started = await runbook([
+        'start',
+        'bucket-swap',
+        '--env',
+        'sandbox',
+        '--set',
+        `source=${source}`,
+        '--set',
+        `target=${target}`,
+        ...SMALL_PARTS,
+        '--set',
+        `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: writerService }])}`,
+        '--set',
+        'writersTimeout=2m',
+      ]);
       assert.equal(started.exitCode, 0, started.stdout + started.stderr);
       try {
         await waitForStatus(id, (st) => existsSync(`${gate}.reached`) || st.phase !== 'running', 120_000);
       } finally {
         const pending = (await (await temporalClient()).workflow.getHandle(id).describe()).raw.pendingActivities ?? [];
         const failures = pending.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? 'no failure'}`);
-        assert.ok(existsSync(`${gate}.reached`), `the run reaches verification (${(await finalStatus(id)).error ?? ''} ${failures.join('; ')})`);
+        assert.ok(
+          existsSync(`${gate}.reached`),
+          `the run reaches verification (${(await finalStatus(id)).error ?? ''} ${failures.join('; ')})`,
+        );
       }
       duringCopy = await writerNow();
       // What S3 would deliver (moto writes no access logs): requests to both buckets since the copy started.
-      const line = (bucket: string, op: string) => `owner ${bucket} [${new Date().toUTCString()}] 10.0.0.1 - REQ ${op} docs/a.txt "GET /docs/a.txt HTTP/1.1" 200 - 14 14 1 1 "-" "cdn" -`;
-      await s3.send(new PutObjectCommand({ Bucket: logs, Key: `access/${new Date().toISOString().slice(0, 19).replace(/[T:]/g, '-')}-ABCDEF0123456789`,
-        Body: [line(source, 'REST.GET.OBJECT'), line(source, 'REST.HEAD.OBJECT'), line(target, 'REST.GET.OBJECT')].join('\n') + '\n' }));
+      const line = (bucket: string, op: string) =>
+        `owner ${bucket} [${new Date().toUTCString()}] 10.0.0.1 - REQ ${op} docs/a.txt "GET /docs/a.txt HTTP/1.1" 200 - 14 14 1 1 "-" "cdn" -`;
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: logs,
+          Key: `access/${new Date().toISOString().slice(0, 19).replace(/[T:]/g, '-')}-ABCDEF0123456789`,
+          Body: [line(source, 'REST.GET.OBJECT'), line(source, 'REST.HEAD.OBJECT'), line(target, 'REST.GET.OBJECT')].join('\n') + '\n',
+        }),
+      );
       writeFileSync(`${gate}.open`, '');
       waiting = await waitForStatus(id, (st) => st.phase !== 'running', 120_000);
       assert.equal(waiting.phase, 'waiting', waiting.error ?? '');
@@ -443,18 +637,40 @@ describe('bucket-swap on the sandbox', function () {
     it('stops the writer for the copy and starts it again before asking; the new bucket has the policy (renamed), lifecycle rule, CORS, ownership and logging', async () => {
       assert.deepEqual(duringCopy, { desiredCount: 0, running: 0 }, 'nothing of the writer runs while the copy is made');
       assert.deepEqual(await writerNow(), { desiredCount: 1, running: 1 }, 'the writer runs again as it was');
-      assert.deepEqual(['stop-writers', 'verify', 'start-writers', 'check-readers'].map((step) => stepStates(waiting)[step]), ['done', 'done', 'done', 'done']);
+      assert.deepEqual(
+        ['stop-writers', 'verify', 'start-writers', 'check-readers'].map((step) => stepStates(waiting)[step]),
+        ['done', 'done', 'done', 'done'],
+      );
       assert.match(stepDetail(waiting, 'verify'), /content checked where ETags differ by design \(1 object, MD5 of each part\)/);
 
-      const read = (Bucket: string) => Promise.all([
-        s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket })).then((r) => r.Rules?.map((rule) => ({ ID: rule.ID, Status: rule.Status, Prefix: rule.Filter?.Prefix, Days: rule.Expiration?.Days }))),
-        s3.send(new GetBucketCorsCommand({ Bucket })).then((r) => r.CORSRules?.map(({ AllowedMethods, AllowedOrigins, AllowedHeaders, MaxAgeSeconds }) => ({ AllowedMethods, AllowedOrigins, AllowedHeaders, MaxAgeSeconds }))),
-        s3.send(new GetBucketOwnershipControlsCommand({ Bucket })).then((r) => r.OwnershipControls?.Rules?.[0]?.ObjectOwnership),
-        s3.send(new GetBucketLoggingCommand({ Bucket })).then((r) => r.LoggingEnabled && { bucket: r.LoggingEnabled.TargetBucket, prefix: r.LoggingEnabled.TargetPrefix }),
-      ]);
+      const read = (Bucket: string) =>
+        Promise.all([
+          s3
+            .send(new GetBucketLifecycleConfigurationCommand({ Bucket }))
+            .then((r) =>
+              r.Rules?.map((rule) => ({ ID: rule.ID, Status: rule.Status, Prefix: rule.Filter?.Prefix, Days: rule.Expiration?.Days })),
+            ),
+          s3.send(new GetBucketCorsCommand({ Bucket })).then((r) =>
+            r.CORSRules?.map(({ AllowedMethods, AllowedOrigins, AllowedHeaders, MaxAgeSeconds }) => ({
+              AllowedMethods,
+              AllowedOrigins,
+              AllowedHeaders,
+              MaxAgeSeconds,
+            })),
+          ),
+          s3.send(new GetBucketOwnershipControlsCommand({ Bucket })).then((r) => r.OwnershipControls?.Rules?.[0]?.ObjectOwnership),
+          s3
+            .send(new GetBucketLoggingCommand({ Bucket }))
+            .then((r) => r.LoggingEnabled && { bucket: r.LoggingEnabled.TargetBucket, prefix: r.LoggingEnabled.TargetPrefix }),
+        ]);
       const [carried, original] = await Promise.all([read(target), read(source)]);
       assert.deepEqual(carried, original);
-      assert.deepEqual(carried, [[{ ID: 'expire-tmp', Status: 'Enabled', Prefix: 'tmp/', Days: 7 }], cors, 'BucketOwnerPreferred', { bucket: logs, prefix: 'access/' }]);
+      assert.deepEqual(carried, [
+        [{ ID: 'expire-tmp', Status: 'Enabled', Prefix: 'tmp/', Days: 7 }],
+        cors,
+        'BucketOwnerPreferred',
+        { bucket: logs, prefix: 'access/' },
+      ]);
       const carriedPolicy = JSON.parse((await s3.send(new GetBucketPolicyCommand({ Bucket: target }))).Policy!) as unknown;
       assert.deepEqual(carriedPolicy, JSON.parse(policy(target)), 'the policy, naming the new bucket');
       await assertSettingsCopied(source, target);
@@ -464,12 +680,19 @@ describe('bucket-swap on the sandbox', function () {
       const prompt = waiting.waitingFor?.prompt ?? '';
       console.log(`      delete-old prompt:\n${prompt.replace(/^/gm, '        ')}`);
       assert.match(prompt, new RegExp(`verified copy of all 3 objects .* of s3://${source}`));
-      assert.match(prompt, new RegExp(`Dropped by the delete: s3://${source} also holds 1 older versions \\(of keys such as 'docs/a.txt'\\) and 0 delete markers`));
+      assert.match(
+        prompt,
+        new RegExp(
+          `Dropped by the delete: s3://${source} also holds 1 older versions \\(of keys such as 'docs/a.txt'\\) and 0 delete markers`,
+        ),
+      );
       assert.match(prompt, new RegExp(`${writerService}: UPLOADS_BUCKET names s3://${source} \\(the OLD bucket\\)`));
       assert.doesNotMatch(prompt, /UNRELATED/, 'a longer bucket name is not the old bucket');
       assert.match(prompt, new RegExp(`Do the application and the CDN now read s3://${target}\\?`));
       // moto delivers access logs of its own too: at least the test's requests are counted.
-      const logged = new RegExp(`access logs \\(\\d+ log objects? in s3://${logs}/access/ since [^)]+\\): (\\d+) requests to s3://${source}, (\\d+) to s3://${target}`).exec(prompt);
+      const logged = new RegExp(
+        `access logs \\(\\d+ log objects? in s3://${logs}/access/ since [^)]+\\): (\\d+) requests to s3://${source}, (\\d+) to s3://${target}`,
+      ).exec(prompt);
       assert.ok(logged, 'the prompt counts requests in the access logs');
       assert.ok(Number(logged[1]) >= 2 && Number(logged[2]) >= 1, `requests to both buckets counted (${logged[0]})`);
       assert.match(prompt, new RegExp(`request metrics: none configured on s3://${source}`));
@@ -514,7 +737,10 @@ describe('bucket-swap on the sandbox', function () {
     let cliConfig: string | undefined;
 
     before(async () => {
-      if (!mirror) console.log('      real provider not found (no hashicorp/aws mirror): terraform mode runs on the terraform_data stand-in fixture, creating no bucket through Terraform');
+      if (!mirror)
+        console.log(
+          '      real provider not found (no hashicorp/aws mirror): terraform mode runs on the terraform_data stand-in fixture, creating no bucket through Terraform',
+        );
       cliConfig = mirror ? await writeCliConfig(join(testStack().dir, 'bucket-swap-terraform.rc'), mirror) : undefined;
       await worker().start();
     });
@@ -533,7 +759,11 @@ describe('bucket-swap on the sandbox', function () {
       await tf(dir, ['init', '-input=false', '-no-color']);
       await tf(dir, ['workspace', 'new', 'sandbox']);
       await tf(dir, ['apply', '-auto-approve', '-input=false', '-no-color'], 'sandbox');
-      const files = Array.from({ length: 30 }, (_, i) => ({ Key: `static/file-${i}.css`, Body: `a { order: ${i} }\n`, ContentType: 'text/css' }));
+      const files = Array.from({ length: 30 }, (_, i) => ({
+        Key: `static/file-${i}.css`,
+        Body: `a { order: ${i} }\n`,
+        ContentType: 'text/css',
+      }));
       if (mirror) await Promise.all(files.map((file) => s3.send(new PutObjectCommand({ Bucket: oldBucket, ...file }))));
       else await createSourceBucket(oldBucket, files);
       return dir;
@@ -542,13 +772,20 @@ describe('bucket-swap on the sandbox', function () {
     async function tf(dir: string, args: string[], workspace?: string, exitCodes = [0]): Promise<string> {
       const env = { ...(workspace ? { TF_WORKSPACE: workspace } : {}), ...(cliConfig ? { TF_CLI_CONFIG_FILE: cliConfig } : {}) };
       const result = await execa('terraform', args, { cwd: dir, env, reject: false });
-      assert.ok(exitCodes.includes(result.exitCode ?? -1), `terraform ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}${result.stdout.slice(-2000)}`);
+      assert.ok(
+        exitCodes.includes(result.exitCode ?? -1),
+        `terraform ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}${result.stdout.slice(-2000)}`,
+      );
       return result.stdout;
     }
 
     /** The run's plan files are gone: none in the Terraform directory, none left in the worker's run folders. */
     function assertNoPlanLeft(dir: string, workflowId: string): void {
-      assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tfplan')), [], 'no plan in the Terraform directory');
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith('.tfplan')),
+        [],
+        'no plan in the Terraform directory',
+      );
       const runs = join(tmpdir(), 'runbook-terraform', workflowId.replace(/[^A-Za-z0-9._-]/g, '_'));
       const left = existsSync(runs) ? readdirSync(runs).flatMap((run) => readdirSync(join(runs, run))) : [];
       assert.deepEqual(left, [], 'the saved plan was deleted');
@@ -556,8 +793,23 @@ describe('bucket-swap on the sandbox', function () {
 
     /** The directory by its name in the environment's terraform.dirs: a run never takes a path. */
     const swapWithTerraform = (source: string, target: string, dir: (typeof TEST_TERRAFORM_DIRS)[number]) => [
-      'start', 'bucket-swap', '--env', 'sandbox', '--set', `source=${source}`, '--set', `target=${target}`, '--set', 'mode=terraform',
-      '--set', `terraform.dir=${dir}`, '--set', 'terraform.workspace=sandbox', '--set', `terraform.address=${address}`, '--wait',
+      'start',
+      'bucket-swap',
+      '--env',
+      'sandbox',
+      '--set',
+      `source=${source}`,
+      '--set',
+      `target=${target}`,
+      '--set',
+      'mode=terraform',
+      '--set',
+      `terraform.dir=${dir}`,
+      '--set',
+      'terraform.workspace=sandbox',
+      '--set',
+      `terraform.address=${address}`,
+      '--wait',
     ];
 
     it('refuses, before apply, a plan that would replace something besides the bucket', async () => {
@@ -572,13 +824,24 @@ describe('bucket-swap on the sandbox', function () {
       assert.equal(result.exitCode, 1, result.stdout + result.stderr);
       const status = await finalStatus(idFor(source));
       assert.equal(status.phase, 'failed');
-      assert.match(status.error ?? '', new RegExp(`refused, nothing applied: it would replace terraform_data\\.encryption_key, not only ${address.replace('.', '\\.')}`));
+      assert.match(
+        status.error ?? '',
+        new RegExp(`refused, nothing applied: it would replace terraform_data\\.encryption_key, not only ${address.replace('.', '\\.')}`),
+      );
       assert.deepEqual(
         ['detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan', 'copy-objects'].map((step) => stepStates(status)[step]),
         ['done', 'done', 'failed', 'skipped', 'skipped'],
       );
-      assert.equal(await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox'), keyBefore, 'the key was not replaced');
-      assert.doesNotMatch(await tf(dir, ['state', 'list'], 'sandbox'), new RegExp(address.replace('.', '\\.')), 'the old bucket stays out of the state');
+      assert.equal(
+        await tf(dir, ['state', 'show', '-no-color', 'terraform_data.encryption_key'], 'sandbox'),
+        keyBefore,
+        'the key was not replaced',
+      );
+      assert.doesNotMatch(
+        await tf(dir, ['state', 'list'], 'sandbox'),
+        new RegExp(address.replace('.', '\\.')),
+        'the old bucket stays out of the state',
+      );
       assert.equal(await bucketExists(target), false, 'no new bucket');
       assert.equal((await listAll(s3, source)).length, 30, 'the old bucket is untouched');
       assertNoPlanLeft(dir, idFor(source));
@@ -629,14 +892,44 @@ describe('bucket-swap on the sandbox', function () {
     });
 
     const cases: [string, (fresh: string) => string[], RegExp][] = [
-      ['an invalid bucket name', (fresh) => [`source=${source}`, `target=${fresh.toUpperCase()}_x`], /target: '.*_x' may hold only lowercase letters, digits, dots and hyphens/],
+      [
+        'an invalid bucket name',
+        (fresh) => [`source=${source}`, `target=${fresh.toUpperCase()}_x`],
+        /target: '.*_x' may hold only lowercase letters, digits, dots and hyphens/,
+      ],
       ['the source as target', () => [`source=${source}`, `target=${source}`], /target: must differ from source/],
-      ['a source that does not exist', (fresh) => [`source=${unique('no-such-bucket')}`, `target=${fresh}`], /source: no bucket named 'no-such-bucket-\d+'/],
-      ['a target that holds objects', () => [`source=${source}`, `target=${occupied}`], /target: s3:\/\/bad-input-occupied-\d+ already holds objects \(e\.g\. 'taken\.txt'\)/],
-      ['a Terraform directory given as a path', (fresh) => [`source=${source}`, `target=${fresh}`, 'mode=terraform', `terraform.dir=${testStack().dir}`, 'terraform.address=aws_s3_bucket.static'],
-        /terraform\.dir: must be the name of a Terraform directory/],
-      ['a Terraform directory the environment does not list', (fresh) => [`source=${source}`, `target=${fresh}`, 'mode=terraform', 'terraform.dir=elsewhere', 'terraform.address=aws_s3_bucket.static'],
-        /terraform\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: .*swap-guard, swap-apply\)/],
+      [
+        'a source that does not exist',
+        (fresh) => [`source=${unique('no-such-bucket')}`, `target=${fresh}`],
+        /source: no bucket named 'no-such-bucket-\d+'/,
+      ],
+      [
+        'a target that holds objects',
+        () => [`source=${source}`, `target=${occupied}`],
+        /target: s3:\/\/bad-input-occupied-\d+ already holds objects \(e\.g\. 'taken\.txt'\)/,
+      ],
+      [
+        'a Terraform directory given as a path',
+        (fresh) => [
+          `source=${source}`,
+          `target=${fresh}`,
+          'mode=terraform',
+          `terraform.dir=${testStack().dir}`,
+          'terraform.address=aws_s3_bucket.static',
+        ],
+        /terraform\.dir: must be the name of a Terraform directory/,
+      ],
+      [
+        'a Terraform directory the environment does not list',
+        (fresh) => [
+          `source=${source}`,
+          `target=${fresh}`,
+          'mode=terraform',
+          'terraform.dir=elsewhere',
+          'terraform.address=aws_s3_bucket.static',
+        ],
+        /terraform\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: .*swap-guard, swap-apply\)/,
+      ],
     ];
 
     for (const [what, sets, message] of cases) {
@@ -647,8 +940,14 @@ describe('bucket-swap on the sandbox', function () {
         assert.equal(result.exitCode, 2, result.stdout + result.stderr);
         assert.match(result.stdout + result.stderr, message);
         assert.deepEqual(await bucketNames(), bucketsBefore, 'no bucket created or deleted');
-        assert.deepEqual((await listAll(s3, source)).map((o) => o.key), ['a.txt']);
-        assert.deepEqual((await listAll(s3, occupied)).map((o) => o.key), ['taken.txt']);
+        assert.deepEqual(
+          (await listAll(s3, source)).map((o) => o.key),
+          ['a.txt'],
+        );
+        assert.deepEqual(
+          (await listAll(s3, occupied)).map((o) => o.key),
+          ['taken.txt'],
+        );
       });
     }
   });

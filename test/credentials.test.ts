@@ -25,7 +25,9 @@ import { temporalClient } from './helpers/wait.js';
 const PASSWORD = 'probe-password-7f3a9c';
 
 /** A plain TCP server on 127.0.0.1 that records every byte and, if told, answers a startup with a password challenge. */
-async function fakePostgres(challenge?: 'cleartext' | 'md5'): Promise<{ port: number; received: () => Buffer; close: () => Promise<void> }> {
+async function fakePostgres(
+  challenge?: 'cleartext' | 'md5',
+): Promise<{ port: number; received: () => Buffer; close: () => Promise<void> }> {
   const chunks: Buffer[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -34,7 +36,8 @@ async function fakePostgres(challenge?: 'cleartext' | 'md5'): Promise<{ port: nu
       chunks.push(chunk);
       if (!challenge) return;
       // AuthenticationCleartextPassword (R, length 8, code 3) or AuthenticationMD5Password (R, length 12, code 5, salt).
-      const reply = challenge === 'cleartext' ? Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]) : Buffer.from([0x52, 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]);
+      const reply =
+        challenge === 'cleartext' ? Buffer.from([0x52, 0, 0, 0, 8, 0, 0, 0, 3]) : Buffer.from([0x52, 0, 0, 0, 12, 0, 0, 0, 5, 1, 2, 3, 4]);
       socket.write(reply);
     });
     socket.on('error', () => {});
@@ -83,7 +86,9 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
     try {
       const regions = JSON.stringify([{ id: `CRED${process.pid}`, newDataUri: `s3://${sandbox().regions.bucket}/incoming/none` }]);
       const elsewhere = ['--set', 'database.host=localhost', '--set', `database.port=${listener.port}`, '--set', `regions=${regions}`];
-      const rule = new RegExp(`database\\.credential: credential 'regions-db' may only be sent to 127\\.0\\.0\\.1:${pgAddress().port}, not to localhost:${listener.port}`);
+      const rule = new RegExp(
+        `database\\.credential: credential 'regions-db' may only be sent to 127\\.0\\.0\\.1:${pgAddress().port}, not to localhost:${listener.port}`,
+      );
       for (const dry of [['--dry-run'], []]) {
         const result = await runbook(['start', 'region-data-update', '--env', 'sandbox', ...elsewhere, ...dry], { as: 'ops' });
         assert.equal(result.exitCode, 2, result.stdout + result.stderr);
@@ -94,13 +99,23 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
       const client = await temporalClient();
       const id = `region-data-update:sandbox:CRED${process.pid}`;
       const defaults = (sandbox().environment.runbooks as Record<string, Record<string, unknown>>)['region-data-update']!;
-      const params = { regions: JSON.parse(regions) as unknown, database: { ...(defaults.database as object), host: 'localhost', port: listener.port } };
-      await client.workflow.start('regionDataUpdate', { workflowId: id, taskQueue: TASK_QUEUE, args: [{ runbook: 'region-data-update', env: 'sandbox', params, dryRun: true, startedBy: 'mallory', requestId: 'cred-raw' }] });
+      const params = {
+        regions: JSON.parse(regions) as unknown,
+        database: { ...(defaults.database as object), host: 'localhost', port: listener.port },
+      };
+      await client.workflow.start('regionDataUpdate', {
+        workflowId: id,
+        taskQueue: TASK_QUEUE,
+        args: [{ runbook: 'region-data-update', env: 'sandbox', params, dryRun: true, startedBy: 'mallory', requestId: 'cred-raw' }],
+      });
       await assert.rejects(client.workflow.getHandle(id).result());
       const { status } = await readRun(client, id);
       assert.equal(status.errorType, 'InvalidInput');
       assert.match(status.error ?? '', rule);
-      assert.ok(status.steps.filter((s) => s.name !== 'resolve').every((s) => s.status === 'skipped'), 'preflight never ran');
+      assert.ok(
+        status.steps.filter((s) => s.name !== 'resolve').every((s) => s.status === 'skipped'),
+        'preflight never ran',
+      );
       assert.equal(listener.received().length, 0, 'nothing connected to the listener');
     } finally {
       await listener.close();
@@ -121,16 +136,29 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
             },
           }),
         });
-        const db = (credential: string, tls = false) => ({ aws: { region: 'us-east-1' }, login: login('127.0.0.1', listener.port, credential, tls) });
+        const db = (credential: string, tls = false) => ({
+          aws: { region: 'us-east-1' },
+          login: login('127.0.0.1', listener.port, credential, tls),
+        });
 
         const unbound = await failure(activities.readRegions({ db: db('elsewhere'), ids: ['PA'] }));
         assert.equal(unbound.type, 'InvalidInput');
-        assert.match(unbound.message, new RegExp(`database\\.credential: credential 'elsewhere' may only be sent to db\\.example\\.com, not to 127\\.0\\.0\\.1:${listener.port}`));
+        assert.match(
+          unbound.message,
+          new RegExp(
+            `database\\.credential: credential 'elsewhere' may only be sent to db\\.example\\.com, not to 127\\.0\\.0\\.1:${listener.port}`,
+          ),
+        );
         assert.equal(listener.received().length, 0, 'an unbound credential never connects');
 
         const weak = await failure(activities.readRegions({ db: db('probe'), ids: ['PA'] }));
         assert.equal(weak.type, 'DatabaseAuthenticationRefused');
-        assert.match(weak.message, new RegExp(`127\\.0\\.0\\.1:${listener.port} asked for ${challenge === 'cleartext' ? 'a cleartext password' : 'an MD5 password hash'}; the worker sends passwords only by SCRAM-SHA-256`));
+        assert.match(
+          weak.message,
+          new RegExp(
+            `127\\.0\\.0\\.1:${listener.port} asked for ${challenge === 'cleartext' ? 'a cleartext password' : 'an MD5 password hash'}; the worker sends passwords only by SCRAM-SHA-256`,
+          ),
+        );
         const heard = listener.received();
         assert.ok(heard.length > 0, 'the startup message reached the listener');
         assert.ok(!heard.includes(Buffer.from(PASSWORD)), 'no password bytes');
@@ -145,24 +173,50 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
     const { host, port } = pgAddress();
     const dir = mkdtempSync(join(tmpdir(), 'other-ca-'));
     const otherCa = join(dir, 'other-ca.crt');
-    await execa('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=some other CA', '-keyout', join(dir, 'other-ca.key'), '-out', otherCa]);
+    await execa('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=some other CA',
+      '-keyout',
+      join(dir, 'other-ca.key'),
+      '-out',
+      otherCa,
+    ]);
     const ref = sandbox().regions.credentialRef;
     const sandboxCa = (sandbox().environment as { databaseTls: { ca: string } }).databaseTls.ca;
     const activities = (ca: string) =>
       createRegionConfigActivities({
-        environments: workerConfig({ databaseTls: { mode: 'verify-full', ca }, credentials: { regions: { ref, allowedHosts: [`${host}:${port}`] } } }),
+        environments: workerConfig({
+          databaseTls: { mode: 'verify-full', ca },
+          credentials: { regions: { ref, allowedHosts: [`${host}:${port}`] } },
+        }),
       });
     const db = { aws: (sandbox().environment as { aws: { region: string } }).aws, login: login(host, port, 'regions', true) };
 
     // Secrets Manager calls take the activity's cancellation signal: run them in an activity context.
     const read = (ca: string) => new MockActivityEnvironment().run(activities(ca).readRegions, { db, ids: ['PA'] }) as Promise<RegionRow[]>;
     const rows = await read(sandboxCa);
-    assert.deepEqual(rows.map((r) => r.id), ['PA'], 'verify-full with the CA that signed the server');
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      ['PA'],
+      'verify-full with the CA that signed the server',
+    );
 
     const rejected = await failure(read(otherCa));
     assert.equal(rejected.type, 'DatabaseCertificateRejected');
     assert.equal(rejected.nonRetryable, true);
-    assert.match(rejected.message, new RegExp(`the TLS certificate of ${host.replaceAll('.', '\\.')}:${port} does not verify against the CA bundle ${otherCa.replaceAll('.', '\\.')}`));
+    assert.match(
+      rejected.message,
+      new RegExp(
+        `the TLS certificate of ${host.replaceAll('.', '\\.')}:${port} does not verify against the CA bundle ${otherCa.replaceAll('.', '\\.')}`,
+      ),
+    );
   });
 
   it('refuses to start a worker whose CA bundle is malformed: a config error naming file and field, exit 2', async () => {
@@ -170,9 +224,17 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
     const bundle = join(dir, 'bundle.pem');
     writeFileSync(bundle, 'not a certificate\n');
     const configPath = join(dir, 'config.yaml');
-    writeFileSync(configPath, stringify({ environments: { dev: { aws: { region: 'us-east-1', endpoint: testStack().awsEndpoint }, databaseTls: { ca: bundle } } } }));
+    writeFileSync(
+      configPath,
+      stringify({
+        environments: { dev: { aws: { region: 'us-east-1', endpoint: testStack().awsEndpoint }, databaseTls: { ca: bundle } } },
+      }),
+    );
     const result = await runbook(['worker', '--config', configPath]);
     assert.equal(result.exitCode, 2, result.stdout + result.stderr);
-    assert.match(result.stderr, new RegExp(`environments\\.dev\\.databaseTls\\.ca: CA bundle ${bundle.replaceAll('.', '\\.')} holds no PEM certificate`));
+    assert.match(
+      result.stderr,
+      new RegExp(`environments\\.dev\\.databaseTls\\.ca: CA bundle ${bundle.replaceAll('.', '\\.')} holds no PEM certificate`),
+    );
   });
 });

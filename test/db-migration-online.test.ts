@@ -54,20 +54,28 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
   function startArgs(source: SeededAppDatabase, extra: string[] = []): string[] {
     return [
-      'start', 'db-migration', '--env', 'sandbox',
-      '--set', `sourceInstance=${source.instance}`,
-      '--set', `newInstance.identifier=${newInstanceOf(source.instance)}`,
-      '--set', `writers=${JSON.stringify([source.writer])}`,
+      'start',
+      'db-migration',
+      '--env',
+      'sandbox',
+      '--set',
+      `sourceInstance=${source.instance}`,
+      '--set',
+      `newInstance.identifier=${newInstanceOf(source.instance)}`,
+      '--set',
+      `writers=${JSON.stringify([source.writer])}`,
       ...extra,
     ];
   }
 
-
   async function service(name: string): Promise<{ desiredCount: number; taskDefinition: string; runningCount: number }> {
     const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [name] }));
-    return { desiredCount: services[0]!.desiredCount!, taskDefinition: services[0]!.taskDefinition!, runningCount: services[0]!.runningCount ?? 0 };
+    return {
+      desiredCount: services[0]!.desiredCount!,
+      taskDefinition: services[0]!.taskDefinition!,
+      runningCount: services[0]!.runningCount ?? 0,
+    };
   }
-
 
   /**
    * The application: each transaction inserts an order with its items and a
@@ -89,12 +97,22 @@ describe('db-migration online (logical replication) on the sandbox', function ()
             if ((await service(source.writer.service)).desiredCount === 0) break;
           }
           await client.query('BEGIN');
-          const { rows: [order] } = await client.query<{ id: string }>(
-            `INSERT INTO orders (customer_id, status, placed_at, note) VALUES (1 + $1::int % 500, 'placed', now(), 'online test') RETURNING id`, [writes]);
-          await client.query(`INSERT INTO order_items (order_id, line, product_id, quantity, price_cents) VALUES ($1, 1, 1 + $2::int % 500, 1, 100), ($1, 2, 7, 2, 250)`, [order!.id, writes]);
+          const {
+            rows: [order],
+          } = await client.query<{ id: string }>(
+            `INSERT INTO orders (customer_id, status, placed_at, note) VALUES (1 + $1::int % 500, 'placed', now(), 'online test') RETURNING id`,
+            [writes],
+          );
+          await client.query(
+            `INSERT INTO order_items (order_id, line, product_id, quantity, price_cents) VALUES ($1, 1, 1 + $2::int % 500, 1, 100), ($1, 2, 7, 2, 250)`,
+            [order!.id, writes],
+          );
           await client.query(`UPDATE products SET price_cents = price_cents + 1 WHERE id = 1 + $1::int % 500`, [writes]);
           await client.query(`UPDATE customers SET name = 'Customer ' || $1::int WHERE id = 1 + $1::int % 500`, [writes]);
-          await client.query(`INSERT INTO audit_log (at, actor, action, payload) VALUES (now(), 'test', 'order.placed', jsonb_build_object('order', $1::bigint))`, [order!.id]);
+          await client.query(
+            `INSERT INTO audit_log (at, actor, action, payload) VALUES (now(), 'test', 'order.placed', jsonb_build_object('order', $1::bigint))`,
+            [order!.id],
+          );
           await client.query(`SELECT nextval('invoice_number_seq')`);
           await client.query('COMMIT');
           writes++;
@@ -118,8 +136,10 @@ describe('db-migration online (logical replication) on the sandbox', function ()
   async function tableChecksums(instanceId: string): Promise<Record<string, string>> {
     const sums: Record<string, string> = {};
     for (const table of TABLES) {
-      const [row] = await queryApp<{ rows: number; sum: string }>(instanceId,
-        `SELECT count(*)::int AS rows, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS sum FROM ${table} t`);
+      const [row] = await queryApp<{ rows: number; sum: string }>(
+        instanceId,
+        `SELECT count(*)::int AS rows, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS sum FROM ${table} t`,
+      );
       sums[table] = `${row!.rows} rows, ${row!.sum}`;
     }
     return sums;
@@ -127,10 +147,20 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
   /** Slots, publications and subscriptions of the run that are still there. */
   async function replicationLeftovers(source: string, target: string): Promise<string[]> {
-    const slots = await queryApp<{ name: string }>('postgres', `SELECT slot_name AS name FROM pg_replication_slots WHERE database = '${source}'`);
+    const slots = await queryApp<{ name: string }>(
+      'postgres',
+      `SELECT slot_name AS name FROM pg_replication_slots WHERE database = '${source}'`,
+    );
     const publications = await queryApp<{ name: string }>(source, 'SELECT pubname AS name FROM pg_publication');
-    const subscriptions = await queryApp<{ name: string }>('postgres', `SELECT subname AS name FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = '${target}'`);
-    return [...slots.map((s) => `slot ${s.name}`), ...publications.map((p) => `publication ${p.name}`), ...subscriptions.map((s) => `subscription ${s.name}`)];
+    const subscriptions = await queryApp<{ name: string }>(
+      'postgres',
+      `SELECT subname AS name FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = '${target}'`,
+    );
+    return [
+      ...slots.map((s) => `slot ${s.name}`),
+      ...publications.map((p) => `publication ${p.name}`),
+      ...subscriptions.map((s) => `subscription ${s.name}`),
+    ];
   }
 
   function gatesDir(): string {
@@ -152,7 +182,6 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     assert.equal(result.exitCode, 0, result.stdout + result.stderr);
   }
 
-
   /** What every successful online run must end with, checked at `delete-old` while both databases still exist. */
   async function assertMovedIntact(source: SeededAppDatabase, id: string): Promise<void> {
     const target = newInstanceOf(source.instance);
@@ -160,7 +189,8 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const status = await queryStatus(id);
     assert.equal(status.waitingFor?.checkpoint, 'delete-old', status.error ?? '');
     assert.deepEqual(await tableChecksums(target), await tableChecksums(source.instance), 'every table has the same rows on both sides');
-    const sequences = async (instanceId: string) => Number((await queryApp<{ v: string }>(instanceId, `SELECT last_value::text AS v FROM invoice_number_seq`))[0]!.v);
+    const sequences = async (instanceId: string) =>
+      Number((await queryApp<{ v: string }>(instanceId, `SELECT last_value::text AS v FROM invoice_number_seq`))[0]!.v);
     const [sourceSeq, targetSeq] = [await sequences(source.instance), await sequences(target)];
     assert.ok(targetSeq > sourceSeq, `the new sequence (${targetSeq}) is ahead of the old one (${sourceSeq})`);
     assert.equal(targetSeq, sourceSeq + SEQUENCE_GAP);
@@ -209,10 +239,16 @@ describe('db-migration online (logical replication) on the sandbox', function ()
       const result = await finish(id);
       assert.equal(result.mode, 'online');
       assert.equal(result.backup, null);
-      assert.ok(result.writersStopped.ms > 0 && Date.parse(result.writersStopped.to) - Date.parse(result.writersStopped.from) === result.writersStopped.ms);
+      assert.ok(
+        result.writersStopped.ms > 0 &&
+          Date.parse(result.writersStopped.to) - Date.parse(result.writersStopped.from) === result.writersStopped.ms,
+      );
       const final = await queryStatus(id);
       assert.match(final.steps.find((s) => s.name === 'restore-writers')!.detail ?? '', /writers were stopped [\d.]+ s/);
-      assert.match(final.steps.find((s) => s.name === 'drop-replication')!.detail ?? '', /dropped subscription runbook_migration_\w+, publication runbook_migration_\w+, slot runbook_migration_\w+/);
+      assert.match(
+        final.steps.find((s) => s.name === 'drop-replication')!.detail ?? '',
+        /dropped subscription runbook_migration_\w+, publication runbook_migration_\w+, slot runbook_migration_\w+/,
+      );
     } finally {
       await app.stop();
     }
@@ -225,7 +261,10 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
     const refused = await runbook(startArgs(source, ['--set', 'mode=online']));
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
-    assert.match(refused.stdout + refused.stderr, /mode: online needs logical replication from sandbox-appdb-onl-nokey-\S+: public\.events_raw has no primary key or replica identity/);
+    assert.match(
+      refused.stdout + refused.stderr,
+      /mode: online needs logical replication from sandbox-appdb-onl-nokey-\S+: public\.events_raw has no primary key or replica identity/,
+    );
     assert.doesNotMatch(refused.stdout + refused.stderr, /audit_log/, 'a table with REPLICA IDENTITY FULL is fine');
     const status = await waitForStatus(idFor(source.instance), (s) => s.phase !== 'running' && s.phase !== 'waiting');
     assert.equal(status.steps.find((s) => s.name === 'preflight')?.status, 'failed');
@@ -234,7 +273,10 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const dry = await runbook(startArgs(source, ['--dry-run', '--wait']));
     assert.equal(dry.exitCode, 0, dry.stdout + dry.stderr);
     const planned = await waitForStatus(idFor(source.instance), (s) => s.dryRun && s.phase === 'succeeded');
-    assert.match(planned.steps.find((s) => s.name === 'preflight')?.detail ?? '', /mode dump: online is not possible: public\.events_raw has no primary key/);
+    assert.match(
+      planned.steps.find((s) => s.name === 'preflight')?.detail ?? '',
+      /mode dump: online is not possible: public\.events_raw has no primary key/,
+    );
     assert.equal(planned.steps.find((s) => s.name === 'publish')?.detail, 'dump mode');
   });
 
@@ -252,11 +294,18 @@ describe('db-migration online (logical replication) on the sandbox', function ()
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
     assert.equal(status.phase, 'rolled-back', status.error ?? '');
-    assert.match(status.error ?? '', /the schema of sandbox-appdb-onl-ddl-\S+ changed during the copy \(DDL is not replicated\): table public\.gift_cards created; table public\.orders altered \(now: .*coupon text\)/);
+    assert.match(
+      status.error ?? '',
+      /the schema of sandbox-appdb-onl-ddl-\S+ changed during the copy \(DDL is not replicated\): table public\.gift_cards created; table public\.orders altered \(now: .*coupon text\)/,
+    );
     assert.equal(status.steps.find((s) => s.name === 'initial-sync')?.status, 'failed');
     assert.equal(status.steps.find((s) => s.name === 'publish')?.status, 'compensated');
     const after = await service(source.writer.service);
-    assert.deepEqual({ desired: after.desiredCount, definition: after.taskDefinition }, { desired: before.desiredCount, definition: before.taskDefinition }, 'the writers still run on the old database');
+    assert.deepEqual(
+      { desired: after.desiredCount, definition: after.taskDefinition },
+      { desired: before.desiredCount, definition: before.taskDefinition },
+      'the writers still run on the old database',
+    );
     assert.deepEqual(await replicationLeftovers(source.instance, newInstanceOf(source.instance)), []);
   });
 
@@ -286,7 +335,11 @@ describe('db-migration online (logical replication) on the sandbox', function ()
       const attempts = await activityAttempts(id);
       assert.ok(attempts.waitForSync! >= 2, 'the sync wait was resumed after the first kill');
       assert.ok(attempts.catchUp! >= 2, 'the catch-up was resumed after the second kill');
-      assert.match((await queryStatus(id)).steps.find((s) => s.name === 'subscribe')!.detail ?? '', /created on/, 'one subscription, made once');
+      assert.match(
+        (await queryStatus(id)).steps.find((s) => s.name === 'subscribe')!.detail ?? '',
+        /created on/,
+        'one subscription, made once',
+      );
       const result = await finish(id);
       assert.equal(result.mode, 'online');
     } finally {

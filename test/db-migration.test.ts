@@ -9,7 +9,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CreateDBParameterGroupCommand, DescribeDBInstancesCommand, DescribeDBSnapshotsCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
+import {
+  CreateDBParameterGroupCommand,
+  DescribeDBInstancesCommand,
+  DescribeDBSnapshotsCommand,
+  RDSClient,
+  type CreateDBInstanceCommandInput,
+} from '@aws-sdk/client-rds';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand } from '@aws-sdk/client-ecs';
 import { DescribeSecurityGroupsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { execa } from 'execa';
@@ -67,17 +73,29 @@ describe('db-migration on the sandbox', function () {
   async function seedSource(label: string, orders?: number, settings?: Partial<CreateDBInstanceCommandInput>): Promise<SeededAppDatabase> {
     // Named after the sandbox's instance: the sandbox's credentials are bound to `sandbox-appdb*`.
     const instance = `${SANDBOX_SOURCE}-${label}-${process.pid}-${++counter}`;
-    return sandbox().db.seedAppDatabase({ instance, writerService: `writer-${label}-${counter}`, ...(orders ? { orders } : {}), ...(settings ? { settings } : {}) });
+    return sandbox().db.seedAppDatabase({
+      instance,
+      writerService: `writer-${label}-${counter}`,
+      ...(orders ? { orders } : {}),
+      ...(settings ? { settings } : {}),
+    });
   }
 
   function startArgs(source: SeededAppDatabase, extra: string[] = []): string[] {
     return [
-      'start', 'db-migration', '--env', 'sandbox',
-      '--set', `sourceInstance=${source.instance}`,
-      '--set', `newInstance.identifier=${newInstanceOf(source.instance)}`,
-      '--set', `writers=${JSON.stringify([source.writer])}`,
+      'start',
+      'db-migration',
+      '--env',
+      'sandbox',
+      '--set',
+      `sourceInstance=${source.instance}`,
+      '--set',
+      `newInstance.identifier=${newInstanceOf(source.instance)}`,
+      '--set',
+      `writers=${JSON.stringify([source.writer])}`,
       // This file covers dump mode; online mode (the sandbox's default) has db-migration-online.test.ts.
-      '--set', 'mode=dump',
+      '--set',
+      'mode=dump',
       ...extra,
     ];
   }
@@ -94,7 +112,9 @@ describe('db-migration on the sandbox', function () {
   async function writer(service: string): Promise<WriterView> {
     const { services = [] } = await ecs.send(new DescribeServicesCommand({ cluster: WRITERS_CLUSTER, services: [service] }));
     const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster: WRITERS_CLUSTER, desiredStatus: 'RUNNING' }));
-    const { tasks = [] } = taskArns.length ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns })) : { tasks: [] };
+    const { tasks = [] } = taskArns.length
+      ? await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns }))
+      : { tasks: [] };
     return {
       desiredCount: services[0]!.desiredCount!,
       taskDefinition: services[0]!.taskDefinition!,
@@ -104,25 +124,31 @@ describe('db-migration on the sandbox', function () {
     };
   }
 
-
   /** The ingress rules this run's marker labels, on the instance's security groups. */
   async function temporaryRules(identifier: string, source: string): Promise<string[]> {
     const found = await instance(identifier);
     const groupIds = (found?.VpcSecurityGroups ?? []).map((g) => g.VpcSecurityGroupId!);
     if (!groupIds.length) return [];
     const { SecurityGroups = [] } = await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: groupIds }));
-    return SecurityGroups.flatMap((g) => g.IpPermissions ?? []).flatMap((p) => (p.IpRanges ?? []).filter((r) => r.Description === ruleMarker(source)).map((r) => r.CidrIp!));
+    return SecurityGroups.flatMap((g) => g.IpPermissions ?? []).flatMap((p) =>
+      (p.IpRanges ?? []).filter((r) => r.Description === ruleMarker(source)).map((r) => r.CidrIp!),
+    );
   }
 
-
   async function databaseExists(instanceId: string): Promise<boolean> {
-    const rows = await queryApp<{ exists: boolean }>('postgres', `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${instanceId}') AS exists`);
+    const rows = await queryApp<{ exists: boolean }>(
+      'postgres',
+      `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '${instanceId}') AS exists`,
+    );
     return rows[0]!.exists;
   }
 
   async function rowCounts(instanceId: string): Promise<Record<string, number>> {
     const tables = ['customers', 'products', 'orders', 'order_items', 'audit_log', 'schema_migration'];
-    const [row] = await queryApp<Record<string, number>>(instanceId, `SELECT ${tables.map((t) => `(SELECT count(*)::int FROM ${t}) AS ${t}`).join(', ')}`);
+    const [row] = await queryApp<Record<string, number>>(
+      instanceId,
+      `SELECT ${tables.map((t) => `(SELECT count(*)::int FROM ${t}) AS ${t}`).join(', ')}`,
+    );
     return row!;
   }
 
@@ -146,7 +172,13 @@ describe('db-migration on the sandbox', function () {
 
   async function waitForTool(tool: 'pg_dump' | 'pg_restore', database: string, waitingOnLock = false): Promise<void> {
     await waitUntil(
-      async () => (await queryApp('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${tool}'${waitingOnLock ? ` AND wait_event_type = 'Lock'` : ''}`)).length > 0,
+      async () =>
+        (
+          await queryApp(
+            'postgres',
+            `SELECT 1 FROM pg_stat_activity WHERE datname = '${database}' AND application_name = '${tool}'${waitingOnLock ? ` AND wait_event_type = 'Lock'` : ''}`,
+          )
+        ).length > 0,
       { timeoutMs: 60_000, intervalMs: 20, what: `${tool} working on ${database}` },
     );
   }
@@ -175,14 +207,18 @@ describe('db-migration on the sandbox', function () {
     collect(history);
     const status = await runbookJson<RunStatus>(['status', id]);
     texts.push(JSON.stringify(status.json));
-    for (const log of readdirSync(testStack().dir).filter((f) => f.startsWith('worker-'))) texts.push(readFileSync(join(testStack().dir, log), 'utf8'));
+    for (const log of readdirSync(testStack().dir).filter((f) => f.startsWith('worker-')))
+      texts.push(readFileSync(join(testStack().dir, log), 'utf8'));
     const all = texts.join('\n');
     // The search sees what the payloads hold: the logical credential names the run was given (never references).
     assert.ok(all.includes('"credential":"app-db"'), 'the search covers the decoded payloads');
     assert.ok(!all.includes('secretsmanager:arn:'), 'no secret reference in the history either');
     for (const password of sandbox().db.passwords) {
       assert.ok(!all.includes(password), 'a password appears in the history, the status or the worker logs');
-      assert.ok(!all.includes(encodeURIComponent(password)), 'a URL-encoded password appears in the history, the status or the worker logs');
+      assert.ok(
+        !all.includes(encodeURIComponent(password)),
+        'a URL-encoded password appears in the history, the status or the worker logs',
+      );
     }
   }
 
@@ -222,7 +258,10 @@ describe('db-migration on the sandbox', function () {
     assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'temporary access closed after the copy');
     assert.deepEqual(await temporaryRules(source.instance, source.instance), []);
     const atCutover = await queryStatus(id);
-    assert.match(atCutover.steps.find((s) => s.name === 'verify')?.detail ?? '', /6 tables and \d+ rows equal; 4 sequences at the same values; 5 schema migrations/);
+    assert.match(
+      atCutover.steps.find((s) => s.name === 'verify')?.detail ?? '',
+      /6 tables and \d+ rows equal; 4 sequences at the same values; 5 schema migrations/,
+    );
 
     await approve(id, 'cutover');
     // An operator who re-runs the approval, not knowing the first one went through, must not approve delete-old.
@@ -234,7 +273,10 @@ describe('db-migration on the sandbox', function () {
     await handle.signal(approveSignal, { checkpoint: 'delete-old', waitId: 'cutover#1', by: 'tester', requestId: 'stale-wait' });
     await handle.signal(approveSignal, { checkpoint: 'delete-old', runId: 'an-earlier-run', by: 'tester', requestId: 'stale-run' });
     const stale = await waitForStatus(id, (s) => ['stale-wait', 'stale-run'].every((r) => s.refusals.some((x) => x.requestId === r)));
-    assert.match(stale.refusals.find((r) => r.requestId === 'stale-wait')!.reason, /for wait cutover#1, but the run now waits at delete-old#2/);
+    assert.match(
+      stale.refusals.find((r) => r.requestId === 'stale-wait')!.reason,
+      /for wait cutover#1, but the run now waits at delete-old#2/,
+    );
     assert.match(stale.refusals.find((r) => r.requestId === 'stale-run')!.reason, /for run an-earlier-run, but this is run/);
     assert.equal(stale.waitingFor?.waitId, 'delete-old#2', 'still waiting at delete-old');
     const after = await writer(source.writer.service);
@@ -326,7 +368,10 @@ describe('db-migration on the sandbox', function () {
     await waitForTool('pg_restore', target);
     await worker().kill('SIGKILL');
     // A dead host takes its pg_restore along; a killed worker process leaves it orphaned. End it, as losing the host would.
-    await queryApp('postgres', `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${target}' AND application_name = 'pg_restore'`);
+    await queryApp(
+      'postgres',
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${target}' AND application_name = 'pg_restore'`,
+    );
     await worker().start();
 
     await runToSuccess(id);
@@ -334,9 +379,15 @@ describe('db-migration on the sandbox', function () {
     assert.deepEqual(await rowCounts(target), seededRows, 'the copy is complete');
   });
 
-  it('an encrypted, deletion-protected, Multi-AZ source: the new instance carries its protection, and the old one\'s deletion protection is lifted only after delete-old', async () => {
+  it("an encrypted, deletion-protected, Multi-AZ source: the new instance carries its protection, and the old one's deletion protection is lifted only after delete-old", async () => {
     const tag = `${process.pid}-${counter + 1}`;
-    await rds.send(new CreateDBParameterGroupCommand({ DBParameterGroupName: `app-pg15-${tag}`, DBParameterGroupFamily: 'postgres15', Description: 'the app\'s settings' }));
+    await rds.send(
+      new CreateDBParameterGroupCommand({
+        DBParameterGroupName: `app-pg15-${tag}`,
+        DBParameterGroupFamily: 'postgres15',
+        Description: "the app's settings",
+      }),
+    );
     const kmsKey = 'arn:aws:kms:us-east-1:123456789012:key/0b1e2f3a-4c5d-6e7f-8091-a2b3c4d5e6f7';
     const source = await seedSource('protected', undefined, {
       StorageEncrypted: true,
@@ -368,9 +419,16 @@ describe('db-migration on the sandbox', function () {
       securityGroups: i.VpcSecurityGroups?.map((g) => g.VpcSecurityGroupId).sort(),
       subnetGroup: i.DBSubnetGroup?.DBSubnetGroupName,
     });
-    assert.deepEqual(settings(made), settings(old), 'read back from moto, the new instance has the old one\'s settings');
+    assert.deepEqual(settings(made), settings(old), "read back from moto, the new instance has the old one's settings");
     assert.deepEqual(
-      [made.StorageEncrypted, made.KmsKeyId, made.DeletionProtection, made.MultiAZ, made.BackupRetentionPeriod, made.IAMDatabaseAuthenticationEnabled],
+      [
+        made.StorageEncrypted,
+        made.KmsKeyId,
+        made.DeletionProtection,
+        made.MultiAZ,
+        made.BackupRetentionPeriod,
+        made.IAMDatabaseAuthenticationEnabled,
+      ],
       [true, kmsKey, true, true, 14, true],
     );
 
@@ -394,14 +452,20 @@ describe('db-migration on the sandbox', function () {
     await approve(id, 'cutover');
     await waitForStatus(id, (s) => s.waitingFor?.checkpoint === 'delete-old', 120_000);
     // Something happens to the copy while the approver thinks it over.
-    const [{ removed }] = await queryApp<{ removed: number }>(target, 'WITH gone AS (DELETE FROM audit_log WHERE ctid IN (SELECT ctid FROM audit_log LIMIT 10) RETURNING 1) SELECT count(*)::int AS removed FROM gone');
+    const [{ removed }] = await queryApp<{ removed: number }>(
+      target,
+      'WITH gone AS (DELETE FROM audit_log WHERE ctid IN (SELECT ctid FROM audit_log LIMIT 10) RETURNING 1) SELECT count(*)::int AS removed FROM gone',
+    );
     assert.ok(removed > 0, 'the test removed rows');
     await approve(id, 'delete-old');
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
     assert.equal(status.phase, 'failed', 'after the point of no return: failed, not rolled-back');
     assert.equal(status.errorType, 'RunFailed');
-    assert.match(status.error ?? '', new RegExp(`${target} no longer holds what was verified: public\\.audit_log holds \\d+ rows, \\d+ were verified`));
+    assert.match(
+      status.error ?? '',
+      new RegExp(`${target} no longer holds what was verified: public\\.audit_log holds \\d+ rows, \\d+ were verified`),
+    );
     assert.match(status.error ?? '', new RegExp(`; ${source.instance} is kept, untouched .*nothing undone: the writers run on ${target}`));
     assert.equal(status.steps.find((s) => s.name === 'delete-old-instance')?.status, 'failed');
     assert.equal((await instance(source.instance))?.DBInstanceStatus, 'available', 'the old instance is not deleted');
@@ -415,18 +479,35 @@ describe('db-migration on the sandbox', function () {
     const dir = mkdtempSync(join(testStack().dir, 'tf-managed-'));
     writeFileSync(join(dir, 'main.tf'), 'terraform {}\n');
     await execa('terraform', ['init', '-input=false', '-no-color'], { cwd: dir });
-    writeFileSync(join(dir, 'pushed.tfstate'), JSON.stringify({
-      version: 4, terraform_version: '1.5.7', serial: 1, lineage: `managed-${process.pid}`, outputs: {},
-      resources: [{
-        mode: 'managed', type: 'aws_db_instance', name: 'database', provider: 'provider["registry.terraform.io/hashicorp/aws"]',
-        instances: [{ schema_version: 2, attributes: { id: 'db-ABC', identifier: source.instance }, sensitive_attributes: [] }],
-      }],
-    }));
+    writeFileSync(
+      join(dir, 'pushed.tfstate'),
+      JSON.stringify({
+        version: 4,
+        terraform_version: '1.5.7',
+        serial: 1,
+        lineage: `managed-${process.pid}`,
+        outputs: {},
+        resources: [
+          {
+            mode: 'managed',
+            type: 'aws_db_instance',
+            name: 'database',
+            provider: 'provider["registry.terraform.io/hashicorp/aws"]',
+            instances: [{ schema_version: 2, attributes: { id: 'db-ABC', identifier: source.instance }, sensitive_attributes: [] }],
+          },
+        ],
+      }),
+    );
     await execa('terraform', ['state', 'push', 'pushed.tfstate'], { cwd: dir });
 
     const refused = await runbook(startArgs(source, ['--set', `provisioning=${JSON.stringify({ mode: 'aws', terraformState: { dir } })}`]));
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
-    assert.match(refused.stdout + refused.stderr, new RegExp(`provisioning\\.mode: ${source.instance} is managed by Terraform \\(aws_db_instance\\.database in ${dir}, workspace default\\); .*use provisioning\\.mode terraform`));
+    assert.match(
+      refused.stdout + refused.stderr,
+      new RegExp(
+        `provisioning\\.mode: ${source.instance} is managed by Terraform \\(aws_db_instance\\.database in ${dir}, workspace default\\); .*use provisioning\\.mode terraform`,
+      ),
+    );
     await waitClosed(idFor(source.instance));
     const after = await writer(source.writer.service);
     assert.equal(after.desiredCount, before.desiredCount, 'the writers were not touched');
@@ -456,13 +537,19 @@ describe('db-migration on the sandbox', function () {
     assert.match(targetExists.stdout + targetExists.stderr, /newInstance\.identifier: RDS instance 'sandbox-appdb' already exists/);
     await waitClosed(idFor(source.instance));
 
-    const noWriter = await runbook(startArgs(source, ['--set', `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: 'nosuch-writer' }])}`]));
+    const noWriter = await runbook(
+      startArgs(source, ['--set', `writers=${JSON.stringify([{ cluster: WRITERS_CLUSTER, service: 'nosuch-writer' }])}`]),
+    );
     assert.equal(noWriter.exitCode, 2, noWriter.stdout + noWriter.stderr);
     assert.match(noWriter.stdout + noWriter.stderr, /writers\.0\.service: no active ECS service 'nosuch-writer'/);
     await waitClosed(idFor(source.instance));
 
     const after = await writer(source.writer.service);
-    assert.deepEqual({ ...after, running: after.running.length }, { ...before, running: before.running.length }, 'the writers were not touched');
+    assert.deepEqual(
+      { ...after, running: after.running.length },
+      { ...before, running: before.running.length },
+      'the writers were not touched',
+    );
     assert.equal((await instance(source.instance))?.PubliclyAccessible, false, 'access was not opened');
     assert.equal(await instance(newInstanceOf(source.instance)), undefined, 'no instance was created');
   });
@@ -484,9 +571,15 @@ describe('db-migration on the sandbox', function () {
     assert.match(refused(['credentials.app.password=hunter2hunter2']), /credentials\.app: Unrecognized key\(s\) in object: 'password'/);
     assert.doesNotMatch(refused(['credentials.app.password=hunter2hunter2']), /hunter2/, 'a password given by mistake is not echoed');
     // Credentials are logical names the worker's config binds to instances: the new instance must be on the list.
-    assert.match(refused(['newInstance.identifier=elsewhere-db']), /credentials\.app\.credential: credential 'app-db' may only be sent to RDS instances sandbox-appdb\*, not to RDS instance elsewhere-db/);
+    assert.match(
+      refused(['newInstance.identifier=elsewhere-db']),
+      /credentials\.app\.credential: credential 'app-db' may only be sent to RDS instances sandbox-appdb\*, not to RDS instance elsewhere-db/,
+    );
     assert.match(refused(['credentials.admin.credential=nope']), /credentials\.admin\.credential: no credential 'nope' on sandbox/);
-    assert.match(refused(['temporaryAccess.cidr=0.0.0.0/0']), /temporaryAccess\.cidr: must not open the database to \(nearly\) the whole internet/);
+    assert.match(
+      refused(['temporaryAccess.cidr=0.0.0.0/0']),
+      /temporaryAccess\.cidr: must not open the database to \(nearly\) the whole internet/,
+    );
     assert.match(refused(['newInstance.identifier=sandbox-appdb']), /newInstance\.identifier: must differ from sourceInstance/);
     assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);
     const realAws = { ...sandboxEnv, aws: { region: 'us-east-1' } };
@@ -496,7 +589,10 @@ describe('db-migration on the sandbox', function () {
     assert.match(refused([], guarded), /endpointMap: not on guarded, a protected environment/);
     const guardedReal = { ...guarded, runbooks: { 'db-migration': { ...sandboxEnv.runbooks['db-migration'], endpointMap: undefined } } };
     assert.match(refused(['tls=disable'], guardedReal), /tls: guarded is protected, so database connections must be encrypted/);
-    assert.match(refused(['tls=require', 'temporaryAccess.cidr=10.0.0.0/16'], guardedReal), /temporaryAccess\.cidr: 10\.0\.0\.0\/16 is wider than guarded allows \(at most a \/24\)/);
+    assert.match(
+      refused(['tls=require', 'temporaryAccess.cidr=10.0.0.0/16'], guardedReal),
+      /temporaryAccess\.cidr: 10\.0\.0\.0\/16 is wider than guarded allows \(at most a \/24\)/,
+    );
   });
 
   async function waitClosed(id: string): Promise<void> {

@@ -42,9 +42,18 @@ describe('runbook dev', () => {
     dev.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
 
     const stateFile = join(dir, '.runbook', 'dev.json');
-    await waitUntil(() => existsSync(stateFile), { timeoutMs: 180_000, intervalMs: 20, what: () => `runbook dev to write dev.json; output so far:\n${output}` });
+    await waitUntil(() => existsSync(stateFile), {
+      timeoutMs: 180_000,
+      intervalMs: 20,
+      what: () => `runbook dev to write dev.json; output so far:\n${output}`,
+    });
     // A script starts a run the moment dev.json appears: the worker must already poll.
-    const run = await execa(process.execPath, [cliPath, 'start', 'rolling-restart', '--env', 'sandbox', '--dry-run', '--wait'], { cwd: dir, env: cleanEnv, extendEnv: false, reject: false });
+    const run = await execa(process.execPath, [cliPath, 'start', 'rolling-restart', '--env', 'sandbox', '--dry-run', '--wait'], {
+      cwd: dir,
+      env: cleanEnv,
+      extendEnv: false,
+      reject: false,
+    });
     assert.doesNotMatch(run.stderr, /no worker is polling/);
     assert.equal(run.exitCode, 0, run.stdout + run.stderr);
     assert.match(run.stdout, /run succeeded/);

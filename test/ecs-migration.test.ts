@@ -31,7 +31,11 @@ describe('ecs-migration on the sandbox', function () {
   let added = 0;
 
   before(() => {
-    const config = { endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+    const config = {
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    };
     ecs = new ECSClient(config);
     logs = new CloudWatchLogsClient(config);
     ec2 = new EC2Client(config);
@@ -49,13 +53,16 @@ describe('ecs-migration on the sandbox', function () {
   // --- the sandbox as an operator sees it ------------------------------------------------------------
 
   async function appliedVersions(): Promise<string[]> {
-    return withClient(sandbox().regions.databaseUrl, async (db) => (await db.query<{ version: string }>('SELECT version FROM schema_migration ORDER BY applied_at, version')).rows.map((r) => r.version));
+    return withClient(sandbox().regions.databaseUrl, async (db) =>
+      (await db.query<{ version: string }>('SELECT version FROM schema_migration ORDER BY applied_at, version')).rows.map((r) => r.version),
+    );
   }
 
   /** Every one-off task of the cluster (running or stopped), oldest unknown: ECS gives no order. */
   async function oneOffTasks(): Promise<Task[]> {
     const arns: string[] = [];
-    for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) arns.push(...((await ecs.send(new ListTasksCommand({ cluster: CLUSTER, desiredStatus }))).taskArns ?? []));
+    for (const desiredStatus of ['RUNNING', 'STOPPED'] as const)
+      arns.push(...((await ecs.send(new ListTasksCommand({ cluster: CLUSTER, desiredStatus }))).taskArns ?? []));
     if (!arns.length) return [];
     const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: CLUSTER, tasks: arns, include: ['TAGS'] }));
     return tasks.filter((t) => !t.group?.startsWith('service:'));
@@ -81,12 +88,15 @@ describe('ecs-migration on the sandbox', function () {
     assert.equal(exitCode, 0, stdout);
     const steps = [...stdout.matchAll(/^\s+\d+\. (\S+)/gm)].map((m) => m[1]);
     assert.deepEqual(steps, ['preflight', 'run-migration', 'run-task', 'follow-task', 'verify']);
-    for (const input of ['cluster', 'taskDefinition', 'vpc', 'securityGroup', 'subnetName', 'database']) assert.match(stdout, new RegExp(`^\\s+${input} <`, 'm'));
+    for (const input of ['cluster', 'taskDefinition', 'vpc', 'securityGroup', 'subnetName', 'database'])
+      assert.match(stdout, new RegExp(`^\\s+${input} <`, 'm'));
   });
 
   it('refuses bad input with exit 2 and starts no task', async () => {
     const before = (await oneOffTasks()).length;
-    const { SecurityGroups = [] } = await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['default'] }] }));
+    const { SecurityGroups = [] } = await ec2.send(
+      new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: ['default'] }] }),
+    );
     const otherVpcGroup = SecurityGroups.find((g) => g.VpcId !== sandbox().migrations.network.vpc)!.GroupId!;
     const cases: [string[], RegExp][] = [
       [['--set', 'subnetName=PublicSubnet'], /subnetName: subnet-\S+ named PublicSubnet route to the internet/],
@@ -102,7 +112,9 @@ describe('ecs-migration on the sandbox', function () {
       const result = await runbook(['start', 'ecs-migration', '--env', 'sandbox', ...args]);
       assert.equal(result.exitCode, 2, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
       assert.match(result.stdout + result.stderr, message);
-      await waitClosed(args[1]!.startsWith('taskDefinition=') ? `ecs-migration:sandbox:${args[1]!.slice('taskDefinition='.length)}` : idOf('sandbox'));
+      await waitClosed(
+        args[1]!.startsWith('taskDefinition=') ? `ecs-migration:sandbox:${args[1]!.slice('taskDefinition='.length)}` : idOf('sandbox'),
+      );
     }
     assert.equal((await oneOffTasks()).length, before, 'no task was started');
   });
@@ -115,8 +127,14 @@ describe('ecs-migration on the sandbox', function () {
     assert.equal(run.exitCode, 0, run.stdout + run.stderr);
     const status = await finalStatus(idOf('sandbox'));
     assert.equal(status.phase, 'succeeded');
-    assert.match(detail(status, 'preflight'), new RegExp(`pinned app:\\d+ \\(sandbox-app:a476b78\\); subnets subnet-\\S+, subnet-\\S+; schema_migration: ${before.length} rows`));
-    assert.match(detail(status, 'run-task'), /^would run app:\d+ on Fargate in sandbox \(2 private subnets, sg-\S+, no public IP\) with app running `run migration:run`/);
+    assert.match(
+      detail(status, 'preflight'),
+      new RegExp(`pinned app:\\d+ \\(sandbox-app:a476b78\\); subnets subnet-\\S+, subnet-\\S+; schema_migration: ${before.length} rows`),
+    );
+    assert.match(
+      detail(status, 'run-task'),
+      /^would run app:\d+ on Fargate in sandbox \(2 private subnets, sg-\S+, no public IP\) with app running `run migration:run`/,
+    );
     assert.deepEqual(await appliedVersions(), before);
     assert.ok(!(await appliedVersions()).includes(version));
     assert.equal((await oneOffTasks()).length, tasks);
@@ -133,12 +151,18 @@ describe('ecs-migration on the sandbox', function () {
     const result = status.result as EcsMigrationResult;
     const after = await appliedVersions();
     assert.ok(after.includes(version), 'the new migration is in schema_migration');
-    assert.deepEqual(result.applied, after.filter((v) => !before.includes(v)));
+    assert.deepEqual(
+      result.applied,
+      after.filter((v) => !before.includes(v)),
+    );
     assert.deepEqual([result.before.count, result.after.count], [before.length, after.length]);
     assert.equal(result.exitCode, 0);
     assert.equal(result.imageTag, SANDBOX_COMMITS.migrating);
     assert.match(result.taskDefinitionArn, /task-definition\/app:\d+$/);
-    assert.match(detail(status, 'follow-task'), new RegExp(`exit code 0 after \\d+ log lines; last:[\\s\\S]*Migration ${version} has been executed successfully`));
+    assert.match(
+      detail(status, 'follow-task'),
+      new RegExp(`exit code 0 after \\d+ log lines; last:[\\s\\S]*Migration ${version} has been executed successfully`),
+    );
     assert.equal(detail(status, 'run-migration'), 'sandbox is not protected: no approval needed');
 
     // ECS: one Fargate task on the pinned revision, in the private subnets, with the command overridden, marked as this run's.
@@ -153,7 +177,9 @@ describe('ecs-migration on the sandbox', function () {
     assert.ok(sandbox().migrations.network.privateSubnets.includes(subnet!), `ran in ${subnet}`);
 
     // CloudWatch: the stream the result names holds the migration's output.
-    const { events = [] } = await logs.send(new GetLogEventsCommand({ logGroupName: APP_LOG_GROUP, logStreamName: result.logStream, startFromHead: true }));
+    const { events = [] } = await logs.send(
+      new GetLogEventsCommand({ logGroupName: APP_LOG_GROUP, logStreamName: result.logStream, startFromHead: true }),
+    );
     assert.ok(events.some((e) => e.message === `Migration ${version} has been executed successfully.`));
     assert.equal(result.logStream, `app/app/${result.taskArn.split('/').at(-1)}`);
   });
@@ -186,7 +212,10 @@ describe('ecs-migration on the sandbox', function () {
     assert.equal(run.exitCode, 1, run.stdout + run.stderr);
     const status = await finalStatus(idOf('sandbox'));
     assert.equal(status.phase, 'failed');
-    assert.match(status.error ?? '', /stopped before app ran \(no exit code\): Task failed to start \(CannotPullContainerError: .*\); the schema is unchanged/);
+    assert.match(
+      status.error ?? '',
+      /stopped before app ran \(no exit code\): Task failed to start \(CannotPullContainerError: .*\); the schema is unchanged/,
+    );
     assert.deepEqual(await appliedVersions(), before);
     assert.ok(!before.includes(version));
   });
@@ -199,7 +228,10 @@ describe('ecs-migration on the sandbox', function () {
     const tasksBefore = new Set((await oneOffTasks()).map((t) => t.taskArn));
     const start = await runbook(['start', 'ecs-migration', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
-    await waitUntil(async () => (await pendingActivities(idOf('sandbox'))).includes('followMigrationTask'), { timeoutMs: 60_000, what: 'the wait for the migration task' });
+    await waitUntil(async () => (await pendingActivities(idOf('sandbox'))).includes('followMigrationTask'), {
+      timeoutMs: 60_000,
+      what: 'the wait for the migration task',
+    });
     await worker().kill('SIGKILL');
     await worker().start();
 
@@ -207,7 +239,11 @@ describe('ecs-migration on the sandbox', function () {
     assert.equal(status.phase, 'succeeded', status.error ?? '');
     const result = status.result as EcsMigrationResult;
     const started = (await oneOffTasks()).filter((t) => !tasksBefore.has(t.taskArn));
-    assert.deepEqual(started.map((t) => t.taskArn), [result.taskArn], 'exactly one task was started');
+    assert.deepEqual(
+      started.map((t) => t.taskArn),
+      [result.taskArn],
+      'exactly one task was started',
+    );
     assert.ok((await appliedVersions()).includes(version));
     const lines = result.logTail.filter((l) => l === `Migration ${version} has been executed successfully.`);
     assert.equal(lines.length, 1, 'a resumed wait does not read the log twice');
@@ -218,7 +254,10 @@ describe('ecs-migration on the sandbox', function () {
     sandbox().migrations.tasks.configure({ runMs: 6_000 });
     const start = await runbook(['start', 'ecs-migration', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
-    await waitUntil(async () => (await pendingActivities(idOf('sandbox'))).includes('followMigrationTask'), { timeoutMs: 60_000, what: 'the wait for the migration task' });
+    await waitUntil(async () => (await pendingActivities(idOf('sandbox'))).includes('followMigrationTask'), {
+      timeoutMs: 60_000,
+      what: 'the wait for the migration task',
+    });
     const cancel = await runbook(['cancel', idOf('sandbox'), '--wait']);
     const status = await finalStatus(idOf('sandbox'));
     assert.notEqual(status.phase, 'rolled-back', cancel.stdout);
@@ -234,7 +273,10 @@ describe('ecs-migration on the sandbox', function () {
     addMigration();
     const refused = await runbook(['start', 'ecs-migration', '--env', 'production', '--set', 'stagingEnv=staging']);
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
-    assert.match(refused.stdout + refused.stderr, /requireStagingRun: production migrates an image only after it migrated on staging: no succeeded ecs-migration run on staging with image tag a476b78/);
+    assert.match(
+      refused.stdout + refused.stderr,
+      /requireStagingRun: production migrates an image only after it migrated on staging: no succeeded ecs-migration run on staging with image tag a476b78/,
+    );
     await waitClosed(idOf('production'));
     const noStaging = await runbook(['start', 'ecs-migration', '--env', 'production']);
     assert.equal(noStaging.exitCode, 2);
@@ -247,7 +289,10 @@ describe('ecs-migration on the sandbox', function () {
     const waiting = await runbook(['start', 'ecs-migration', '--env', 'production', '--set', 'stagingEnv=staging', '--wait']);
     assert.equal(waiting.exitCode, 0, waiting.stdout + waiting.stderr);
     const atCheckpoint = await waitForStatus(idOf('production'), (s) => s.waitingFor?.checkpoint === 'run-migration');
-    assert.match(atCheckpoint.waitingFor!.prompt, /app:\d+ \(image sandbox-app:a476b78\); schema_migration has \d+ rows, newest \S+; a migration cannot be undone/);
+    assert.match(
+      atCheckpoint.waitingFor!.prompt,
+      /app:\d+ \(image sandbox-app:a476b78\); schema_migration has \d+ rows, newest \S+; a migration cannot be undone/,
+    );
     assert.ok(!(await appliedVersions()).includes(version), 'nothing runs before approval');
     assert.equal((await oneOffTasks()).filter((t) => t.tags?.some((tag) => tag.value === idOf('production'))).length, 0);
 
@@ -265,7 +310,10 @@ describe('ecs-migration on the sandbox', function () {
 /** Waits until no run holds this workflow ID (or none ever started). */
 async function waitClosed(workflowId: string): Promise<void> {
   const handle = (await temporalClient()).workflow.getHandle(workflowId);
-  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', { timeoutMs: 10_000, what: `${workflowId} to close` });
+  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', {
+    timeoutMs: 10_000,
+    what: `${workflowId} to close`,
+  });
 }
 
 async function pendingActivities(workflowId: string): Promise<string[]> {

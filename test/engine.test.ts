@@ -45,7 +45,10 @@ describe('engine, through the CLI', () => {
     assert.equal(watched.exitCode, 0, watched.stdout + watched.stderr);
     const { json: status } = await runbookJson<RunStatus>(['status', id]);
     assert.equal(status.phase, 'succeeded');
-    assert.deepEqual(status.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.comment]), [['delete-old', 'approved', 'carol', 'copy looks right']]);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.comment]),
+      [['delete-old', 'approved', 'carol', 'copy looks right']],
+    );
     assert.deepEqual(applied(name), ['applied stage', 'applied copy', 'applied delete-source']);
   });
 
@@ -54,7 +57,27 @@ describe('engine, through the CLI', () => {
     const id = await startToCheckpoint(name);
     const { exitCode, json } = await runbookJson<RunStatus>(['status', id]);
     assert.equal(exitCode, 0);
-    for (const field of ['workflowId', 'runbook', 'env', 'target', 'phase', 'dryRun', 'startedBy', 'currentStep', 'steps', 'waitingFor', 'decisions', 'refusals', 'refusalsDropped', 'policy', 'envHash', 'cancelledBy', 'error', 'errorType', 'result']) {
+    for (const field of [
+      'workflowId',
+      'runbook',
+      'env',
+      'target',
+      'phase',
+      'dryRun',
+      'startedBy',
+      'currentStep',
+      'steps',
+      'waitingFor',
+      'decisions',
+      'refusals',
+      'refusalsDropped',
+      'policy',
+      'envHash',
+      'cancelledBy',
+      'error',
+      'errorType',
+      'result',
+    ]) {
       assert.ok(field in json, `status lacks ${field}`);
     }
     assert.equal(json.workflowId, id);
@@ -66,7 +89,10 @@ describe('engine, through the CLI', () => {
     assert.deepEqual(json.waitingFor?.approvers, ['*']);
     assert.equal(json.waitingFor?.waitId, 'delete-old#1');
     const done = json.steps.filter((s) => s.status === 'done');
-    assert.deepEqual(done.map((s) => s.name), ['resolve', 'preflight', 'stage', 'copy']);
+    assert.deepEqual(
+      done.map((s) => s.name),
+      ['resolve', 'preflight', 'stage', 'copy'],
+    );
     for (const step of done) assert.ok(step.startedAt && step.endedAt && step.startedAt <= step.endedAt, `${step.name} has timings`);
     await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'test over']);
   });
@@ -82,10 +108,20 @@ describe('engine, through the CLI', () => {
     const status = await waitForStatus(id, (s) => s.phase === 'rolled-back');
     assert.deepEqual(
       status.steps.map((s) => [s.name, s.status]),
-      [['resolve', 'done'], ['preflight', 'done'], ['stage', 'compensated'], ['copy', 'compensated'], ['delete-old', 'failed'], ['delete-source', 'skipped']],
+      [
+        ['resolve', 'done'],
+        ['preflight', 'done'],
+        ['stage', 'compensated'],
+        ['copy', 'compensated'],
+        ['delete-old', 'failed'],
+        ['delete-source', 'skipped'],
+      ],
     );
     assert.match(status.error ?? '', /rejected by dave: copy incomplete/);
-    assert.deepEqual(ledgerEvents(name).filter((e) => !e.startsWith('attempt')), ['applied stage', 'applied copy', 'undone copy', 'undone stage']);
+    assert.deepEqual(
+      ledgerEvents(name).filter((e) => !e.startsWith('attempt')),
+      ['applied stage', 'applied copy', 'undone copy', 'undone stage'],
+    );
   });
 
   it('a failed step after changes undoes them and ends rolled-back', async () => {
@@ -132,7 +168,10 @@ describe('engine, through the CLI', () => {
     const result = await runbook(['start', 'ledger-swap', '--env', 'hasty', '--set', `name=${name}`]);
     assert.equal(result.exitCode, 0, result.stderr);
     const status = await waitForStatus(idFor(name, 'hasty'), (s) => s.phase === 'rolled-back', 30_000);
-    assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.decision, d.by]),
+      [['rejected', 'timeout']],
+    );
     assert.equal(effectExists(name, 'delete-source'), false);
     assert.equal(applied(name).includes('applied delete-source'), false);
   });
@@ -144,18 +183,41 @@ describe('engine, through the CLI', () => {
     const started = await runbook(['start', 'ledger-swap', '--env', 'chatty', '--set', `name=${name}`]);
     assert.equal(started.exitCode, 0, started.stderr);
     const status = await waitForStatus(id, (s) => s.phase === 'rolled-back', 60_000);
-    const texts = () => webhook().received.filter((n) => Array.isArray(n.blocks) && String(n.text).includes(id)).map((n) => String(n.text));
+    const texts = () =>
+      webhook()
+        .received.filter((n) => Array.isArray(n.blocks) && String(n.text).includes(id))
+        .map((n) => String(n.text));
     await waitUntil(() => texts().some((t) => / rolled-back: /.test(t)), { timeoutMs: 30_000, what: 'the rolled-back notice' });
-    const events = texts().map((t) => (/^Reminder/.test(t) ? 'reminder' : / started by /.test(t) ? 'started' : / waits at /.test(t) ? 'waiting' : /'delete-old' of .* rejected by timeout/.test(t) ? 'decided' : / rolled-back: /.test(t) ? 'rolled-back' : t));
+    const events = texts().map((t) =>
+      /^Reminder/.test(t)
+        ? 'reminder'
+        : / started by /.test(t)
+          ? 'started'
+          : / waits at /.test(t)
+            ? 'waiting'
+            : /'delete-old' of .* rejected by timeout/.test(t)
+              ? 'decided'
+              : / rolled-back: /.test(t)
+                ? 'rolled-back'
+                : t,
+    );
     assert.deepEqual(events, ['started', 'waiting', 'reminder', 'reminder', 'decided', 'rolled-back']);
-    const waiting = webhook().received.find((n) => Array.isArray(n.blocks) && / waits at /.test(String(n.text)) && String(n.text).includes(id))!;
+    const waiting = webhook().received.find(
+      (n) => Array.isArray(n.blocks) && / waits at /.test(String(n.text)) && String(n.text).includes(id),
+    )!;
     assert.match(String(waiting.text), new RegExp(`runbook approve ${id} --checkpoint delete-old`));
     assert.equal((waiting.blocks as { type: string }[])[0]!.type, 'section');
-    assert.deepEqual(status.notifications.failed.map((f) => [f.event, f.webhook]), [['started', 'unreachable']], 'the dead receiver is reported, and the run went on');
+    assert.deepEqual(
+      status.notifications.failed.map((f) => [f.event, f.webhook]),
+      [['started', 'unreachable']],
+      'the dead receiver is reported, and the run went on',
+    );
     assert.match(status.notifications.failed[0]!.error, /fetch failed|ECONNREFUSED/);
     assert.ok(status.notifications.sent >= 5);
     const history = historyToJSON(await (await temporalClient()).workflow.getHandle(id).fetchHistory());
-    const decoded = [...history.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => Buffer.from(m[1]!, 'base64').toString('utf8')).join('\n');
+    const decoded = [...history.matchAll(/"data":\s*"([A-Za-z0-9+/=]+)"/g)]
+      .map((m) => Buffer.from(m[1]!, 'base64').toString('utf8'))
+      .join('\n');
     assert.match(decoded, /"webhook":"chat"/, 'the search covers the decoded payloads');
     assert.ok(!decoded.includes(webhook().url), "the webhook's URL never enters the history");
   });
@@ -176,16 +238,41 @@ describe('engine, through the CLI', () => {
     const name = freshName('signal');
     const id = await startToCheckpoint(name);
     const { temporalCli, temporalAddress } = testStack();
-    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'erin', checkpoint: 'delete-old', comment: 'from the UI' })]);
+    await execa(temporalCli, [
+      'workflow',
+      'signal',
+      '--address',
+      temporalAddress,
+      '--workflow-id',
+      id,
+      '--name',
+      'approve',
+      '--input',
+      JSON.stringify({ by: 'erin', checkpoint: 'delete-old', comment: 'from the UI' }),
+    ]);
     const status = await waitForStatus(id, (s) => s.phase === 'succeeded');
-    assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['approved', 'erin']]);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.decision, d.by]),
+      [['approved', 'erin']],
+    );
   });
 
   it('records a refused signal instead of acting on it', async () => {
     const name = freshName('badsignal');
     const id = await startToCheckpoint(name, 'guarded', 'alice');
     const { temporalCli, temporalAddress } = testStack();
-    await execa(temporalCli, ['workflow', 'signal', '--address', temporalAddress, '--workflow-id', id, '--name', 'approve', '--input', JSON.stringify({ by: 'alice', checkpoint: 'delete-old' })]);
+    await execa(temporalCli, [
+      'workflow',
+      'signal',
+      '--address',
+      temporalAddress,
+      '--workflow-id',
+      id,
+      '--name',
+      'approve',
+      '--input',
+      JSON.stringify({ by: 'alice', checkpoint: 'delete-old' }),
+    ]);
     const status = await waitForStatus(id, (s) => s.refusals.length > 0);
     assert.equal(status.phase, 'waiting');
     assert.match(status.refusals[0]!.reason, /requires approval by someone else/);
@@ -197,7 +284,10 @@ describe('engine, through the CLI', () => {
     const id = await startToCheckpoint(name);
     const second = await runbook(['start', 'ledger-swap', '--env', 'sandbox', '--set', `name=${name}`], { as: 'zoe' });
     assert.equal(second.exitCode, 3);
-    assert.match(second.stderr, new RegExp(`${id} is held by a run in progress \\(run [0-9a-f-]+\\), started by tester, waiting at checkpoint 'delete-old'`));
+    assert.match(
+      second.stderr,
+      new RegExp(`${id} is held by a run in progress \\(run [0-9a-f-]+\\), started by tester, waiting at checkpoint 'delete-old'`),
+    );
     await runbook(['reject', id, '--checkpoint', 'delete-old', '--reason', 'done testing']);
   });
 
@@ -250,7 +340,11 @@ describe('engine, through the CLI', () => {
   });
 
   it('ls lists runs newest first, filtered by env and runbook', async () => {
-    const { json: rows } = await runbookJson<{ workflowId: string; env: string; runbook: string; startTime: string }[]>(['ls', '--env', 'guarded']);
+    const { json: rows } = await runbookJson<{ workflowId: string; env: string; runbook: string; startTime: string }[]>([
+      'ls',
+      '--env',
+      'guarded',
+    ]);
     assert.ok(rows.length >= 1);
     for (const row of rows) assert.equal(row.env, 'guarded');
     const times = rows.map((r) => r.startTime);

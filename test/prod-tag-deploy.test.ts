@@ -8,7 +8,11 @@
 import assert from 'node:assert/strict';
 import { DescribeImagesCommand, ECRClient } from '@aws-sdk/client-ecr';
 import { DescribeTasksCommand, ECSClient, ListTasksCommand, type Task } from '@aws-sdk/client-ecs';
-import { DescribeTargetGroupsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import {
+  DescribeTargetGroupsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { RunStatus } from '../src/messages.js';
 import { SANDBOX_COMMITS } from '../src/stack/sandbox/app-migrations.js';
 import { DIGEST_TAG } from '../src/stack/sandbox/service-images.js';
@@ -39,11 +43,16 @@ describe('prod-tag-deploy on the sandbox', function () {
   const digest = (commit: string) => sandbox().deploys.digests[commit]!;
 
   before(async () => {
-    const config = { endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+    const config = {
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    };
     ecs = new ECSClient(config);
     ecr = new ECRClient(config);
     elbv2 = new ElasticLoadBalancingV2Client(config);
-    targetGroupArn = (await elbv2.send(new DescribeTargetGroupsCommand({ Names: [sandbox().deploys.targetGroup] }))).TargetGroups![0]!.TargetGroupArn!;
+    targetGroupArn = (await elbv2.send(new DescribeTargetGroupsCommand({ Names: [sandbox().deploys.targetGroup] }))).TargetGroups![0]!
+      .TargetGroupArn!;
   });
 
   beforeEach(async () => {
@@ -70,18 +79,26 @@ describe('prod-tag-deploy on the sandbox', function () {
   }
 
   async function prodDigest(): Promise<string> {
-    const { imageDetails = [] } = await ecr.send(new DescribeImagesCommand({ repositoryName: 'sandbox-app', imageIds: [{ imageTag: 'prod' }] }));
+    const { imageDetails = [] } = await ecr.send(
+      new DescribeImagesCommand({ repositoryName: 'sandbox-app', imageIds: [{ imageTag: 'prod' }] }),
+    );
     return imageDetails[0]!.imageDigest!;
   }
 
   /** Waits until the service runs four serving tasks, all of `commit`'s image. */
   async function serving(commit: string): Promise<WebTask[]> {
     let seen: WebTask[] = [];
-    await waitUntil(async () => {
-      const [tasks, healthy] = await Promise.all([webTasks(), healthyIps()]);
-      seen = tasks;
-      return tasks.length === 4 && tasks.every((t) => t.digest === digest(commit) && t.ip && healthy.has(t.ip));
-    }, { timeoutMs: 30_000, what: () => `web to serve ${commit} on 4 tasks (last: ${JSON.stringify(seen.map((t) => t.digest?.slice(7, 15)))})` });
+    await waitUntil(
+      async () => {
+        const [tasks, healthy] = await Promise.all([webTasks(), healthyIps()]);
+        seen = tasks;
+        return tasks.length === 4 && tasks.every((t) => t.digest === digest(commit) && t.ip && healthy.has(t.ip));
+      },
+      {
+        timeoutMs: 30_000,
+        what: () => `web to serve ${commit} on 4 tasks (last: ${JSON.stringify(seen.map((t) => t.digest?.slice(7, 15)))})`,
+      },
+    );
     return seen;
   }
 
@@ -159,12 +176,19 @@ describe('prod-tag-deploy on the sandbox', function () {
       assert.equal(s.phase, 'rolled-back', s.error ?? '');
       assert.match(s.error ?? '', /new tasks running sha256:\S+ failed .*failed ELB health checks/);
       assert.equal(await prodDigest(), digest(plain));
-      assert.deepEqual((await serving(plain)).map((t) => t.arn).sort(), before, 'the deployment never got past its first slot: every old task still serves');
+      assert.deepEqual(
+        (await serving(plain)).map((t) => t.arn).sort(),
+        before,
+        'the deployment never got past its first slot: every old task still serves',
+      );
       assert.ok(minServing >= 4 && maxRunning <= 5, `serving ${minServing}..., running at most ${maxRunning}`);
       // ECS (circuit breaker off) retries the slot until the tag moves back; each try failed and none served.
       const triedBad = (await webTasks('STOPPED')).filter((t) => !stoppedBefore.has(t.arn));
       assert.ok(triedBad.length >= 1);
-      assert.ok(triedBad.every((t) => t.digest === digest(migrating)), 'only new-image tasks were stopped');
+      assert.ok(
+        triedBad.every((t) => t.digest === digest(migrating)),
+        'only new-image tasks were stopped',
+      );
     } finally {
       sandbox().deploys.images.markBad(digest(migrating), false);
     }
@@ -188,7 +212,10 @@ describe('prod-tag-deploy on the sandbox', function () {
   it('a deploy during the freeze without fixesCommit is refused; naming the fix passes and lifts it', async () => {
     const refused = await deploy(['--set', `commit=${migrating}`]);
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
-    assert.match(refused.stdout + refused.stderr, new RegExp(`fixesCommit: deploys of web on sandbox are frozen since \\S+ \\(${ID} rolled back ${migrating}\\)`));
+    assert.match(
+      refused.stdout + refused.stderr,
+      new RegExp(`fixesCommit: deploys of web on sandbox are frozen since \\S+ \\(${ID} rolled back ${migrating}\\)`),
+    );
     assert.equal(await prodDigest(), digest(plain), 'nothing changed');
     await waitClosed(ID);
 
@@ -207,7 +234,9 @@ describe('prod-tag-deploy on the sandbox', function () {
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
     assert.match(refused.stdout + refused.stderr, new RegExp(`commit: \\d+ migration\\(s\\) ran since ${plain} was prod .*${version}`));
     assert.equal(await prodDigest(), digest(migrating), 'nothing changed');
-    const rows = await withClient(sandbox().regions.databaseUrl, (db) => db.query('SELECT 1 FROM schema_migration WHERE version = $1', [version]));
+    const rows = await withClient(sandbox().regions.databaseUrl, (db) =>
+      db.query('SELECT 1 FROM schema_migration WHERE version = $1', [version]),
+    );
     assert.equal(rows.rowCount, 1);
   });
 
@@ -215,12 +244,24 @@ describe('prod-tag-deploy on the sandbox', function () {
     await waitClosed(ID);
     // A restart of web that is still waiting for its new tasks holds the service.
     sandbox().ecs.configure({ healthDelayMs: 120_000 });
-    const restart = await runbook(['start', 'rolling-restart', '--env', 'sandbox', '--set', 'service=web', '--set', `targetGroup=${sandbox().deploys.targetGroup}`]);
+    const restart = await runbook([
+      'start',
+      'rolling-restart',
+      '--env',
+      'sandbox',
+      '--set',
+      'service=web',
+      '--set',
+      `targetGroup=${sandbox().deploys.targetGroup}`,
+    ]);
     assert.equal(restart.exitCode, 0, restart.stdout + restart.stderr);
     try {
       const refused = await deploy(['--set', `commit=${plain}`]);
       assert.equal(refused.exitCode, 3, refused.stdout + refused.stderr);
-      assert.match(refused.stdout + refused.stderr, /service: web is held by rolling-restart:sandbox:web: one runbook at a time per service/);
+      assert.match(
+        refused.stdout + refused.stderr,
+        /service: web is held by rolling-restart:sandbox:web: one runbook at a time per service/,
+      );
       assert.equal(await prodDigest(), digest(migrating), 'nothing changed');
     } finally {
       await runbook(['cancel', 'rolling-restart:sandbox:web', '--wait']);
@@ -241,8 +282,16 @@ describe('prod-tag-deploy on the sandbox', function () {
       assert.equal(run.exitCode, 1, run.stdout + run.stderr);
       const s = await status();
       assert.equal(s.phase, 'failed');
-      assert.match(s.error ?? '', new RegExp(`nothing undone: schema_migration changed during the deploy \\(${version}\\), so ${migrating} may not fit it: roll forward with a fixed commit`));
-      assert.ok(s.steps.every((step) => step.status !== 'compensated'), 'nothing was undone');
+      assert.match(
+        s.error ?? '',
+        new RegExp(
+          `nothing undone: schema_migration changed during the deploy \\(${version}\\), so ${migrating} may not fit it: roll forward with a fixed commit`,
+        ),
+      );
+      assert.ok(
+        s.steps.every((step) => step.status !== 'compensated'),
+        'nothing was undone',
+      );
       assert.equal(await prodDigest(), digest(plain), 'the tag stays where the deploy put it');
     } finally {
       sandbox().deploys.images.markBad(digest(plain), false);
@@ -256,7 +305,10 @@ describe('prod-tag-deploy on the sandbox', function () {
 
 async function waitClosed(workflowId: string): Promise<void> {
   const handle = (await temporalClient()).workflow.getHandle(workflowId);
-  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', { timeoutMs: 10_000, what: `${workflowId} to close` });
+  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', {
+    timeoutMs: 10_000,
+    what: `${workflowId} to close`,
+  });
 }
 
 function view(task: Task): WebTask {

@@ -57,7 +57,9 @@ async function putTiles(uri: string, count: number, label: string, extra: string
   const client = s3();
   const limit = pLimit(16);
   const keys = [...Array.from({ length: count }, (_, i) => `tiles/${String(i).padStart(4, '0')}.pbf`), ...extra];
-  await Promise.all(keys.map((key) => limit(() => client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + key, Body: `${label} ${key}` })))));
+  await Promise.all(
+    keys.map((key) => limit(() => client.send(new PutObjectCommand({ Bucket: bucket, Key: prefix + key, Body: `${label} ${key}` })))),
+  );
   client.destroy();
 }
 
@@ -75,7 +77,10 @@ async function regionRows(ids: string[]): Promise<Record<string, { s3Uri: string
   const db = new pg.Client({ connectionString: sandbox().regions.databaseUrl });
   await db.connect();
   try {
-    const { rows } = await db.query<{ id: string; s3_uri: string; version: number }>('SELECT id, s3_uri, version FROM region_config WHERE id = ANY($1)', [ids]);
+    const { rows } = await db.query<{ id: string; s3_uri: string; version: number }>(
+      'SELECT id, s3_uri, version FROM region_config WHERE id = ANY($1)',
+      [ids],
+    );
     return Object.fromEntries(rows.map((r) => [r.id, { s3Uri: r.s3_uri, version: r.version }]));
   } finally {
     await db.end();
@@ -86,7 +91,10 @@ async function regionRows(ids: string[]): Promise<Record<string, { s3Uri: string
 async function restartRunsSince(env: string, since: Date): Promise<{ status: string }[]> {
   const client = await temporalClient();
   const runs: { status: string }[] = [];
-  for await (const run of client.workflow.list({ query: `WorkflowId = 'rolling-restart:${env}:app' AND StartTime > '${since.toISOString()}'` })) runs.push({ status: run.status.name });
+  for await (const run of client.workflow.list({
+    query: `WorkflowId = 'rolling-restart:${env}:app' AND StartTime > '${since.toISOString()}'`,
+  }))
+    runs.push({ status: run.status.name });
   return runs;
 }
 
@@ -107,7 +115,11 @@ async function scenario(): Promise<Scenario> {
   const uris = { [a]: first.uri, [b]: second.uri };
   return {
     ids: [a, b, c],
-    regions: [{ id: a, newDataUri: first.newDataUri }, { id: b, newDataUri: second.newDataUri }, { id: c, newDataUri: added, new: true }],
+    regions: [
+      { id: a, newDataUri: first.newDataUri },
+      { id: b, newDataUri: second.newDataUri },
+      { id: c, newDataUri: added, new: true },
+    ],
     uris,
     before: { [a]: await snapshot(first.uri), [b]: await snapshot(second.uri) },
     newData: { [a]: await snapshot(first.newDataUri), [b]: await snapshot(second.newDataUri), [c]: await snapshot(added) },
@@ -135,11 +147,14 @@ async function assertUpdated(s: Scenario, status: RunStatus): Promise<void> {
   assert.equal(rows[b]?.version, 6, 'existing region bumped by one');
   assert.deepEqual(rows[c], { s3Uri: s.regions[2]!.newDataUri, version: 1 }, 'the new region is added and not bumped');
   const report = (status.result as RegionDataUpdateResult).regions;
-  assert.deepEqual(report.map((r) => [r.id, r.oldVersion, r.newVersion, r.backupUri]), [
-    [a, 2, 3, `${s.uris[a]}-backup-${today()}`],
-    [b, 5, 6, `${s.uris[b]}-backup-${today()}`],
-    [c, null, 1, null],
-  ]);
+  assert.deepEqual(
+    report.map((r) => [r.id, r.oldVersion, r.newVersion, r.backupUri]),
+    [
+      [a, 2, 3, `${s.uris[a]}-backup-${today()}`],
+      [b, 5, 6, `${s.uris[b]}-backup-${today()}`],
+      [c, null, 1, null],
+    ],
+  );
 }
 
 describe('region-data-update', () => {
@@ -148,7 +163,10 @@ describe('region-data-update', () => {
     const client = await temporalClient();
     for await (const run of client.workflow.list({ query: `RunbookName = 'region-data-update' AND ExecutionStatus = 'Running'` })) {
       await client.workflow.getHandle(run.workflowId).cancel();
-      await client.workflow.getHandle(run.workflowId).result().catch(() => undefined);
+      await client.workflow
+        .getHandle(run.workflowId)
+        .result()
+        .catch(() => undefined);
     }
   });
 
@@ -171,7 +189,10 @@ describe('region-data-update', () => {
     assert.ok(steps.indexOf('restart-services') < steps.indexOf('bump-versions') && steps.indexOf('bump-versions') < steps.indexOf('qa'));
 
     await approve(id, 'qa');
-    await assertUpdated(s, await waitForStatus(id, (st) => st.phase === 'succeeded' || st.phase === 'rolled-back' || st.phase === 'failed'));
+    await assertUpdated(
+      s,
+      await waitForStatus(id, (st) => st.phase === 'succeeded' || st.phase === 'rolled-back' || st.phase === 'failed'),
+    );
   });
 
   it('a QA rejection restores the data byte for byte and the versions bumped before QA, and restarts again', async function () {
@@ -197,7 +218,11 @@ describe('region-data-update', () => {
     assert.equal(rows[a]?.version, 2);
     assert.equal(rows[b]?.version, 5);
     assert.equal(rows[c], undefined, 'the new region is removed again');
-    assert.deepEqual(await restartRunsSince('sandbox', startedAt), [{ status: 'COMPLETED' }, { status: 'COMPLETED' }], 'restarted for the new data and again for the old');
+    assert.deepEqual(
+      await restartRunsSince('sandbox', startedAt),
+      [{ status: 'COMPLETED' }, { status: 'COMPLETED' }],
+      'restarted for the new data and again for the old',
+    );
   });
 
   it('a cancel during the replace of a region with 2,000 objects waits for the copy to stop, then restores the region byte for byte', async function () {
@@ -209,13 +234,19 @@ describe('region-data-update', () => {
     const before = await fingerprint(uri);
     assert.equal(Object.keys(before).length, 2002);
     const runId = `region-data-update:sandbox:${id}`;
-    const started = await runbook(['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri }])}`, '--wait'], { as: 'ops' });
+    const started = await runbook(
+      ['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri }])}`, '--wait'],
+      { as: 'ops' },
+    );
     assert.equal(started.exitCode, 0, started.stderr);
     await approve(runId, 'test-maps');
 
     // The replace has begun once the region's first tile holds the new bytes.
     await waitForStatus(runId, (st) => st.currentStep === 'replace-data', 300_000);
-    await waitUntil(async () => (await readObject(uri, 'tiles/0000.pbf')) === 'new tiles/0000.pbf', { timeoutMs: 120_000, what: 'the replace to copy its first tile' });
+    await waitUntil(async () => (await readObject(uri, 'tiles/0000.pbf')) === 'new tiles/0000.pbf', {
+      timeoutMs: 120_000,
+      what: 'the replace to copy its first tile',
+    });
     const cancelled = await runbook(['cancel', runId, '--reason', 'wrong data set'], { as: 'ops' });
     assert.equal(cancelled.exitCode, 0, cancelled.stderr);
     const status = await waitForStatus(runId, (st) => st.phase !== 'running' && st.phase !== 'waiting', 300_000);
@@ -230,10 +261,14 @@ describe('region-data-update', () => {
     // The copy in flight was cancelled and had stopped before the restore was scheduled.
     const history = await (await temporalClient()).workflow.getHandle(runId).fetchHistory();
     const events = history.events ?? [];
-    const copies = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'copyRegionData').map((e) => {
-      const input = JSON.parse(Buffer.from(e.activityTaskScheduledEventAttributes!.input!.payloads![0]!.data!).toString()) as { from: string };
-      return { eventId: Number(e.eventId), from: input.from };
-    });
+    const copies = events
+      .filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'copyRegionData')
+      .map((e) => {
+        const input = JSON.parse(Buffer.from(e.activityTaskScheduledEventAttributes!.input!.payloads![0]!.data!).toString()) as {
+          from: string;
+        };
+        return { eventId: Number(e.eventId), from: input.from };
+      });
     const replace = copies.find((c) => c.from === newDataUri)!;
     const restore = copies.find((c) => c.from === backupUri)!;
     assert.ok(replace && restore, JSON.stringify(copies));
@@ -250,7 +285,10 @@ describe('region-data-update', () => {
     const original = await fingerprint(uri);
     const runId = `region-data-update:sandbox:${id}`;
     const update = async (dataUri: string) => {
-      const started = await runbook(['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri: dataUri }])}`, '--wait'], { as: 'ops' });
+      const started = await runbook(
+        ['start', 'region-data-update', '--env', 'sandbox', '--set', `regions=${JSON.stringify([{ id, newDataUri: dataUri }])}`, '--wait'],
+        { as: 'ops' },
+      );
       assert.equal(started.exitCode, 0, started.stderr);
       await approve(runId, 'test-maps');
       await waitForStatus(runId, (st) => st.waitingFor?.checkpoint === 'qa', 180_000);
@@ -266,7 +304,8 @@ describe('region-data-update', () => {
     const afterFirst = await fingerprint(uri);
 
     const secondData = `s3://${sandbox().regions.bucket}/incoming/${id}-second`;
-    for (const layer of ['counties', 'blockgroups']) await sandbox().regions.putObject(`incoming/${id}-second/${layer}.topojson`, JSON.stringify(topology(layer, `${id} second`)));
+    for (const layer of ['counties', 'blockgroups'])
+      await sandbox().regions.putObject(`incoming/${id}-second/${layer}.topojson`, JSON.stringify(topology(layer, `${id} second`)));
     const second = await update(secondData);
     assert.equal(second.backupUri, `${uri}-backup-${today()}-2`, 'the second backup gets a new suffix');
     assert.deepEqual(await fingerprint(first.backupUri!), original, 'the first backup still holds the original data');
@@ -283,7 +322,12 @@ describe('region-data-update', () => {
 
     const noStaging = await start('production', s);
     assert.equal(noStaging.exitCode, 2, noStaging.stdout + noStaging.stderr);
-    assert.match(noStaging.stdout + noStaging.stderr, new RegExp(`requireStagingRun: production takes region data only after it succeeded on staging: no succeeded, non-dry region-data-update run on staging covers ${s.ids.join(', ')}`));
+    assert.match(
+      noStaging.stdout + noStaging.stderr,
+      new RegExp(
+        `requireStagingRun: production takes region data only after it succeeded on staging: no succeeded, non-dry region-data-update run on staging covers ${s.ids.join(', ')}`,
+      ),
+    );
 
     const waived = await start('production', s, '--set', 'requireStagingRun=false');
     assert.equal(waived.exitCode, 2);
@@ -311,20 +355,35 @@ describe('region-data-update', () => {
     assert.equal(production.exitCode, 0, production.stdout + production.stderr);
     const status = await queryStatus(idOf('production', prod));
     assert.equal(status.waitingFor?.checkpoint, 'test-maps');
-    assert.match(status.steps.find((s) => s.name === 'preflight')!.detail!, new RegExp(`staging run ${stagingId.replace(/[+]/g, '\\+')} succeeded`));
+    assert.match(
+      status.steps.find((s) => s.name === 'preflight')!.detail!,
+      new RegExp(`staging run ${stagingId.replace(/[+]/g, '\\+')} succeeded`),
+    );
   });
 
   it('refuses new data that is missing or not TopoJSON, changing nothing', async () => {
     const s = await scenario();
     const [a] = s.ids as [string];
-    const missing = await start('sandbox', { ...s, regions: [{ id: a, newDataUri: `s3://${sandbox().regions.bucket}/incoming/nothing-here` }] });
+    const missing = await start('sandbox', {
+      ...s,
+      regions: [{ id: a, newDataUri: `s3://${sandbox().regions.bucket}/incoming/nothing-here` }],
+    });
     assert.equal(missing.exitCode, 2);
     assert.match(missing.stdout + missing.stderr, /regions\.0\.newDataUri: no data at s3:\/\/sandbox-region-data\/incoming\/nothing-here/);
 
-    await sandbox().regions.putObject(`incoming/broken-${a}/counties.topojson`, JSON.stringify({ type: 'FeatureCollection', features: [] }));
-    const broken = await start('sandbox', { ...s, regions: [{ id: a, newDataUri: `s3://${sandbox().regions.bucket}/incoming/broken-${a}` }] });
+    await sandbox().regions.putObject(
+      `incoming/broken-${a}/counties.topojson`,
+      JSON.stringify({ type: 'FeatureCollection', features: [] }),
+    );
+    const broken = await start('sandbox', {
+      ...s,
+      regions: [{ id: a, newDataUri: `s3://${sandbox().regions.bucket}/incoming/broken-${a}` }],
+    });
     assert.equal(broken.exitCode, 2);
-    assert.match(broken.stdout + broken.stderr, /regions\.0\.newDataUri: .*counties\.topojson is not valid TopoJSON: type is "FeatureCollection", not "Topology"/);
+    assert.match(
+      broken.stdout + broken.stderr,
+      /regions\.0\.newDataUri: .*counties\.topojson is not valid TopoJSON: type is "FeatureCollection", not "Topology"/,
+    );
 
     assert.deepEqual(await snapshot(s.uris[a]!), s.before[a]);
     assert.equal((await regionRows([a]))[a]?.version, 2);

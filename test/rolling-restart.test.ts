@@ -6,7 +6,11 @@
 import assert from 'node:assert/strict';
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand, SetDesiredCapacityCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeServicesCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, type Task } from '@aws-sdk/client-ecs';
-import { DescribeTargetGroupsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import {
+  DescribeTargetGroupsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { RunStatus } from '../src/messages.js';
 import type { RollingRestartResult } from '../src/workflows/rolling-restart.js';
 import { sandbox, testStack } from './setup.js';
@@ -44,7 +48,11 @@ describe('rolling-restart on the sandbox', function () {
   let targetGroupArn: string;
 
   before(async () => {
-    const config = { endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
+    const config = {
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    };
     ecs = new ECSClient(config);
     autoScaling = new AutoScalingClient(config);
     elbv2 = new ElasticLoadBalancingV2Client(config);
@@ -77,7 +85,9 @@ describe('rolling-restart on the sandbox', function () {
 
   async function healthyIps(): Promise<string[]> {
     const { TargetHealthDescriptions = [] } = await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: targetGroupArn }));
-    return TargetHealthDescriptions.filter((d) => d.TargetHealth?.State === 'healthy').map((d) => d.Target!.Id!).sort();
+    return TargetHealthDescriptions.filter((d) => d.TargetHealth?.State === 'healthy')
+      .map((d) => d.Target!.Id!)
+      .sort();
   }
 
   async function state(): Promise<SandboxState> {
@@ -101,7 +111,11 @@ describe('rolling-restart on the sandbox', function () {
     await waitUntil(
       async () => {
         seen = await state();
-        return seen.running.length === seen.serviceDesired && seen.running.every((t) => t.ip && seen!.healthyIps.includes(t.ip)) && seen.healthyIps.length === seen.running.length;
+        return (
+          seen.running.length === seen.serviceDesired &&
+          seen.running.every((t) => t.ip && seen!.healthyIps.includes(t.ip)) &&
+          seen.healthyIps.length === seen.running.length
+        );
       },
       { timeoutMs: SETTLE_MS, what: () => `the sandbox service to settle (last: ${JSON.stringify(seen && summary(seen))})` },
     );
@@ -147,7 +161,11 @@ describe('rolling-restart on the sandbox', function () {
     assert.equal(after.serviceDesired, before.serviceDesired, 'desired count restored');
     assert.equal(after.running.length, before.running.length);
     for (const task of after.running) assert.ok(!oldArns.includes(task.arn), `pre-run task ${task.arn} still runs`);
-    assert.deepEqual(after.running.map((t) => t.arn), [...result.newTaskArns].sort(), 'the tasks running now are the new ones the run reported');
+    assert.deepEqual(
+      after.running.map((t) => t.arn),
+      [...result.newTaskArns].sort(),
+      'the tasks running now are the new ones the run reported',
+    );
     return after;
   }
 
@@ -156,9 +174,18 @@ describe('rolling-restart on the sandbox', function () {
   it('`runbook describe` lists its inputs and steps', async () => {
     const { exitCode, stdout } = await runbook(['describe', 'rolling-restart']);
     assert.equal(exitCode, 0);
-    for (const input of ['cluster', 'service', 'autoScalingGroup', 'targetGroup', 'newTasks', 'healthTimeout', 'restoreAsg']) assert.match(stdout, new RegExp(`^\\s+${input} <`, 'm'));
+    for (const input of ['cluster', 'service', 'autoScalingGroup', 'targetGroup', 'newTasks', 'healthTimeout', 'restoreAsg'])
+      assert.match(stdout, new RegExp(`^\\s+${input} <`, 'm'));
     const steps = [...stdout.matchAll(/^\s+\d+\. (\S+)/gm)].map((m) => m[1]);
-    assert.deepEqual(steps, ['preflight', 'raise-asg', 'raise-desired', 'wait-healthy', 'stop-old-tasks', 'restore-desired', 'restore-asg']);
+    assert.deepEqual(steps, [
+      'preflight',
+      'raise-asg',
+      'raise-desired',
+      'wait-healthy',
+      'stop-old-tasks',
+      'restore-desired',
+      'restore-asg',
+    ]);
     assert.match(stdout, /Checkpoints: none/);
   });
 
@@ -170,7 +197,10 @@ describe('rolling-restart on the sandbox', function () {
       [['--set', 'newTasks=-2'], /newTasks/],
       // The sandbox's group (max 4, t3.medium) and its container instances hold a few dozen more tasks of 256 CPU units / 256 MiB,
       // how many depends on what earlier tests left running: 500 never fit, and the refusal gives the numbers.
-      [['--set', 'newTasks=500'], /newTasks: the restart needs room for 500 new tasks of app \(256 CPU units, 256 MiB each\), but with sandbox-app at its maximum of 4 the cluster can place \d+: \d+ in the free room of its container instances/],
+      [
+        ['--set', 'newTasks=500'],
+        /newTasks: the restart needs room for 500 new tasks of app \(256 CPU units, 256 MiB each\), but with sandbox-app at its maximum of 4 the cluster can place \d+: \d+ in the free room of its container instances/,
+      ],
       [['--set', 'cluster=no-such-cluster'], /cluster: /],
       [['--set', 'autoScalingGroup=no-such-group'], /autoScalingGroup: no auto scaling group/],
       [['--set', 'targetGroup=no-such-group'], /targetGroup/],
@@ -253,7 +283,11 @@ describe('rolling-restart on the sandbox', function () {
     assert.match(status.error ?? '', /new tasks failed/);
     sandbox().ecs.configure({ failNewTasks: false });
     const after = await steadyState();
-    assert.deepEqual(after.running.map((t) => t.arn), before.running.map((t) => t.arn), 'the old tasks still run');
+    assert.deepEqual(
+      after.running.map((t) => t.arn),
+      before.running.map((t) => t.arn),
+      'the old tasks still run',
+    );
     assert.deepEqual(after.healthyIps, before.healthyIps, 'and still serve');
     assert.equal(after.serviceDesired, before.serviceDesired);
     assert.equal(after.asgDesired, 2, 'the ASG is put back on rollback');
@@ -277,15 +311,24 @@ describe('rolling-restart on the sandbox', function () {
     // Read from AWS and the server, not by query: a query waits for a worker, and the worker is what we kill.
     await waitUntil(async () => (await state()).asgDesired === 4, { timeoutMs: 30_000, what: 'raise-asg to take effect' });
     await killAndRestart();
-    await waitUntil(async () => (await state()).serviceDesired === before.serviceDesired * 2, { timeoutMs: 60_000, what: 'raise-desired to take effect' });
-    await killAndRestart();
-    await waitUntil(async () => (await pendingActivities()).includes('waitForHealthyNewTasks') && (await runningTasks()).length > before.running.length, {
+    await waitUntil(async () => (await state()).serviceDesired === before.serviceDesired * 2, {
       timeoutMs: 60_000,
-      what: 'the wait for new tasks to be under way',
+      what: 'raise-desired to take effect',
     });
     await killAndRestart();
+    await waitUntil(
+      async () => (await pendingActivities()).includes('waitForHealthyNewTasks') && (await runningTasks()).length > before.running.length,
+      {
+        timeoutMs: 60_000,
+        what: 'the wait for new tasks to be under way',
+      },
+    );
+    await killAndRestart();
     const oldArns = before.running.map((t) => t.arn);
-    await waitUntil(async () => (await serviceTasks('STOPPED')).some((t) => oldArns.includes(t.arn)), { timeoutMs: 120_000, what: 'the old tasks to start stopping' });
+    await waitUntil(async () => (await serviceTasks('STOPPED')).some((t) => oldArns.includes(t.arn)), {
+      timeoutMs: 120_000,
+      what: 'the old tasks to start stopping',
+    });
     await killAndRestart();
 
     const status = await waitForStatus(WORKFLOW_ID, (s) => s.phase !== 'running', 120_000);
@@ -298,7 +341,10 @@ describe('rolling-restart on the sandbox', function () {
 /** Waits until no run holds this workflow ID (or none ever started). */
 async function waitClosed(workflowId: string): Promise<void> {
   const handle = (await temporalClient()).workflow.getHandle(workflowId);
-  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', { timeoutMs: 10_000, what: `${workflowId} to close` });
+  await waitUntil(async () => (await handle.describe().catch(() => undefined))?.status.name !== 'RUNNING', {
+    timeoutMs: 10_000,
+    what: `${workflowId} to close`,
+  });
 }
 
 async function pendingActivities(): Promise<string[]> {

@@ -83,7 +83,11 @@ function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: strin
   // Protected: database hosts only from the RDS API, so the region_config database is the emulator's RDS instance,
   // mapped by the worker to the local server, and its credential is bound to that instance.
   const server = new URL(sandbox.regions.databaseUrl);
-  const protectedDb = { credentials: { [REGIONS_CREDENTIAL]: { ref: sandbox.regions.credentialRef, allowedInstances: [sandbox.regions.instance] } }, databaseTls, emulatedRds: { host: server.hostname, port: Number(server.port) } };
+  const protectedDb = {
+    credentials: { [REGIONS_CREDENTIAL]: { ref: sandbox.regions.credentialRef, allowedInstances: [sandbox.regions.instance] } },
+    databaseTls,
+    emulatedRds: { host: server.hostname, port: Number(server.port) },
+  };
   const byInstance = (inputs: Record<string, unknown> | undefined) => {
     const { host: _host, ...database } = inputs?.database as Record<string, unknown>;
     return { ...inputs, database: { ...database, instance: sandbox.regions.instance } };
@@ -130,7 +134,9 @@ export const mochaHooks = {
     const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
     const [started, bundle] = await Promise.all([
       startStack({ dataDir: join(dir, 'stack'), log: () => {} }),
-      loadPlugins([fixturePluginPath]).then((plugins) => bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietBundlerLogger })),
+      loadPlugins([fixturePluginPath]).then((plugins) =>
+        bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietBundlerLogger }),
+      ),
     ]);
     stack = started;
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
@@ -147,7 +153,10 @@ export const mochaHooks = {
           unreachable: { url: `http://127.0.0.1:${(await freePorts(1))[0]}/hook` },
         },
         plugins: [fixturePluginPath],
-        environments: { sandbox: withTestTerraformDirs(sandboxHandle.environment, join(dir, 'terraform-dirs')), ...testEnvironments(sandboxHandle.environment, webhookReceiver.url, sandboxHandle) },
+        environments: {
+          sandbox: withTestTerraformDirs(sandboxHandle.environment, join(dir, 'terraform-dirs')),
+          ...testEnvironments(sandboxHandle.environment, webhookReceiver.url, sandboxHandle),
+        },
       }),
     );
     const workflowBundlePath = join(dir, 'workflow-bundle.js');

@@ -57,7 +57,10 @@ describe('local stack', function () {
       });
       await s3.send(new CreateBucketCommand({ Bucket: 'stack-test' }));
       const { Buckets } = await s3.send(new ListBucketsCommand({}));
-      assert.deepEqual(Buckets?.map((bucket) => bucket.Name), ['stack-test']);
+      assert.deepEqual(
+        Buckets?.map((bucket) => bucket.Name),
+        ['stack-test'],
+      );
     });
 
     it('serves PostgreSQL, with client tools next to it', async () => {
@@ -77,7 +80,11 @@ describe('local stack', function () {
     it('leaves no process behind once stopped', async () => {
       const pids = stack.pids();
       assert.equal(pids.length, 6);
-      assert.deepEqual(pids.filter((pid) => !isAlive(pid)), [], 'all started processes run');
+      assert.deepEqual(
+        pids.filter((pid) => !isAlive(pid)),
+        [],
+        'all started processes run',
+      );
       await stack.stop();
       assert.deepEqual(pids.filter(isAlive), [], 'processes still running after stop()');
       await stack.stop(); // idempotent
@@ -101,7 +108,11 @@ describe('local stack', function () {
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const pids = await firstLineAsPids(child.stdout, () => stderr);
       assert.equal(pids.length, 6);
-      assert.deepEqual(pids.filter((pid) => !isAlive(pid)), [], 'all started processes run');
+      assert.deepEqual(
+        pids.filter((pid) => !isAlive(pid)),
+        [],
+        'all started processes run',
+      );
 
       child.kill('SIGKILL');
       await waitFor(async () => pids.every((pid) => !isAlive(pid)), {

@@ -35,8 +35,16 @@ describe('terraform-apply on the sandbox', function () {
     assert.ok(seeded, 'the sandbox seeded a Terraform directory (terraform is installed)');
     infra = seeded;
     type = infra.realProvider ? 'aws_s3_bucket' : 'terraform_data';
-    if (!infra.realProvider) console.log('      real provider not found (no hashicorp/aws mirror): terraform-apply runs on terraform_data stand-ins; no bucket is checked in moto');
-    s3 = new S3Client({ endpoint: testStack().awsEndpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    if (!infra.realProvider)
+      console.log(
+        '      real provider not found (no hashicorp/aws mirror): terraform-apply runs on terraform_data stand-ins; no bucket is checked in moto',
+      );
+    s3 = new S3Client({
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
     await worker().start();
   });
 
@@ -45,9 +53,15 @@ describe('terraform-apply on the sandbox', function () {
   // --- Terraform and S3, as an operator reads them -------------------------------------------------
 
   async function tf(args: string[], workspace?: string, exitCodes = [0]): Promise<string> {
-    const env = { ...(workspace ? { TF_WORKSPACE: workspace } : {}), ...(infra.config.cliConfig ? { TF_CLI_CONFIG_FILE: infra.config.cliConfig } : {}) };
+    const env = {
+      ...(workspace ? { TF_WORKSPACE: workspace } : {}),
+      ...(infra.config.cliConfig ? { TF_CLI_CONFIG_FILE: infra.config.cliConfig } : {}),
+    };
     const result = await execa('terraform', args, { cwd: infra.config.dirs.sandbox, env, reject: false });
-    assert.ok(exitCodes.includes(result.exitCode ?? -1), `terraform ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}${result.stdout.slice(-2000)}`);
+    assert.ok(
+      exitCodes.includes(result.exitCode ?? -1),
+      `terraform ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}${result.stdout.slice(-2000)}`,
+    );
     return result.stdout;
   }
 
@@ -74,7 +88,11 @@ describe('terraform-apply on the sandbox', function () {
   }
 
   async function secretValue(secretId: string): Promise<string> {
-    const client = new SecretsManagerClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } });
+    const client = new SecretsManagerClient({
+      endpoint: testStack().awsEndpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
     try {
       return (await client.send(new GetSecretValueCommand({ SecretId: secretId }))).SecretString!;
     } finally {
@@ -84,7 +102,11 @@ describe('terraform-apply on the sandbox', function () {
 
   /** `terraform state list`; a workspace nothing was applied in has no state file yet. */
   async function stateList(workspace: string): Promise<string[]> {
-    const result = await execa('terraform', ['state', 'list'], { cwd: infra.config.dirs.sandbox, env: { TF_WORKSPACE: workspace }, reject: false });
+    const result = await execa('terraform', ['state', 'list'], {
+      cwd: infra.config.dirs.sandbox,
+      env: { TF_WORKSPACE: workspace },
+      reject: false,
+    });
     if (/No state file was found/.test(result.stderr)) return [];
     assert.equal(result.exitCode, 0, result.stderr);
     return result.stdout.split('\n').filter(Boolean);
@@ -92,13 +114,15 @@ describe('terraform-apply on the sandbox', function () {
 
   /** PIDs of the processes whose command line names `file` (terraform applying that plan). */
   function processesRunning(file: string): number[] {
-    return readdirSync('/proc').filter((entry) => /^\d+$/.test(entry)).flatMap((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(file) ? [Number(pid)] : [];
-      } catch {
-        return []; // ended meanwhile
-      }
-    });
+    return readdirSync('/proc')
+      .filter((entry) => /^\d+$/.test(entry))
+      .flatMap((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(file) ? [Number(pid)] : [];
+        } catch {
+          return []; // ended meanwhile
+        }
+      });
   }
 
   /** Whether moto holds the bucket; with the stand-ins nothing is created there, so the state decides. */
@@ -129,7 +153,16 @@ describe('terraform-apply on the sandbox', function () {
   }
 
   const start = (workspace: string, ...sets: string[]) =>
-    runbook(['start', 'terraform-apply', '--env', 'sandbox', '--set', `workspace=${workspace}`, ...sets.flatMap((set) => ['--set', set]), '--wait']);
+    runbook([
+      'start',
+      'terraform-apply',
+      '--env',
+      'sandbox',
+      '--set',
+      `workspace=${workspace}`,
+      ...sets.flatMap((set) => ['--set', set]),
+      '--wait',
+    ]);
 
   // A test that fails half-way must not leave its run holding the workspace.
   let current: string | undefined;
@@ -140,7 +173,7 @@ describe('terraform-apply on the sandbox', function () {
     current = undefined;
   });
 
-  it('plans into the run\'s folder, waits at review with counts, addresses and hash; approve applies exactly that plan, then deletes it', async () => {
+  it("plans into the run's folder, waits at review with counts, addresses and hash; approve applies exactly that plan, then deletes it", async () => {
     const workspace = await newWorkspace('approve');
     const id = (current = idFor(workspace));
     const started = await start(workspace, 'vars.extra_buckets=["logs"]', `secretVars.deploy_token=${SANDBOX_DEPLOY_TOKEN.credential}`);
@@ -150,8 +183,13 @@ describe('terraform-apply on the sandbox', function () {
     const waiting = await finalStatus(id);
     const plan = savedPlan(waiting);
     const addresses = `create ${type}.assets, create ${type}.extra\\["logs"\\]`;
-    assert.match(waiting.waitingFor?.prompt ?? '', new RegExp(`workspace ${workspace}: 2 to create, 0 to update, 0 to replace, 0 to destroy: ${addresses}\\. Plan sha256 ${plan.sha256}\\.`));
-    assert.equal(createHash('sha256').update(readFileSync(plan.path)).digest('hex'), plan.sha256, 'the hash is the saved file\'s');
+    assert.match(
+      waiting.waitingFor?.prompt ?? '',
+      new RegExp(
+        `workspace ${workspace}: 2 to create, 0 to update, 0 to replace, 0 to destroy: ${addresses}\\. Plan sha256 ${plan.sha256}\\.`,
+      ),
+    );
+    assert.equal(createHash('sha256').update(readFileSync(plan.path)).digest('hex'), plan.sha256, "the hash is the saved file's");
     assert.ok(!plan.path.startsWith(infra.config.dirs.sandbox), `the plan is kept outside the Terraform directory (${plan.path})`);
     assert.match(stepDetail(waiting, 'guard'), /^accepted: 2 to create/);
     assert.deepEqual(await stateList(workspace), [], 'nothing applied before the approval');
@@ -163,7 +201,16 @@ describe('terraform-apply on the sandbox', function () {
     assert.equal(watched.exitCode, 0, watched.stdout + watched.stderr);
     const status = await finalStatus(id);
     assert.equal(status.phase, 'succeeded', status.error ?? '');
-    assert.deepEqual(stepStates(status, ['init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up']), ['done', 'done', 'skipped', 'done', 'done', 'done', 'done', 'done']);
+    assert.deepEqual(stepStates(status, ['init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up']), [
+      'done',
+      'done',
+      'skipped',
+      'done',
+      'done',
+      'done',
+      'done',
+      'done',
+    ]);
     const result = status.result as { tool: string; applied: boolean; sha256: string };
     assert.match(result.tool, /^(Terraform|OpenTofu) v\d+\.\d+/);
     assert.equal(result.sha256, plan.sha256);
@@ -189,16 +236,29 @@ describe('terraform-apply on the sandbox', function () {
     const stateBefore = await stateList(workspace);
     const varBucket = `tfvars-${process.pid}`;
     await s3.send(new CreateBucketCommand({ Bucket: varBucket }));
-    await s3.send(new PutObjectCommand({ Bucket: varBucket, Key: 'sandbox/shrink.tfvars.json', Body: JSON.stringify({ extra_buckets: [] }) }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: varBucket, Key: 'sandbox/shrink.tfvars.json', Body: JSON.stringify({ extra_buckets: [] }) }),
+    );
 
     const id = (current = idFor(workspace));
     const result = await start(workspace, `varFiles=["s3://${varBucket}/sandbox/shrink.tfvars.json"]`);
     assert.equal(result.exitCode, 2, result.stdout + result.stderr);
     const status = await finalStatus(id);
     assert.equal(status.errorType, 'InvalidInput');
-    assert.match(status.error ?? '', new RegExp(`allow: the plan was refused before review, nothing applied: it would destroy ${type}\\.extra\\["old"\\], not only what allow lists \\(nothing\\)`));
+    assert.match(
+      status.error ?? '',
+      new RegExp(
+        `allow: the plan was refused before review, nothing applied: it would destroy ${type}\\.extra\\["old"\\], not only what allow lists \\(nothing\\)`,
+      ),
+    );
     assert.match(stepDetail(status, 'var-files'), /1 var files ready/);
-    assert.deepEqual(stepStates(status, ['plan', 'guard', 'review', 'apply', 'clean-up']), ['done', 'failed', 'skipped', 'skipped', 'done']);
+    assert.deepEqual(stepStates(status, ['plan', 'guard', 'review', 'apply', 'clean-up']), [
+      'done',
+      'failed',
+      'skipped',
+      'skipped',
+      'done',
+    ]);
     assert.equal(existsSync(savedPlan(status).path), false, 'the refused plan is deleted');
     assert.deepEqual(await stateList(workspace), stateBefore, 'nothing applied');
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-old`), true, 'the bucket is still there');
@@ -209,7 +269,10 @@ describe('terraform-apply on the sandbox', function () {
     current = idFor(missing);
     const unknown = await start(missing);
     assert.equal(unknown.exitCode, 2, unknown.stdout + unknown.stderr);
-    assert.match(unknown.stdout + unknown.stderr, new RegExp(`workspace: no workspace '${missing}' in .* \\(it has: .*staging.*\\); workspaces are never created by a run`));
+    assert.match(
+      unknown.stdout + unknown.stderr,
+      new RegExp(`workspace: no workspace '${missing}' in .* \\(it has: .*staging.*\\); workspaces are never created by a run`),
+    );
     assert.doesNotMatch(await tf(['workspace', 'list']), new RegExp(missing), 'the workspace was not created');
 
     const otherDir = await runbook(['start', 'terraform-apply', '--env', 'sandbox', '--set', 'dir=elsewhere']);
@@ -256,18 +319,29 @@ describe('terraform-apply on the sandbox', function () {
     // change (the next attempt finds its plan consumed, and the change in the state) or not (the
     // next attempt applies the plan, for the first time).
     const lock = join(infra.config.dirs.sandbox, 'terraform.tfstate.d', workspace, '.terraform.tfstate.lock.info');
-    await waitUntil(() => existsSync(`${plan.path}.applying`) && existsSync(lock), { timeoutMs: 120_000, intervalMs: 100, what: 'terraform apply to start' });
+    await waitUntil(() => existsSync(`${plan.path}.applying`) && existsSync(lock), {
+      timeoutMs: 120_000,
+      intervalMs: 100,
+      what: 'terraform apply to start',
+    });
     const applying = processesRunning(plan.path);
     assert.ok(applying.length > 0, 'terraform apply runs as a process of its own');
     await worker().kill('SIGKILL');
-    await waitUntil(() => processesRunning(plan.path).every((pid) => !applying.includes(pid)), { timeoutMs: 90_000, intervalMs: 100, what: 'the killed worker\'s terraform to stop' });
+    await waitUntil(() => processesRunning(plan.path).every((pid) => !applying.includes(pid)), {
+      timeoutMs: 90_000,
+      intervalMs: 100,
+      what: "the killed worker's terraform to stop",
+    });
     await worker().start();
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 180_000);
     assert.equal(status.phase, 'succeeded', status.error ?? '');
     const detail = stepDetail(status, 'apply');
     console.log(`      after the SIGKILL: ${detail}`);
-    assert.match(detail, /^(applied: create aws_s3_bucket\.assets|applied: create terraform_data\.assets|the plan had been applied by an attempt whose result was lost)/);
+    assert.match(
+      detail,
+      /^(applied: create aws_s3_bucket\.assets|applied: create terraform_data\.assets|the plan had been applied by an attempt whose result was lost)/,
+    );
     // One apply activity, whose attempt on the new worker finished it (history records the last attempt).
     const events = (await (await temporalClient()).workflow.getHandle(id).fetchHistory()).events ?? [];
     const applies = events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'terraformApply');
@@ -288,7 +362,17 @@ describe('terraform-apply on the sandbox', function () {
     // States written without a provider (cheap): serial 1 before the plan, serial 2 by "someone else" after review.
     const pushState = async (serial: number) => {
       const file = join(testStack().dir, `${workspace}-${serial}.tfstate`);
-      writeFileSync(file, JSON.stringify({ version: 4, terraform_version: '1.5.0', serial, lineage: `stale-test-${process.pid}`, outputs: {}, resources: [] }));
+      writeFileSync(
+        file,
+        JSON.stringify({
+          version: 4,
+          terraform_version: '1.5.0',
+          serial,
+          lineage: `stale-test-${process.pid}`,
+          outputs: {},
+          resources: [],
+        }),
+      );
       await tf(['state', 'push', file], workspace);
     };
     await pushState(1);
@@ -300,7 +384,10 @@ describe('terraform-apply on the sandbox', function () {
     assert.equal((await runbook(['approve', id, '--checkpoint', 'review'])).exitCode, 0);
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
     assert.equal(status.phase, 'failed');
-    assert.match(status.error ?? '', new RegExp(`the plan is stale: the ${workspace} state changed since it was made, nothing applied; run again`));
+    assert.match(
+      status.error ?? '',
+      new RegExp(`the plan is stale: the ${workspace} state changed since it was made, nothing applied; run again`),
+    );
     assert.deepEqual(stepStates(status, ['apply', 'clean-up']), ['failed', 'done']);
     assert.ok(!(await stateList(workspace)).includes(`${type}.extra["mine"]`), 'the stale plan was not applied');
   });
@@ -318,15 +405,22 @@ describe('the plan guard', () => {
   };
 
   it('refuses destroys and replaces outside allow, accepts them inside', () => {
-    assert.deepEqual(planProblems(plan, { allow: [] }), ['it would destroy aws_s3_bucket.extra["a"], replace module.db.aws_db_instance.main, not only what allow lists (nothing)']);
-    assert.deepEqual(planProblems(plan, { allow: ['aws_s3_bucket.extra'] }), ['it would replace module.db.aws_db_instance.main, not only aws_s3_bucket.extra']);
+    assert.deepEqual(planProblems(plan, { allow: [] }), [
+      'it would destroy aws_s3_bucket.extra["a"], replace module.db.aws_db_instance.main, not only what allow lists (nothing)',
+    ]);
+    assert.deepEqual(planProblems(plan, { allow: ['aws_s3_bucket.extra'] }), [
+      'it would replace module.db.aws_db_instance.main, not only aws_s3_bucket.extra',
+    ]);
     assert.deepEqual(planProblems(plan, { allow: ['aws_s3_bucket.extra["a"]', 'module.db'] }), []);
     assert.equal(planProblems(plan, { allow: ['aws_s3_bucket.ext'] }).length, 1, 'a prefix of a name is not the resource');
   });
 
   it('counts and names the changes as Terraform does', () => {
     assert.equal(describeCounts(planCounts(plan)), '1 to create, 1 to update, 1 to replace, 1 to destroy');
-    assert.equal(describeChanges(plan), 'create aws_s3_bucket.assets, destroy aws_s3_bucket.extra["a"], replace module.db.aws_db_instance.main, update aws_s3_bucket.logs');
+    assert.equal(
+      describeChanges(plan),
+      'create aws_s3_bucket.assets, destroy aws_s3_bucket.extra["a"], replace module.db.aws_db_instance.main, update aws_s3_bucket.logs',
+    );
     assert.equal(describeChanges({ changes: [], outputs: {} }), 'no changes');
   });
 });

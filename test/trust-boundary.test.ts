@@ -41,7 +41,10 @@ async function endsRefused(workflowId: string, why: RegExp): Promise<RunStatus> 
   assert.equal(status.errorType, 'InvalidInput');
   assert.match(status.error ?? '', why);
   assert.equal(status.steps.find((s) => s.name === 'resolve')?.status, 'failed');
-  assert.ok(status.steps.filter((s) => s.name !== 'resolve').every((s) => s.status === 'skipped'), 'no step after resolve ran');
+  assert.ok(
+    status.steps.filter((s) => s.name !== 'resolve').every((s) => s.status === 'skipped'),
+    'no step after resolve ran',
+  );
   return status;
 }
 
@@ -59,7 +62,24 @@ describe('the worker is the trust boundary', () => {
       params: { name },
     };
     const { temporalCli, temporalAddress } = testStack();
-    const started = await execa(temporalCli, ['workflow', 'start', '--address', temporalAddress, '--task-queue', TASK_QUEUE, '--type', 'ledgerSwap', '--workflow-id', id, '--input', JSON.stringify(forged)], { reject: false });
+    const started = await execa(
+      temporalCli,
+      [
+        'workflow',
+        'start',
+        '--address',
+        temporalAddress,
+        '--task-queue',
+        TASK_QUEUE,
+        '--type',
+        'ledgerSwap',
+        '--workflow-id',
+        id,
+        '--input',
+        JSON.stringify(forged),
+      ],
+      { reject: false },
+    );
     assert.equal(started.exitCode, 0, started.stderr);
     await endsRefused(id, /input\.(policy|target): not accepted from the starter/);
     assert.deepEqual(ledgerEffects(name), [], 'the ledger was not touched');
@@ -68,7 +88,8 @@ describe('the worker is the trust boundary', () => {
   it('refuses an AWS connection smuggled into the parameters, and moto keeps its counts', async () => {
     const ecs = new ECSClient({ endpoint: testStack().awsEndpoint, region: 'us-east-1' });
     const defaults = (sandbox().environment.runbooks as Record<string, { cluster: string; service: string }>)['rolling-restart']!;
-    const desired = async () => (await ecs.send(new DescribeServicesCommand({ cluster: defaults.cluster, services: [defaults.service] }))).services![0]!.desiredCount;
+    const desired = async () =>
+      (await ecs.send(new DescribeServicesCommand({ cluster: defaults.cluster, services: [defaults.service] }))).services![0]!.desiredCount;
     const before = await desired();
     const id = `rolling-restart:sandbox:${defaults.service}`;
     await rawStart('rollingRestart', id, {
@@ -85,10 +106,22 @@ describe('the worker is the trust boundary', () => {
 
   it('refuses a workflow ID that is not <runbook>:<env>:<target>, an unknown environment, and a runbook run as another workflow', async () => {
     const name = freshName('mismatch');
-    const input = (env: string) => ({ runbook: 'ledger-swap', env, params: { name }, dryRun: false, startedBy: 'mallory', requestId: `r-${env}` });
+    const input = (env: string) => ({
+      runbook: 'ledger-swap',
+      env,
+      params: { name },
+      dryRun: false,
+      startedBy: 'mallory',
+      requestId: `r-${env}`,
+    });
 
     await rawStart('ledgerSwap', `ledger-swap:sandbox:someone-else-${name}`, input('sandbox'));
-    await endsRefused(`ledger-swap:sandbox:someone-else-${name}`, new RegExp(`workflow ID 'ledger-swap:sandbox:someone-else-${name}' does not match the run: its ID must be 'ledger-swap:sandbox:${name}'`));
+    await endsRefused(
+      `ledger-swap:sandbox:someone-else-${name}`,
+      new RegExp(
+        `workflow ID 'ledger-swap:sandbox:someone-else-${name}' does not match the run: its ID must be 'ledger-swap:sandbox:${name}'`,
+      ),
+    );
 
     await rawStart('ledgerSwap', `ledger-swap:nowhere:${name}`, input('nowhere'));
     await endsRefused(`ledger-swap:nowhere:${name}`, /input\.env: 'nowhere' is not an environment this worker knows/);
@@ -102,14 +135,21 @@ describe('the worker is the trust boundary', () => {
     const stack = testStack();
     const config = parse(readFileSync(stack.configPath, 'utf8')) as { environments: Record<string, Record<string, unknown>> };
     // A copy of `guarded` that is no longer protected and lets anyone, even the requester, approve.
-    config.environments.guarded = { ...config.environments.guarded, protected: false, approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1000d' } };
+    config.environments.guarded = {
+      ...config.environments.guarded,
+      protected: false,
+      approvals: { approvers: ['*'], allowSelfApproval: true, timeout: '1000d' },
+    };
     const loosePath = join(stack.dir, 'loose.config.yaml');
     writeFileSync(loosePath, stringify(config));
     const loose = { env: { RUNBOOK_CONFIG: loosePath } };
 
     const name = freshName('loose');
     const id = `ledger-swap:guarded:${name}`;
-    const started = await runbook(['start', 'ledger-swap', '--env', 'guarded', '--set', `name=${name}`, '--wait'], { as: 'alice', ...loose });
+    const started = await runbook(['start', 'ledger-swap', '--env', 'guarded', '--set', `name=${name}`, '--wait'], {
+      as: 'alice',
+      ...loose,
+    });
     assert.equal(started.exitCode, 0, started.stderr);
     const waiting = await waitForStatus(id, (s) => s.phase === 'waiting');
     assert.deepEqual(waiting.waitingFor?.approvers, ['alice', 'bob'], "the worker's approvers");
@@ -129,7 +169,10 @@ describe('the worker is the trust boundary', () => {
     const bob = await runbook(['approve', id, '--checkpoint', 'delete-old'], { as: 'bob', ...loose });
     assert.equal(bob.exitCode, 0, bob.stderr);
     const done = await waitForStatus(id, (s) => s.phase === 'succeeded');
-    assert.deepEqual(done.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.waitId]), [['delete-old', 'approved', 'bob', 'delete-old#1']]);
+    assert.deepEqual(
+      done.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.waitId]),
+      [['delete-old', 'approved', 'bob', 'delete-old#1']],
+    );
   });
 
   it('survives malformed, oversized and junk signals, lists them, and is then approved', async function () {
@@ -142,7 +185,12 @@ describe('the worker is the trust boundary', () => {
 
     await handle.signal('approve', { by: 1, checkpoint: 'delete-old', requestId: 'typed' });
     // 3 MB: above the server's payload limit (it may refuse the signal outright) and far above the workflow's 2 KB.
-    const huge = await handle.signal('approve', { by: 'bob', checkpoint: 'delete-old', comment: 'x'.repeat(3 * 2 ** 20), requestId: 'huge' }).then(() => null, (err: Error) => err);
+    const huge = await handle
+      .signal('approve', { by: 'bob', checkpoint: 'delete-old', comment: 'x'.repeat(3 * 2 ** 20), requestId: 'huge' })
+      .then(
+        () => null,
+        (err: Error) => err,
+      );
     if (huge) console.log(`      the server itself refused the 3 MB signal: ${huge.message.slice(0, 160)}`);
     for (let i = 0; i < 50; i++) await handle.signal('reject', i % 2 ? ['junk', i] : { reason: 12, by: { nested: true } });
     await handle.signal('approve', { by: 'bob', checkpoint: 'delete-old', comment: 'y'.repeat(2049), requestId: 'long-comment' });
@@ -184,6 +232,10 @@ describe('the worker is the trust boundary', () => {
     const history = await handle.fetchHistory();
     await Worker.runReplayHistory({ workflowBundle: { codePath: testStack().workflowBundlePath } }, history, id);
     // RUNBOOK_RECORD_HISTORIES=1 refreshes the committed copy that guards later changes.
-    if (process.env.RUNBOOK_RECORD_HISTORIES) writeFileSync(fileURLToPath(new URL('../../test/histories/ledger-swap-resolved-approved.json', import.meta.url)), historyToJSON(history));
+    if (process.env.RUNBOOK_RECORD_HISTORIES)
+      writeFileSync(
+        fileURLToPath(new URL('../../test/histories/ledger-swap-resolved-approved.json', import.meta.url)),
+        historyToJSON(history),
+      );
   });
 });

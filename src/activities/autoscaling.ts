@@ -30,7 +30,11 @@ export function createAutoScalingActivities(deps: AwsDeps) {
         `set desired capacity of ${args.autoScalingGroup} to ${args.desiredCapacity}`,
         () =>
           autoScaling.send(
-            new SetDesiredCapacityCommand({ AutoScalingGroupName: args.autoScalingGroup, DesiredCapacity: args.desiredCapacity, HonorCooldown: false }),
+            new SetDesiredCapacityCommand({
+              AutoScalingGroupName: args.autoScalingGroup,
+              DesiredCapacity: args.desiredCapacity,
+              HonorCooldown: false,
+            }),
             abortable(),
           ),
         'autoScalingGroup',

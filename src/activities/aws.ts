@@ -73,16 +73,20 @@ function lazyClients(connection: AwsConnection): AwsClients {
       return once('elbv2', () => new ElasticLoadBalancingV2Client(common));
     },
     get s3() {
-      return once('s3', () => new S3Client({
-        ...common,
-        // Emulators serve buckets by path; virtual-host addressing would need DNS for every bucket.
-        forcePathStyle: Boolean(connection.endpoint),
-        // Keep-alive sockets for every copy request in flight (the copy's ceiling, s3-copy.ts) plus its listings:
-        // with fewer, requests queue for a socket, and without keep-alive each one pays a TCP (and TLS) handshake.
-        requestHandler: { httpAgent: keepAliveAgent(http.Agent), httpsAgent: keepAliveAgent(https.Agent) },
-        // No checksum of request bodies unless S3 requires one: the runbooks send copies and listings, not data.
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-      }));
+      return once(
+        's3',
+        () =>
+          new S3Client({
+            ...common,
+            // Emulators serve buckets by path; virtual-host addressing would need DNS for every bucket.
+            forcePathStyle: Boolean(connection.endpoint),
+            // Keep-alive sockets for every copy request in flight (the copy's ceiling, s3-copy.ts) plus its listings:
+            // with fewer, requests queue for a socket, and without keep-alive each one pays a TCP (and TLS) handshake.
+            requestHandler: { httpAgent: keepAliveAgent(http.Agent), httpsAgent: keepAliveAgent(https.Agent) },
+            // No checksum of request bodies unless S3 requires one: the runbooks send copies and listings, not data.
+            requestChecksumCalculation: 'WHEN_REQUIRED',
+          }),
+      );
     },
     get rds() {
       return once('rds', () => new RDSClient(common));
@@ -123,7 +127,14 @@ const THROTTLING_ERRORS = new Set([
   'ServerException',
   'InternalFailure',
 ]);
-const ACCESS_ERRORS = new Set(['AccessDenied', 'AccessDeniedException', 'UnauthorizedOperation', 'CredentialsProviderError', 'ExpiredToken', 'InvalidClientTokenId']);
+const ACCESS_ERRORS = new Set([
+  'AccessDenied',
+  'AccessDeniedException',
+  'UnauthorizedOperation',
+  'CredentialsProviderError',
+  'ExpiredToken',
+  'InvalidClientTokenId',
+]);
 
 interface AwsError {
   name: string;
@@ -139,7 +150,13 @@ interface AwsError {
  * missing permissions are not (retrying cannot grant them).
  */
 /** 403s that a later attempt can pass: credentials the SDK renews, a clock that drifted. */
-const RENEWABLE_ERRORS = new Set(['ExpiredToken', 'ExpiredTokenException', 'RequestExpired', 'RequestTimeTooSkewed', 'TokenRefreshRequired']);
+const RENEWABLE_ERRORS = new Set([
+  'ExpiredToken',
+  'ExpiredTokenException',
+  'RequestExpired',
+  'RequestTimeTooSkewed',
+  'TokenRefreshRequired',
+]);
 
 export function awsFailure(err: unknown, what: string, field?: string): Error {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
@@ -149,10 +166,12 @@ export function awsFailure(err: unknown, what: string, field?: string): Error {
   const message = `${what}: ${err.name}: ${err.message}`;
   const blamed = FIELD_OF_NOT_FOUND[err.name] ?? (BAD_INPUT_ERRORS.has(err.name) ? field : undefined);
   if (blamed) return invalidInput(blamed, `${what}: ${err.message}`);
-  if (BAD_INPUT_ERRORS.has(err.name)) return ApplicationFailure.create({ type: 'AwsInvalidRequest', message, nonRetryable: true, cause: err });
+  if (BAD_INPUT_ERRORS.has(err.name))
+    return ApplicationFailure.create({ type: 'AwsInvalidRequest', message, nonRetryable: true, cause: err });
   const status = err.$metadata?.httpStatusCode ?? 0;
   // A 403 under any name (S3 answers a bucket policy's Deny as plain "Forbidden") will not change by retrying.
-  if (ACCESS_ERRORS.has(err.name) || (status === 403 && !RENEWABLE_ERRORS.has(err.name))) return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
+  if (ACCESS_ERRORS.has(err.name) || (status === 403 && !RENEWABLE_ERRORS.has(err.name)))
+    return ApplicationFailure.create({ type: 'AwsAccessDenied', message, nonRetryable: true, cause: err });
   const transient = THROTTLING_ERRORS.has(err.name) || Boolean(err.$retryable) || status >= 500;
   return ApplicationFailure.create({ type: transient ? 'AwsTransient' : 'AwsError', message, nonRetryable: false, cause: err });
 }

@@ -71,7 +71,12 @@ export async function readManifest(s3: S3Client, location: BackupLocation): Prom
 export async function writeManifest(s3: S3Client, location: BackupLocation, manifest: BackupManifest): Promise<void> {
   await callAws(`write s3://${location.bucket}/${location.prefix}${MANIFEST}`, () =>
     s3.send(
-      new PutObjectCommand({ Bucket: location.bucket, Key: location.prefix + MANIFEST, Body: JSON.stringify(manifest, null, 2), ContentType: 'application/json' }),
+      new PutObjectCommand({
+        Bucket: location.bucket,
+        Key: location.prefix + MANIFEST,
+        Body: JSON.stringify(manifest, null, 2),
+        ContentType: 'application/json',
+      }),
       abortable(),
     ),
   );
@@ -105,7 +110,9 @@ async function uploadInParts(s3: S3Client, bucket: string, key: string, path: st
       );
       parts.push({ PartNumber: number, ETag: ETag! });
     }
-    await callAws(what, () => s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }), abortable()));
+    await callAws(what, () =>
+      s3.send(new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }), abortable()),
+    );
   } catch (err) {
     // An unfinished upload's parts are billed until aborted.
     await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId })).catch(() => {});
@@ -116,7 +123,12 @@ async function uploadInParts(s3: S3Client, bucket: string, key: string, path: st
 }
 
 /** Downloads one file of the backup and checks it is as long as the manifest says. */
-export async function downloadFile(s3: S3Client, location: BackupLocation, dir: string, file: { name: string; bytes: number }): Promise<void> {
+export async function downloadFile(
+  s3: S3Client,
+  location: BackupLocation,
+  dir: string,
+  file: { name: string; bytes: number },
+): Promise<void> {
   const key = location.prefix + file.name;
   const what = `download s3://${location.bucket}/${key}`;
   const answer = await callAws(what, () => s3.send(new GetObjectCommand({ Bucket: location.bucket, Key: key }), abortable()));

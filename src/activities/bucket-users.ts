@@ -56,7 +56,13 @@ export function createBucketUserActivities(deps: AwsDeps) {
             return bucket && e.name ? [{ variable: e.name, bucket }] : [];
           }),
         );
-        found.push({ ...writer, desiredCount: service.desiredCount ?? 0, runningCount: service.runningCount ?? 0, taskDefinition: service.taskDefinition!, names });
+        found.push({
+          ...writer,
+          desiredCount: service.desiredCount ?? 0,
+          runningCount: service.runningCount ?? 0,
+          taskDefinition: service.taskDefinition!,
+          names,
+        });
       }
       return found;
     },
@@ -67,7 +73,7 @@ export function createBucketUserActivities(deps: AwsDeps) {
       return [
         ...(await accessLogEvidence(s3, args)),
         ...(await metricsEvidence(s3, args.source)),
-        'CDN: this runbook cannot read CloudFront; check that the distribution\'s origin is s3://' + args.target,
+        "CDN: this runbook cannot read CloudFront; check that the distribution's origin is s3://" + args.target,
       ];
     },
   };
@@ -85,7 +91,10 @@ async function describeService(ecs: ECSClient, writer: BucketWriterRef, field: s
   }
   const service = answer.services?.[0];
   if (!service || service.status !== 'ACTIVE') {
-    throw invalidInput(`${field}.service`, `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`);
+    throw invalidInput(
+      `${field}.service`,
+      `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`,
+    );
   }
   return service;
 }
@@ -107,13 +116,18 @@ async function accessLogEvidence(s3: S3Client, args: ReadEvidenceArgs): Promise<
   const where = `s3://${bucket}/${prefix}`;
   let keys: string[];
   try {
-    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, StartAfter: logKeyAt(prefix, args.since), MaxKeys: 1000 }), abortable());
+    const page = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, StartAfter: logKeyAt(prefix, args.since), MaxKeys: 1000 }),
+      abortable(),
+    );
     keys = (page.Contents ?? []).map((o) => o.Key!);
   } catch (err) {
-    if (httpStatus(err) === 403 || httpStatus(err) === 404) return [`access logs: go to ${where}, which this runbook cannot list (${errorName(err)})`];
+    if (httpStatus(err) === 403 || httpStatus(err) === 404)
+      return [`access logs: go to ${where}, which this runbook cannot list (${errorName(err)})`];
     throw awsFailure(err, `list the access logs in ${where}`);
   }
-  if (!keys.length) return [`access logs: none delivered to ${where} since ${args.since} (S3 delivers them with a delay of minutes to hours)`];
+  if (!keys.length)
+    return [`access logs: none delivered to ${where} since ${args.since} (S3 delivers them with a delay of minutes to hours)`];
   const requests = new Map<string, number>();
   for (const key of keys.slice(-LOG_OBJECTS_READ)) {
     const answer = await callAws(`read access log ${key}`, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable()));
@@ -123,7 +137,10 @@ async function accessLogEvidence(s3: S3Client, args: ReadEvidenceArgs): Promise<
       if (logged) requests.set(logged, (requests.get(logged) ?? 0) + 1);
     }
   }
-  const read = keys.length > LOG_OBJECTS_READ ? `the newest ${LOG_OBJECTS_READ} of ${formatCount(keys.length)} log objects` : `${formatCount(keys.length)} log object${keys.length === 1 ? '' : 's'}`;
+  const read =
+    keys.length > LOG_OBJECTS_READ
+      ? `the newest ${LOG_OBJECTS_READ} of ${formatCount(keys.length)} log objects`
+      : `${formatCount(keys.length)} log object${keys.length === 1 ? '' : 's'}`;
   return [
     `access logs (${read} in ${where} since ${args.since}): ${formatCount(requests.get(args.source) ?? 0)} requests to s3://${args.source}, ` +
       `${formatCount(requests.get(args.target) ?? 0)} to s3://${args.target}`,
@@ -135,9 +152,12 @@ async function metricsEvidence(s3: S3Client, bucket: string): Promise<string[]> 
     const answer = await s3.send(new ListBucketMetricsConfigurationsCommand({ Bucket: bucket }), abortable());
     const ids = (answer.MetricsConfigurationList ?? []).map((m) => m.Id!);
     if (!ids.length) return [`request metrics: none configured on s3://${bucket}`];
-    return [`request metrics: configured on s3://${bucket} (${ids.join(', ')}); this runbook does not read CloudWatch metrics, so compare AllRequests of both buckets there`];
+    return [
+      `request metrics: configured on s3://${bucket} (${ids.join(', ')}); this runbook does not read CloudWatch metrics, so compare AllRequests of both buckets there`,
+    ];
   } catch (err) {
-    if (httpStatus(err) === 501 || httpStatus(err) === 403) return [`request metrics: could not be listed on s3://${bucket} (${errorName(err)})`];
+    if (httpStatus(err) === 501 || httpStatus(err) === 403)
+      return [`request metrics: could not be listed on s3://${bucket} (${errorName(err)})`];
     throw awsFailure(err, `list the request metrics of s3://${bucket}`);
   }
 }

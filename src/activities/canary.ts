@@ -55,7 +55,8 @@ export function createCanaryActivities(deps: TaskFactsDeps) {
       const ecs = clients(ref.aws).ecs;
       const service = await describeService(ecs, ref);
       const { taskDefinition } = await callAws(`describe task definition of ${ref.service}`, () =>
-        ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: service.taskDefinition! }), abortable()));
+        ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: service.taskDefinition! }), abortable()),
+      );
       return {
         desiredCount: service.desiredCount ?? 0,
         deploymentInProgress: isDeploymentInProgress(service),
@@ -72,12 +73,20 @@ export function createCanaryActivities(deps: TaskFactsDeps) {
      */
     async forceNewDeployment(ref: ServiceRef): Promise<void> {
       await callAws(`force a new deployment of ${ref.service}`, () =>
-        clients(ref.aws).ecs.send(new UpdateServiceCommand({
-          cluster: ref.cluster,
-          service: ref.service,
-          forceNewDeployment: true,
-          deploymentConfiguration: { minimumHealthyPercent: 100, maximumPercent: 125, deploymentCircuitBreaker: { enable: false, rollback: false } },
-        }), abortable()));
+        clients(ref.aws).ecs.send(
+          new UpdateServiceCommand({
+            cluster: ref.cluster,
+            service: ref.service,
+            forceNewDeployment: true,
+            deploymentConfiguration: {
+              minimumHealthyPercent: 100,
+              maximumPercent: 125,
+              deploymentCircuitBreaker: { enable: false, rollback: false },
+            },
+          }),
+          abortable(),
+        ),
+      );
     },
 
     /**
@@ -88,17 +97,29 @@ export function createCanaryActivities(deps: TaskFactsDeps) {
       const context = Context.current();
       const ecs = clients(args.aws).ecs;
       const elbv2 = clients(args.aws).elbv2;
-      const progress: CanaryProgress = { seen: [], failures: [], minHealthy: Number.MAX_SAFE_INTEGER, polls: 0, ...(context.info.heartbeatDetails as CanaryProgress | undefined) };
+      const progress: CanaryProgress = {
+        seen: [],
+        failures: [],
+        minHealthy: Number.MAX_SAFE_INTEGER,
+        polls: 0,
+        ...(context.info.heartbeatDetails as CanaryProgress | undefined),
+      };
       for (;;) {
-        const [service, running, targets] = await Promise.all([describeService(ecs, args), listServiceTasks(ecs, args), readTargetHealth(elbv2, args.targetGroupArn)]);
+        const [service, running, targets] = await Promise.all([
+          describeService(ecs, args),
+          listServiceTasks(ecs, args),
+          readTargetHealth(elbv2, args.targetGroupArn),
+        ]);
         const healthyIps = new Set(targets.filter((t) => t.state === 'healthy').map((t) => t.id));
         const facts = await taskFacts({ aws: args.aws, cluster: args.cluster, taskArns: running.map((t) => t.arn) });
-        const digestOf = (arn: string) => facts.find((f) => f.taskArn === arn)?.containers.find((c) => c.name === args.container)?.imageDigest;
+        const digestOf = (arn: string) =>
+          facts.find((f) => f.taskArn === arn)?.containers.find((c) => c.name === args.container)?.imageDigest;
         const fresh = running.filter((t) => digestOf(t.arn) === args.digest);
         progress.seen = [...new Set([...progress.seen, ...fresh.map((t) => t.arn)])];
         const stopped = (await describeTasks(ecs, args.cluster, progress.seen)).filter((t) => t.lastStatus === 'STOPPED');
         for (const task of stopped) {
-          if (!progress.failures.some((f) => f.arn === task.arn)) progress.failures.push({ arn: task.arn, why: `stopped: ${task.stoppedReason ?? 'no reason given'}` });
+          if (!progress.failures.some((f) => f.arn === task.arn))
+            progress.failures.push({ arn: task.arn, why: `stopped: ${task.stoppedReason ?? 'no reason given'}` });
         }
         progress.minHealthy = Math.min(progress.minHealthy, running.filter((t) => t.ip && healthyIps.has(t.ip)).length);
         progress.polls++;
@@ -114,10 +135,19 @@ export function createCanaryActivities(deps: TaskFactsDeps) {
         const desired = service.desiredCount ?? 0;
         const serving = fresh.filter((t) => t.ip && healthyIps.has(t.ip));
         if (serving.length >= desired && running.length === fresh.length) {
-          return { newTaskArns: fresh.map((t) => t.arn), failures: progress.failures, minHealthy: progress.minHealthy, polls: progress.polls };
+          return {
+            newTaskArns: fresh.map((t) => t.arn),
+            failures: progress.failures,
+            minHealthy: progress.minHealthy,
+            polls: progress.polls,
+          };
         }
         if (Date.now() > Date.parse(args.deadline)) {
-          throw ApplicationFailure.create({ type: 'CanaryTimeout', message: `${serving.length} of ${desired} tasks run ${args.digest} and serve at the deadline`, nonRetryable: true });
+          throw ApplicationFailure.create({
+            type: 'CanaryTimeout',
+            message: `${serving.length} of ${desired} tasks run ${args.digest} and serve at the deadline`,
+            nonRetryable: true,
+          });
         }
         await context.sleep(args.pollMs ?? DEFAULT_POLL_MS);
       }
@@ -126,4 +156,3 @@ export function createCanaryActivities(deps: TaskFactsDeps) {
 }
 
 export type CanaryActivities = ReturnType<typeof createCanaryActivities>;
-

@@ -50,7 +50,13 @@ export async function readLogForward(logs: CloudWatchLogsClient, ref: LogStreamR
     let page;
     try {
       page = await logs.send(
-        new GetLogEventsCommand({ logGroupName: ref.group, logStreamName: ref.stream, startFromHead: true, limit: PAGE_EVENTS, ...(nextToken ? { nextToken } : {}) }),
+        new GetLogEventsCommand({
+          logGroupName: ref.group,
+          logStreamName: ref.stream,
+          startFromHead: true,
+          limit: PAGE_EVENTS,
+          ...(nextToken ? { nextToken } : {}),
+        }),
         abortable(),
       );
     } catch (err) {

@@ -30,20 +30,31 @@ export function createRecheckActivities(credentials: CredentialResolver) {
     /** Throws `NewDatabaseChanged` (not retried) naming each table that is missing or shrank since verification. */
     async recheckNewDatabase(args: { login: Login; sources: SecretSources; verified: VerifiedCounts }): Promise<RecheckReport> {
       const connection = await resolveLogin(args.login, args.sources, credentials);
-      const counted = await withPg(connection, `recount ${args.login.location.instance}`, async (client) => {
-        const now: Record<string, number | null> = {};
-        for (const table of Object.keys(args.verified.tables)) {
-          const [schema, name] = splitTable(table);
-          const { rows: [found] } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
-          if (!found!.exists) {
-            now[table] = null;
-            continue;
+      const counted = await withPg(
+        connection,
+        `recount ${args.login.location.instance}`,
+        async (client) => {
+          const now: Record<string, number | null> = {};
+          for (const table of Object.keys(args.verified.tables)) {
+            const [schema, name] = splitTable(table);
+            const {
+              rows: [found],
+            } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
+              `${quoteIdent(schema)}.${quoteIdent(name)}`,
+            ]);
+            if (!found!.exists) {
+              now[table] = null;
+              continue;
+            }
+            const {
+              rows: [count],
+            } = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${quoteIdent(schema)}.${quoteIdent(name)}`);
+            now[table] = Number(count!.rows);
           }
-          const { rows: [count] } = await client.query<{ rows: string }>(`SELECT count(*)::text AS rows FROM ${quoteIdent(schema)}.${quoteIdent(name)}`);
-          now[table] = Number(count!.rows);
-        }
-        return now;
-      }, { credentials: args.login.field });
+          return now;
+        },
+        { credentials: args.login.field },
+      );
       const problems = Object.entries(args.verified.tables).flatMap(([table, verified]) => {
         const rows = counted[table];
         if (rows === null || rows === undefined) return [`${table} is gone (${verified} rows verified)`];
@@ -58,7 +69,11 @@ export function createRecheckActivities(credentials: CredentialResolver) {
         });
       }
       const sum = (values: (number | null)[]) => values.reduce<number>((total, v) => total + (v ?? 0), 0);
-      return { tables: Object.keys(counted).length, rows: sum(Object.values(counted)), verifiedRows: sum(Object.values(args.verified.tables)) };
+      return {
+        tables: Object.keys(counted).length,
+        rows: sum(Object.values(counted)),
+        verifiedRows: sum(Object.values(args.verified.tables)),
+      };
     },
   };
 }

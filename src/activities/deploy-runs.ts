@@ -47,7 +47,13 @@ export function createDeployRunsActivities(deps: TemporalDeps) {
       const found: SucceededDeploy[] = [];
       for await (const run of client.workflow.list({ query })) {
         const status = run.memo?.[FINAL_STATUS_MEMO] as RunStatus | undefined;
-        if (status && !status.dryRun) found.push({ workflowId: run.workflowId, runId: run.runId, closedAt: (run.closeTime ?? run.startTime).toISOString(), result: status.result });
+        if (status && !status.dryRun)
+          found.push({
+            workflowId: run.workflowId,
+            runId: run.runId,
+            closedAt: (run.closeTime ?? run.startTime).toISOString(),
+            result: status.result,
+          });
         if (found.length >= HISTORY_LOOKBACK) break;
       }
       return found.sort((a, b) => b.closedAt.localeCompare(a.closedAt));

@@ -39,10 +39,23 @@ export function createEcrActivities(deps: { ecr?: EcrClientFactory } = {}) {
   const ecr = deps.ecr ?? ecrClients;
 
   return {
-    async inspectImages({ aws, repository, commit, prodTag }: { aws: AwsConnection; repository: string; commit: string; prodTag: string }): Promise<RepositoryImages> {
+    async inspectImages({
+      aws,
+      repository,
+      commit,
+      prodTag,
+    }: {
+      aws: AwsConnection;
+      repository: string;
+      commit: string;
+      prodTag: string;
+    }): Promise<RepositoryImages> {
       const client = ecr(aws);
-      const { repositories = [] } = await callAws(`describe repository ${repository}`, () =>
-        client.send(new DescribeRepositoriesCommand({ repositoryNames: [repository] }), abortable()), 'repository').catch((err: Error) => {
+      const { repositories = [] } = await callAws(
+        `describe repository ${repository}`,
+        () => client.send(new DescribeRepositoriesCommand({ repositoryNames: [repository] }), abortable()),
+        'repository',
+      ).catch((err: Error) => {
         throw err.message.includes('RepositoryNotFoundException') ? invalidInput('repository', `no ECR repository ${repository}`) : err;
       });
       const [commitImage, prodImage] = await Promise.all([imageByTag(client, repository, commit), imageByTag(client, repository, prodTag)]);
@@ -55,19 +68,33 @@ export function createEcrActivities(deps: { ecr?: EcrClientFactory } = {}) {
     },
 
     /** Points `tag` at the image with `digest`. */
-    async moveTag({ aws, repository, tag, digest }: { aws: AwsConnection; repository: string; tag: string; digest: string }): Promise<{ moved: boolean }> {
+    async moveTag({
+      aws,
+      repository,
+      tag,
+      digest,
+    }: {
+      aws: AwsConnection;
+      repository: string;
+      tag: string;
+      digest: string;
+    }): Promise<{ moved: boolean }> {
       const client = ecr(aws);
       const { images = [] } = await callAws(`get image ${digest} of ${repository}`, () =>
-        client.send(new BatchGetImageCommand({ repositoryName: repository, imageIds: [{ imageDigest: digest }] }), abortable()));
+        client.send(new BatchGetImageCommand({ repositoryName: repository, imageIds: [{ imageDigest: digest }] }), abortable()),
+      );
       const image = images[0];
       if (!image?.imageManifest) throw invalidInput('commit', `${repository} has no image ${digest}`);
       try {
-        await client.send(new PutImageCommand({
-          repositoryName: repository,
-          imageTag: tag,
-          imageManifest: image.imageManifest,
-          ...(image.imageManifestMediaType ? { imageManifestMediaType: image.imageManifestMediaType } : {}),
-        }), abortable());
+        await client.send(
+          new PutImageCommand({
+            repositoryName: repository,
+            imageTag: tag,
+            imageManifest: image.imageManifest,
+            ...(image.imageManifestMediaType ? { imageManifestMediaType: image.imageManifestMediaType } : {}),
+          }),
+          abortable(),
+        );
         return { moved: true };
       } catch (err) {
         if ((err as Error).name === 'ImageAlreadyExistsException') return { moved: false };
@@ -81,7 +108,10 @@ export type EcrActivities = ReturnType<typeof createEcrActivities>;
 
 async function imageByTag(client: ECRClient, repository: string, tag: string): Promise<{ digest: string; tags: string[] } | null> {
   try {
-    const { imageDetails = [] } = await client.send(new DescribeImagesCommand({ repositoryName: repository, imageIds: [{ imageTag: tag }] }), abortable());
+    const { imageDetails = [] } = await client.send(
+      new DescribeImagesCommand({ repositoryName: repository, imageIds: [{ imageTag: tag }] }),
+      abortable(),
+    );
     const image = imageDetails[0];
     return image?.imageDigest ? { digest: image.imageDigest, tags: image.imageTags ?? [] } : null;
   } catch (err) {

@@ -72,7 +72,12 @@ export function createEcsActivities(deps: AwsDeps) {
     },
 
     /** Stops exactly these tasks; a task already stopped is left alone. */
-    async stopTasks(args: { aws: AwsConnection; cluster: string; taskArns: string[]; reason: string }): Promise<{ stopped: string[]; alreadyStopped: string[] }> {
+    async stopTasks(args: {
+      aws: AwsConnection;
+      cluster: string;
+      taskArns: string[];
+      reason: string;
+    }): Promise<{ stopped: string[]; alreadyStopped: string[] }> {
       const ecs = clients(args.aws).ecs;
       const tasks = await describeTasks(ecs, args.cluster, args.taskArns);
       const running = tasks.filter(isWanted);
@@ -114,7 +119,8 @@ export async function describeService(ecs: ECSClient, ref: Omit<ServiceRef, 'aws
   );
   const service = answer.services?.[0];
   if (!service) throw invalidInput('service', `no service '${ref.service}' in cluster '${ref.cluster}'`);
-  if (service.status !== 'ACTIVE') throw invalidInput('service', `service '${ref.service}' in cluster '${ref.cluster}' is ${service.status}`);
+  if (service.status !== 'ACTIVE')
+    throw invalidInput('service', `service '${ref.service}' in cluster '${ref.cluster}' is ${service.status}`);
   return service;
 }
 

@@ -53,17 +53,22 @@ export async function readTargetHealth(elbv2: ElasticLoadBalancingV2Client, targ
   );
   return (answer.TargetHealthDescriptions ?? []).flatMap((d) =>
     d.Target?.Id
-      ? [{
-          id: d.Target.Id,
-          ...(d.Target.Port ? { port: d.Target.Port } : {}),
-          state: d.TargetHealth?.State ?? 'unknown',
-          ...(d.TargetHealth?.Reason ? { reason: d.TargetHealth.Reason } : {}),
-        }]
+      ? [
+          {
+            id: d.Target.Id,
+            ...(d.Target.Port ? { port: d.Target.Port } : {}),
+            state: d.TargetHealth?.State ?? 'unknown',
+            ...(d.TargetHealth?.Reason ? { reason: d.TargetHealth.Reason } : {}),
+          },
+        ]
       : [],
   );
 }
 
-async function findTargetGroup(elbv2: ElasticLoadBalancingV2Client, arnOrName: string): Promise<Omit<TargetGroupSnapshot, 'targets' | 'healthy'>> {
+async function findTargetGroup(
+  elbv2: ElasticLoadBalancingV2Client,
+  arnOrName: string,
+): Promise<Omit<TargetGroupSnapshot, 'targets' | 'healthy'>> {
   const byArn = arnOrName.startsWith('arn:');
   const answer = await callAws(
     `find target group ${arnOrName}`,

@@ -30,4 +30,3 @@ export function throwIfCancelled(): void {
   const signal = Context.current().cancellationSignal;
   if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new CancelledFailure(String(signal.reason ?? 'cancelled'));
 }
-

@@ -10,8 +10,21 @@
  * attempt started instead of migrating twice.
  */
 import { DescribeLogGroupsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { DescribeRouteTablesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, DescribeVpcsCommand, type RouteTable } from '@aws-sdk/client-ec2';
-import { DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, RunTaskCommand, type ECSClient, type Task } from '@aws-sdk/client-ecs';
+import {
+  DescribeRouteTablesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSubnetsCommand,
+  DescribeVpcsCommand,
+  type RouteTable,
+} from '@aws-sdk/client-ec2';
+import {
+  DescribeTaskDefinitionCommand,
+  DescribeTasksCommand,
+  ListTasksCommand,
+  RunTaskCommand,
+  type ECSClient,
+  type Task,
+} from '@aws-sdk/client-ecs';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { extraAwsClients, type ExtraAwsClientFactory } from './aws-extra-clients.js';
@@ -125,9 +138,10 @@ export function createMigrationTaskActivities(deps: MigrationTaskDeps) {
     async inspectMigrationSetup(q: MigrationSetupQuery): Promise<MigrationSetup> {
       const ecs = clients(q.aws).ecs;
       const { taskDefinition } = await describeTaskDefinition(ecs, q.taskDefinition);
-      if (!taskDefinition || taskDefinition.status !== 'ACTIVE') throw invalidInput('taskDefinition', `no ACTIVE revision of ${q.taskDefinition}`);
+      if (!taskDefinition || taskDefinition.status !== 'ACTIVE')
+        throw invalidInput('taskDefinition', `no ACTIVE revision of ${q.taskDefinition}`);
       const container = taskDefinition.containerDefinitions?.find((c) => c.name === q.container);
-      const awslogs = container?.logConfiguration?.logDriver === 'awslogs' ? container.logConfiguration.options ?? {} : undefined;
+      const awslogs = container?.logConfiguration?.logDriver === 'awslogs' ? (container.logConfiguration.options ?? {}) : undefined;
       const logGroup = awslogs?.['awslogs-group'];
       const [network, groupExists, runningMigrations] = await Promise.all([
         inspectNetwork(extra(q.aws).ec2, q),
@@ -151,7 +165,11 @@ export function createMigrationTaskActivities(deps: MigrationTaskDeps) {
       const ecs = clients(run.aws).ecs;
       const startedBy = `${STARTED_BY_PREFIX}${run.runId}`;
       const existing = await tasksStartedBy(ecs, run.cluster, startedBy);
-      const started = (taskArn: string, isNew: boolean): StartedTask => ({ taskArn, logStream: logStreamName(run.logStreamPrefix, run.container, taskArn), started: isNew });
+      const started = (taskArn: string, isNew: boolean): StartedTask => ({
+        taskArn,
+        logStream: logStreamName(run.logStreamPrefix, run.container, taskArn),
+        started: isNew,
+      });
       if (existing.length) return started(existing[0]!, false);
       const { tasks = [], failures = [] } = await callAws(`run ${run.taskDefinitionArn} in ${run.cluster}`, () =>
         ecs.send(
@@ -160,7 +178,9 @@ export function createMigrationTaskActivities(deps: MigrationTaskDeps) {
             taskDefinition: run.taskDefinitionArn,
             launchType: 'FARGATE',
             count: 1,
-            networkConfiguration: { awsvpcConfiguration: { subnets: run.subnets, securityGroups: [run.securityGroup], assignPublicIp: 'DISABLED' } },
+            networkConfiguration: {
+              awsvpcConfiguration: { subnets: run.subnets, securityGroups: [run.securityGroup], assignPublicIp: 'DISABLED' },
+            },
             overrides: { containerOverrides: [{ name: run.container, command: run.command }] },
             startedBy,
             clientToken: run.runId,
@@ -198,7 +218,12 @@ export function createMigrationTaskActivities(deps: MigrationTaskDeps) {
       for (;;) {
         await readLog();
         const [task] = await taskFacts({ aws: args.aws, cluster: args.cluster, taskArns: [args.taskArn] });
-        if (!task) throw ApplicationFailure.create({ type: 'MigrationTaskLost', message: `ECS no longer knows task ${args.taskArn}`, nonRetryable: true });
+        if (!task)
+          throw ApplicationFailure.create({
+            type: 'MigrationTaskLost',
+            message: `ECS no longer knows task ${args.taskArn}`,
+            nonRetryable: true,
+          });
         if (task.lastStatus === 'STOPPED') {
           // The last lines can reach CloudWatch after the task is reported stopped.
           await readLog();
@@ -236,7 +261,13 @@ export function imageTag(image: string): string | undefined {
   return lastPart.includes(':') ? lastPart.split(':').at(-1) : 'latest';
 }
 
-function judge(args: FollowArgs, stoppedReason: string | undefined, exitCode: number | undefined, reason: string | undefined, progress: FollowProgress): MigrationOutcome {
+function judge(
+  args: FollowArgs,
+  stoppedReason: string | undefined,
+  exitCode: number | undefined,
+  reason: string | undefined,
+  progress: FollowProgress,
+): MigrationOutcome {
   const id = taskId(args.taskArn);
   if (exitCode === undefined) {
     throw ApplicationFailure.create({
@@ -252,7 +283,14 @@ function judge(args: FollowArgs, stoppedReason: string | undefined, exitCode: nu
       nonRetryable: true,
     });
   }
-  return { taskArn: args.taskArn, exitCode, logGroup: args.log.group, logStream: args.log.stream, lines: progress.lines, tail: progress.tail };
+  return {
+    taskArn: args.taskArn,
+    exitCode,
+    logGroup: args.log.group,
+    logStream: args.log.stream,
+    lines: progress.lines,
+    tail: progress.tail,
+  };
 }
 
 function tailText(tail: string[]): string {
@@ -262,10 +300,22 @@ function tailText(tail: string[]): string {
 async function inspectNetwork(ec2: import('@aws-sdk/client-ec2').EC2Client, q: MigrationSetupQuery) {
   const inVpc = { Name: 'vpc-id', Values: [q.vpc] };
   const [{ Vpcs = [] }, { Subnets = [] }, { RouteTables = [] }, { SecurityGroups = [] }] = await Promise.all([
-    callAws(`describe VPC ${q.vpc}`, () => ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'vpc-id', Values: [q.vpc] }] }), abortable()), 'vpc'),
-    callAws(`find subnets named ${q.subnetName}`, () => ec2.send(new DescribeSubnetsCommand({ Filters: [inVpc, { Name: 'tag:Name', Values: [q.subnetName] }] }), abortable()), 'subnetName'),
+    callAws(
+      `describe VPC ${q.vpc}`,
+      () => ec2.send(new DescribeVpcsCommand({ Filters: [{ Name: 'vpc-id', Values: [q.vpc] }] }), abortable()),
+      'vpc',
+    ),
+    callAws(
+      `find subnets named ${q.subnetName}`,
+      () => ec2.send(new DescribeSubnetsCommand({ Filters: [inVpc, { Name: 'tag:Name', Values: [q.subnetName] }] }), abortable()),
+      'subnetName',
+    ),
     callAws(`describe route tables of ${q.vpc}`, () => ec2.send(new DescribeRouteTablesCommand({ Filters: [inVpc] }), abortable()), 'vpc'),
-    callAws(`describe security group ${q.securityGroup}`, () => ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-id', Values: [q.securityGroup] }] }), abortable()), 'securityGroup'),
+    callAws(
+      `describe security group ${q.securityGroup}`,
+      () => ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-id', Values: [q.securityGroup] }] }), abortable()),
+      'securityGroup',
+    ),
   ]);
   const group = SecurityGroups[0];
   return {
@@ -281,7 +331,9 @@ async function inspectNetwork(ec2: import('@aws-sdk/client-ec2').EC2Client, q: M
 
 /** The subnet's own route table, else the VPC's main one (as EC2 routes it). */
 function routeTableOf(subnetId: string, tables: RouteTable[]): RouteTable | undefined {
-  return tables.find((t) => t.Associations?.some((a) => a.SubnetId === subnetId)) ?? tables.find((t) => t.Associations?.some((a) => a.Main));
+  return (
+    tables.find((t) => t.Associations?.some((a) => a.SubnetId === subnetId)) ?? tables.find((t) => t.Associations?.some((a) => a.Main))
+  );
 }
 
 function routesToInternet(table: RouteTable | undefined): boolean {
@@ -289,7 +341,9 @@ function routesToInternet(table: RouteTable | undefined): boolean {
 }
 
 async function logGroupExists(logs: import('@aws-sdk/client-cloudwatch-logs').CloudWatchLogsClient, group: string): Promise<boolean> {
-  const { logGroups = [] } = await callAws(`describe log group ${group}`, () => logs.send(new DescribeLogGroupsCommand({ logGroupNamePrefix: group }), abortable()));
+  const { logGroups = [] } = await callAws(`describe log group ${group}`, () =>
+    logs.send(new DescribeLogGroupsCommand({ logGroupNamePrefix: group }), abortable()),
+  );
   return logGroups.some((g) => g.logGroupName === group);
 }
 
@@ -298,31 +352,43 @@ async function describeTaskDefinition(ecs: ECSClient, family: string) {
   try {
     return await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: family }), abortable());
   } catch (err) {
-    if ((err as Error).name === 'ClientException') throw invalidInput('taskDefinition', `no task definition ${family}: ${(err as Error).message}`);
+    if ((err as Error).name === 'ClientException')
+      throw invalidInput('taskDefinition', `no task definition ${family}: ${(err as Error).message}`);
     throw awsFailure(err, `describe task definition ${family}`, 'taskDefinition');
   }
 }
 
 /** One-off tasks of the cluster whose container command was overridden: migrations, as this runbook runs them. */
 async function migrationTasks(ecs: ECSClient, cluster: string): Promise<string[]> {
-  const { taskArns = [] } = await callAws(`list tasks of ${cluster}`, () => ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }), abortable()), 'cluster');
+  const { taskArns = [] } = await callAws(
+    `list tasks of ${cluster}`,
+    () => ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }), abortable()),
+    'cluster',
+  );
   if (!taskArns.length) return [];
   const tasks: Task[] = [];
   for (let i = 0; i < taskArns.length; i += 100) {
     const { tasks: page = [] } = await callAws(`describe tasks of ${cluster}`, () =>
-      ecs.send(new DescribeTasksCommand({ cluster, tasks: taskArns.slice(i, i + 100) }), abortable()));
+      ecs.send(new DescribeTasksCommand({ cluster, tasks: taskArns.slice(i, i + 100) }), abortable()),
+    );
     tasks.push(...page);
   }
   return tasks
-    .filter((t) => t.lastStatus !== 'STOPPED' && !t.group?.startsWith('service:') && t.overrides?.containerOverrides?.some((o) => o.command?.length))
+    .filter(
+      (t) =>
+        t.lastStatus !== 'STOPPED' && !t.group?.startsWith('service:') && t.overrides?.containerOverrides?.some((o) => o.command?.length),
+    )
     .map((t) => t.taskArn!);
 }
 
 async function tasksStartedBy(ecs: ECSClient, cluster: string, startedBy: string): Promise<string[]> {
   const arns: string[] = [];
   for (const desiredStatus of ['RUNNING', 'STOPPED'] as const) {
-    const { taskArns = [] } = await callAws(`list tasks started by ${startedBy}`, () =>
-      ecs.send(new ListTasksCommand({ cluster, startedBy, desiredStatus }), abortable()), 'cluster');
+    const { taskArns = [] } = await callAws(
+      `list tasks started by ${startedBy}`,
+      () => ecs.send(new ListTasksCommand({ cluster, startedBy, desiredStatus }), abortable()),
+      'cluster',
+    );
     arns.push(...taskArns);
   }
   return arns;

@@ -39,8 +39,11 @@ export function createNotifyActivities(deps: WorkerConfigDeps) {
       const webhook = notice.webhook ?? env?.approvals.webhook;
       if (!webhook) return;
       const { webhook: _webhook, ...body } = notice;
-      const uiUrl = notice.uiUrl ?? runUrl(deps.environments?.temporal.uiUrl ?? process.env.TEMPORAL_UI_URL, deps.environments?.temporal.namespace, notice.workflowId);
-      const text = `${notice.runbook} on ${notice.env} waits at '${notice.checkpoint}': ${notice.prompt}` +
+      const uiUrl =
+        notice.uiUrl ??
+        runUrl(deps.environments?.temporal.uiUrl ?? process.env.TEMPORAL_UI_URL, deps.environments?.temporal.namespace, notice.workflowId);
+      const text =
+        `${notice.runbook} on ${notice.env} waits at '${notice.checkpoint}': ${notice.prompt}` +
         ` — approve with: runbook approve ${notice.workflowId} --checkpoint ${notice.checkpoint}`;
       await post(webhook, { text, ...body, ...(uiUrl ? { uiUrl } : {}) }, 'webhook');
     },
@@ -66,7 +69,8 @@ function webhookOf(config: RunbooksConfig, envName: string, name: string): { url
   if (!webhook.url.startsWith('env:')) return webhook;
   const variable = webhook.url.slice('env:'.length);
   const url = process.env[variable];
-  if (!url) throw ApplicationFailure.nonRetryable(`webhook '${name}': ${variable} is not set in the worker's environment`, 'NotifyMisconfigured');
+  if (!url)
+    throw ApplicationFailure.nonRetryable(`webhook '${name}': ${variable} is not set in the worker's environment`, 'NotifyMisconfigured');
   return { url, format: webhook.format };
 }
 

@@ -85,18 +85,26 @@ export function physicalAddress(location: DatabaseLocation): { host: string; por
  * has no endpoint), checked against the destinations its credential is bound
  * to before the password is even read, and the environment's TLS settings.
  */
-export async function resolveLogin(login: Login, sources: SecretSources, credentials: CredentialResolver, aws?: AwsClientFactory): Promise<PgConnection> {
+export async function resolveLogin(
+  login: Login,
+  sources: SecretSources,
+  credentials: CredentialResolver,
+  aws?: AwsClientFactory,
+): Promise<PgConnection> {
   const { location, field } = login;
   const env = login.credentials.env;
   if (credentials.protected(env)) {
-    if (location.host || location.endpointMap) throw invalidInput(`${field}.host`, `${env} is protected: database hosts come only from the RDS API (name the instance)`);
+    if (location.host || location.endpointMap)
+      throw invalidInput(`${field}.host`, `${env} is protected: database hosts come only from the RDS API (name the instance)`);
     if (location.tls === 'disable') throw invalidInput(`${field}.tls`, `${env} is protected, so database connections must be encrypted`);
   }
   const endpoint = location.endpoint ?? (await rdsEndpoint(location.instance, sources, aws, field));
   const emulated = !location.endpoint && credentials.emulatedRds(env);
   if (emulated) Object.assign(endpoint, emulated);
   const address = physicalAddress({ ...location, endpoint });
-  const to: Destination = location.host ? { host: address.host, port: address.port } : { instance: location.instance, host: address.host, port: address.port };
+  const to: Destination = location.host
+    ? { host: address.host, port: address.port }
+    : { instance: location.instance, host: address.host, port: address.port };
   return {
     ...address,
     user: login.credentials.username,
@@ -110,13 +118,18 @@ async function rdsEndpoint(instance: string, sources: SecretSources, aws: AwsCli
   if (!aws) throw invalidInput(`${field}.instance`, 'this activity cannot look up RDS instances');
   let found;
   try {
-    found = (await aws(sources.aws).rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: instance }), abortable())).DBInstances?.[0];
+    found = (await aws(sources.aws).rds.send(new DescribeDBInstancesCommand({ DBInstanceIdentifier: instance }), abortable()))
+      .DBInstances?.[0];
   } catch (err) {
     if ((err as Error).name === 'DBInstanceNotFoundFault') throw invalidInput(`${field}.instance`, `no RDS instance ${instance}`);
     throw awsFailure(err, `describe RDS instance ${instance}`, `${field}.instance`);
   }
   const address = found?.Endpoint?.Address;
-  if (!address) throw ApplicationFailure.create({ type: 'DatabaseUnavailable', message: `RDS instance ${instance} has no endpoint yet (${found?.DBInstanceStatus ?? 'unknown status'})` });
+  if (!address)
+    throw ApplicationFailure.create({
+      type: 'DatabaseUnavailable',
+      message: `RDS instance ${instance} has no endpoint yet (${found?.DBInstanceStatus ?? 'unknown status'})`,
+    });
   return { host: address, port: found?.Endpoint?.Port ?? 5432 };
 }
 
@@ -133,7 +146,12 @@ export interface PgErrorFields {
 }
 
 /** Runs `fn` on a fresh connection and always closes it; errors become failures (see `pgFailure`). */
-export async function withPg<T>(connection: PgConnection, what: string, fn: (client: pg.Client) => Promise<T>, fields: PgErrorFields = {}): Promise<T> {
+export async function withPg<T>(
+  connection: PgConnection,
+  what: string,
+  fn: (client: pg.Client) => Promise<T>,
+  fields: PgErrorFields = {},
+): Promise<T> {
   const where = `${what} (${connection.user}@${connection.host}:${connection.port}/${connection.database})`;
   let client: pg.Client | undefined;
   try {
@@ -173,7 +191,11 @@ async function sslOptions(connection: PgConnection): Promise<pg.ClientConfig['ss
     try {
       bundle = await readFile(ca, 'utf8');
     } catch (err) {
-      throw ApplicationFailure.create({ type: 'WorkerMisconfigured', message: `databaseTls.ca: cannot read CA bundle ${ca} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: 'WorkerMisconfigured',
+        message: `databaseTls.ca: cannot read CA bundle ${ca} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+        nonRetryable: true,
+      });
     }
   }
   return {
@@ -185,7 +207,10 @@ async function sslOptions(connection: PgConnection): Promise<pg.ClientConfig['ss
 }
 
 /** The challenge the server sent, seen before the driver answers it. */
-const WEAK_CHALLENGES = { authenticationCleartextPassword: 'a cleartext password', authenticationMD5Password: 'an MD5 password hash' } as const;
+const WEAK_CHALLENGES = {
+  authenticationCleartextPassword: 'a cleartext password',
+  authenticationMD5Password: 'an MD5 password hash',
+} as const;
 
 /**
  * Notes a cleartext or MD5 challenge before the driver answers it (our
@@ -213,7 +238,9 @@ function passwordOnlyForScram(connection: PgConnection): () => string {
 export class WeakAuthenticationError extends Error {
   readonly code = 'WEAK_AUTHENTICATION';
   constructor(connection: PgConnection, what: string) {
-    super(`${connection.host}:${connection.port} asked for ${what}; the worker sends passwords only by SCRAM-SHA-256 (set password_encryption = scram-sha-256 and scram-sha-256 in pg_hba.conf)`);
+    super(
+      `${connection.host}:${connection.port} asked for ${what}; the worker sends passwords only by SCRAM-SHA-256 (set password_encryption = scram-sha-256 and scram-sha-256 in pg_hba.conf)`,
+    );
   }
 }
 
@@ -256,7 +283,8 @@ export async function checkLoginBeforeTool(connection: PgConnection, libpqMajor:
   await withPg(connection, `log in before ${what}`, async () => {});
 }
 /** Node's codes for a certificate chain or name that does not verify. */
-const TLS_VERIFY_ERRORS = /^(ERR_TLS_CERT_ALTNAME_INVALID|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|UNTRUSTED|REJECTED|SIGNATURE_FAILURE)|ERR_SSL_.*)$/;
+const TLS_VERIFY_ERRORS =
+  /^(ERR_TLS_CERT_ALTNAME_INVALID|SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_(HAS_EXPIRED|NOT_YET_VALID|UNTRUSTED|REJECTED|SIGNATURE_FAILURE)|ERR_SSL_.*)$/;
 
 const RETRYABLE_SQLSTATE_CLASSES = ['08', '53', '57', '40'];
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EPIPE']);
@@ -272,7 +300,8 @@ export function pgFailure(err: unknown, what: string, fields: PgErrorFields = {}
   const error = err as { code?: string; message?: string };
   const message = `${what}: ${error.message ?? String(err)}`;
   const code = error.code ?? '';
-  if (code === 'WEAK_AUTHENTICATION') return ApplicationFailure.create({ type: 'DatabaseAuthenticationRefused', message, nonRetryable: true });
+  if (code === 'WEAK_AUTHENTICATION')
+    return ApplicationFailure.create({ type: 'DatabaseAuthenticationRefused', message, nonRetryable: true });
   if (connection && TLS_VERIFY_ERRORS.test(code)) {
     const ca = connection.tls.ca ? `the CA bundle ${connection.tls.ca}` : "the system's trust store";
     return ApplicationFailure.create({
@@ -281,7 +310,8 @@ export function pgFailure(err: unknown, what: string, fields: PgErrorFields = {}
       nonRetryable: true,
     });
   }
-  if (/does not support SSL/i.test(error.message ?? '')) return ApplicationFailure.create({ type: 'DatabaseTlsUnavailable', message, nonRetryable: true });
+  if (/does not support SSL/i.test(error.message ?? ''))
+    return ApplicationFailure.create({ type: 'DatabaseTlsUnavailable', message, nonRetryable: true });
   if (code === '28P01' || code === '28000') {
     if (fields.credentials) return invalidInput(fields.credentials, message);
     return ApplicationFailure.create({ type: 'DatabaseLoginFailed', message, nonRetryable: true });
@@ -293,7 +323,8 @@ export function pgFailure(err: unknown, what: string, fields: PgErrorFields = {}
   if (UNREACHABLE.has(code) || /timeout|terminated/i.test(error.message ?? '')) {
     return ApplicationFailure.create({ type: 'DatabaseUnreachable', message, nonRetryable: false });
   }
-  if (RETRYABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2))) return ApplicationFailure.create({ type: 'DatabaseUnavailable', message, nonRetryable: false });
+  if (RETRYABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2)))
+    return ApplicationFailure.create({ type: 'DatabaseUnavailable', message, nonRetryable: false });
   if (code === '42501') return ApplicationFailure.create({ type: 'DatabasePermissionDenied', message, nonRetryable: true });
   return ApplicationFailure.create({ type: 'DatabaseError', message, nonRetryable: true });
 }

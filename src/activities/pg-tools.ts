@@ -16,7 +16,8 @@ const HEARTBEAT_EVERY_MS = 2_000;
 /** How much of a failed program's output goes into the error: the end, where it says why. */
 const OUTPUT_TAIL_CHARS = 2_000;
 /** Failures that another attempt would meet again. */
-const PERMANENT = /server version mismatch|aborting because of server version|permission denied|does not exist|password authentication failed|no pg_hba\.conf entry|must be owner|syntax error|invalid input/i;
+const PERMANENT =
+  /server version mismatch|aborting because of server version|permission denied|does not exist|password authentication failed|no pg_hba\.conf entry|must be owner|syntax error|invalid input/i;
 
 /**
  * Where the programs are: the worker's `pgBinDir`, else `PG_BIN`, else the
@@ -34,7 +35,8 @@ export function pgToolFinder(pgBinDir?: string): (tool: PgTool) => Promise<strin
 }
 
 async function findBinDir(pgBinDir: string | undefined): Promise<string | undefined> {
-  for (const candidate of [pgBinDir, process.env.PG_BIN]) if (candidate && (await isExecutable(join(candidate, 'pg_dump')))) return candidate;
+  for (const candidate of [pgBinDir, process.env.PG_BIN])
+    if (candidate && (await isExecutable(join(candidate, 'pg_dump')))) return candidate;
   const versions = await readdir('/usr/lib/postgresql').catch(() => [] as string[]);
   for (const version of versions.sort((a, b) => Number(b) - Number(a))) {
     const dir = join('/usr/lib/postgresql', version, 'bin');
@@ -44,7 +46,10 @@ async function findBinDir(pgBinDir: string | undefined): Promise<string | undefi
 }
 
 async function isExecutable(path: string): Promise<boolean> {
-  return access(path, constants.X_OK).then(() => true, () => false);
+  return access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** "15.8" from `pg_dump --version`; a missing program fails for good, naming where it was looked for. */
@@ -65,7 +70,13 @@ export async function toolVersion(path: string): Promise<string> {
  * Runs a program to the end, heartbeating `details()` meanwhile. The
  * connection (password included) travels in `env`, never in `args`.
  */
-export async function runTool(path: string, args: string[], env: NodeJS.ProcessEnv, what: string, details: () => unknown = () => undefined): Promise<void> {
+export async function runTool(
+  path: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  what: string,
+  details: () => unknown = () => undefined,
+): Promise<void> {
   const context = Context.current();
   const child = execa(path, args, {
     env,

@@ -13,7 +13,15 @@ import { dirname, join } from 'node:path';
 import type { AwsClientFactory } from './aws.js';
 import { clientFactory } from './aws.js';
 import { heartbeatWhile } from './heartbeat.js';
-import { checkBucket, downloadFile, readManifest, uploadFile, writeManifest, type BackupLocation, type BackupManifest } from './backup-store.js';
+import {
+  checkBucket,
+  downloadFile,
+  readManifest,
+  uploadFile,
+  writeManifest,
+  type BackupLocation,
+  type BackupManifest,
+} from './backup-store.js';
 import { checkLoginBeforeTool, pgChildEnv, physicalAddress, resolveLogin, type Login } from './pg-connect.js';
 import { pgToolFinder, runTool, toolVersion } from './pg-tools.js';
 import { recreateDatabase } from './postgres.js';
@@ -75,7 +83,10 @@ export function createPgDumpActivities(deps: PgDumpDeps, credentials: Credential
     /** Preflight: the programs run here, and the bucket exists. */
     async checkBackupPrerequisites(args: { storage: BackupLocation }): Promise<{ pgDumpVersion: string; pgRestoreVersion: string }> {
       await checkBucket(clients(args.storage.aws).s3, args.storage.bucket);
-      const [pgDumpVersion, pgRestoreVersion] = await Promise.all([toolVersion(await tool('pg_dump')), toolVersion(await tool('pg_restore'))]);
+      const [pgDumpVersion, pgRestoreVersion] = await Promise.all([
+        toolVersion(await tool('pg_dump')),
+        toolVersion(await tool('pg_restore')),
+      ]);
       return { pgDumpVersion, pgRestoreVersion };
     },
 
@@ -93,40 +104,54 @@ export function createPgDumpActivities(deps: PgDumpDeps, credentials: Credential
       const pgDump = await tool('pg_dump');
       const pgDumpVersion = await toolVersion(pgDump);
 
-      return heartbeatWhile(async () => {
-        if (!dumped) {
-          const connection = await resolveLogin(args.source, args.sources, credentials, clients);
-          const libpq = majorVersion(pgDumpVersion);
-          await checkLoginBeforeTool(connection, libpq, 'pg_dump');
-          await rm(dumpDir, { recursive: true, force: true });
-          await runTool(
-            pgDump,
-            ['--format=directory', `--jobs=${args.jobs}`, `--compress=${COMPRESSION}`, '--no-sync', '--no-password', `--dbname=${connection.database}`, `--file=${dumpDir}`],
-            pgChildEnv(connection, libpq),
-            `pg_dump of ${args.source.location.instance}`,
-            () => progress,
-          );
-          await writeFile(join(dumpDir, DUMP_COMPLETE), '');
-          progress = { phase: 'upload', dir: attempt, uploaded: [] };
-        }
-        const files: { name: string; bytes: number }[] = [];
-        for (const name of (await readdir(dumpDir)).filter((n) => n !== DUMP_COMPLETE).sort()) {
-          const already = progress.uploaded?.includes(name);
-          files.push({ name, bytes: already ? (await stat(join(dumpDir, name))).size : await uploadFile(s3, args.storage, dumpDir, name) });
-          if (!already) progress = { phase: 'upload', dir: attempt, uploaded: [...(progress.uploaded ?? []), name] };
-        }
-        const manifest: BackupManifest = {
-          format: 'pg_dump-directory',
-          instance: args.source.location.instance,
-          database: args.source.location.database,
-          pgDumpVersion,
-          createdAt: new Date().toISOString(),
-          files,
-        };
-        await writeManifest(s3, args.storage, manifest);
-        await rm(dirname(attempt), { recursive: true, force: true });
-        return summarize(args.storage, manifest);
-      }, () => progress);
+      return heartbeatWhile(
+        async () => {
+          if (!dumped) {
+            const connection = await resolveLogin(args.source, args.sources, credentials, clients);
+            const libpq = majorVersion(pgDumpVersion);
+            await checkLoginBeforeTool(connection, libpq, 'pg_dump');
+            await rm(dumpDir, { recursive: true, force: true });
+            await runTool(
+              pgDump,
+              [
+                '--format=directory',
+                `--jobs=${args.jobs}`,
+                `--compress=${COMPRESSION}`,
+                '--no-sync',
+                '--no-password',
+                `--dbname=${connection.database}`,
+                `--file=${dumpDir}`,
+              ],
+              pgChildEnv(connection, libpq),
+              `pg_dump of ${args.source.location.instance}`,
+              () => progress,
+            );
+            await writeFile(join(dumpDir, DUMP_COMPLETE), '');
+            progress = { phase: 'upload', dir: attempt, uploaded: [] };
+          }
+          const files: { name: string; bytes: number }[] = [];
+          for (const name of (await readdir(dumpDir)).filter((n) => n !== DUMP_COMPLETE).sort()) {
+            const already = progress.uploaded?.includes(name);
+            files.push({
+              name,
+              bytes: already ? (await stat(join(dumpDir, name))).size : await uploadFile(s3, args.storage, dumpDir, name),
+            });
+            if (!already) progress = { phase: 'upload', dir: attempt, uploaded: [...(progress.uploaded ?? []), name] };
+          }
+          const manifest: BackupManifest = {
+            format: 'pg_dump-directory',
+            instance: args.source.location.instance,
+            database: args.source.location.database,
+            pgDumpVersion,
+            createdAt: new Date().toISOString(),
+            files,
+          };
+          await writeManifest(s3, args.storage, manifest);
+          await rm(dirname(attempt), { recursive: true, force: true });
+          return summarize(args.storage, manifest);
+        },
+        () => progress,
+      );
     },
 
     /**
@@ -135,41 +160,67 @@ export function createPgDumpActivities(deps: PgDumpDeps, credentials: Credential
      * repeated restore starts clean, and a stale pg_restore is disconnected),
      * then `pg_restore -j N --no-owner --role=<app>` logged in as the app role.
      */
-    async restoreBackup(args: { storage: BackupLocation; admin: Login; app: Login; sources: SecretSources; jobs: number; encoding: string }): Promise<RestoreResult> {
+    async restoreBackup(args: {
+      storage: BackupLocation;
+      admin: Login;
+      app: Login;
+      sources: SecretSources;
+      jobs: number;
+      encoding: string;
+    }): Promise<RestoreResult> {
       const s3 = clients(args.storage.aws).s3;
       const manifest = await readManifest(s3, args.storage);
       if (!manifest) {
-        throw ApplicationFailure.create({ type: 'BackupMissing', message: `no complete backup at s3://${args.storage.bucket}/${args.storage.prefix}`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'BackupMissing',
+          message: `no complete backup at s3://${args.storage.bucket}/${args.storage.prefix}`,
+          nonRetryable: true,
+        });
       }
       const attempt = await attemptFolder(scratch);
       const dumpDir = join(attempt, 'dump');
       await mkdir(dumpDir, { recursive: true });
       let phase = 'download';
 
-      return heartbeatWhile(async () => {
-        const downloadStarted = Date.now();
-        for (const file of manifest.files) await downloadFile(s3, args.storage, dumpDir, file);
-        const downloadMs = Date.now() - downloadStarted;
+      return heartbeatWhile(
+        async () => {
+          const downloadStarted = Date.now();
+          for (const file of manifest.files) await downloadFile(s3, args.storage, dumpDir, file);
+          const downloadMs = Date.now() - downloadStarted;
 
-        phase = 'restore';
-        const [admin, app] = await Promise.all([resolveLogin(args.admin, args.sources, credentials, clients), resolveLogin(args.app, args.sources, credentials, clients)]);
-        const database = physicalAddress(args.app.location).database;
-        const restoreStarted = Date.now();
-        await recreateDatabase(admin, database, app.user, args.encoding);
-        const pgRestore = await tool('pg_restore');
-        const libpq = majorVersion(await toolVersion(pgRestore));
-        await checkLoginBeforeTool(app, libpq, 'pg_restore');
-        await runTool(
-          pgRestore,
-          ['--format=directory', `--jobs=${args.jobs}`, '--no-owner', `--role=${app.user}`, '--exit-on-error', '--no-password', `--dbname=${database}`, dumpDir],
-          { ...pgChildEnv(app, libpq), PGOPTIONS: RESTORE_SESSION_OPTIONS },
-          `pg_restore into ${args.app.location.instance}`,
-          () => ({ phase }),
-        );
-        const restoreMs = Date.now() - restoreStarted;
-        await rm(dirname(attempt), { recursive: true, force: true });
-        return { bytes: manifest.files.reduce((sum, f) => sum + f.bytes, 0), downloadMs, restoreMs };
-      }, () => ({ phase }));
+          phase = 'restore';
+          const [admin, app] = await Promise.all([
+            resolveLogin(args.admin, args.sources, credentials, clients),
+            resolveLogin(args.app, args.sources, credentials, clients),
+          ]);
+          const database = physicalAddress(args.app.location).database;
+          const restoreStarted = Date.now();
+          await recreateDatabase(admin, database, app.user, args.encoding);
+          const pgRestore = await tool('pg_restore');
+          const libpq = majorVersion(await toolVersion(pgRestore));
+          await checkLoginBeforeTool(app, libpq, 'pg_restore');
+          await runTool(
+            pgRestore,
+            [
+              '--format=directory',
+              `--jobs=${args.jobs}`,
+              '--no-owner',
+              `--role=${app.user}`,
+              '--exit-on-error',
+              '--no-password',
+              `--dbname=${database}`,
+              dumpDir,
+            ],
+            { ...pgChildEnv(app, libpq), PGOPTIONS: RESTORE_SESSION_OPTIONS },
+            `pg_restore into ${args.app.location.instance}`,
+            () => ({ phase }),
+          );
+          const restoreMs = Date.now() - restoreStarted;
+          await rm(dirname(attempt), { recursive: true, force: true });
+          return { bytes: manifest.files.reduce((sum, f) => sum + f.bytes, 0), downloadMs, restoreMs };
+        },
+        () => ({ phase }),
+      );
     },
   };
 }
@@ -213,5 +264,8 @@ async function attemptFolder(scratch: string, keep?: string): Promise<string> {
 }
 
 async function isComplete(dumpDir: string): Promise<boolean> {
-  return stat(join(dumpDir, DUMP_COMPLETE)).then(() => true, () => false);
+  return stat(join(dumpDir, DUMP_COMPLETE)).then(
+    () => true,
+    () => false,
+  );
 }

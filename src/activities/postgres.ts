@@ -66,7 +66,10 @@ export function createPostgresActivities(credentials: CredentialResolver) {
     /** Connects as `login` and reports what there is to move; a bad login or database name is bad input. */
     async inspectDatabase(args: { login: Login; sources: SecretSources }): Promise<DatabaseInspection> {
       const connection = await connect(args.login, args.sources);
-      return withPg(connection, `inspect ${args.login.location.instance}`, inspect, { credentials: args.login.field, database: 'database' });
+      return withPg(connection, `inspect ${args.login.location.instance}`, inspect, {
+        credentials: args.login.field,
+        database: 'database',
+      });
     },
 
     /**
@@ -74,12 +77,19 @@ export function createPostgresActivities(credentials: CredentialResolver) {
      * exists (a retried attempt, or a role kept from before), sets its
      * password so it matches the secret the application will use.
      */
-    async ensureAppRole(args: { admin: Login; app: Credentials; appField: string; sources: SecretSources }): Promise<{ created: boolean; grantedToAdmin: boolean }> {
+    async ensureAppRole(args: {
+      admin: Login;
+      app: Credentials;
+      appField: string;
+      sources: SecretSources;
+    }): Promise<{ created: boolean; grantedToAdmin: boolean }> {
       const admin = maintenanceDb(await connect(args.admin, args.sources));
       // The app's password is sent to the admin's instance (as the role's password): it must be bound there too.
       const to = { instance: args.admin.location.instance, host: admin.host, port: admin.port };
       const password = await credentials.password(args.app, to, args.sources, args.appField);
-      return withPg(admin, `create role ${args.app.username} on ${args.admin.location.instance}`, (client) => upsertLoginRole(client, args.app.username, password));
+      return withPg(admin, `create role ${args.app.username} on ${args.admin.location.instance}`, (client) =>
+        upsertLoginRole(client, args.app.username, password),
+      );
     },
 
     /**
@@ -110,18 +120,27 @@ export function verifyGate(targetInstance: string): string {
 // --- inspecting ------------------------------------------------------------------------------------
 
 async function inspect(client: pg.Client): Promise<DatabaseInspection> {
-  const { rows: [about] } = await client.query<{ version: string; size: string; encoding: string }>(
+  const {
+    rows: [about],
+  } = await client.query<{ version: string; size: string; encoding: string }>(
     `SELECT current_setting('server_version') AS version, pg_database_size(current_database())::text AS size,
             pg_encoding_to_char(encoding) AS encoding
        FROM pg_database WHERE datname = current_database()`,
   );
   const tables = await listTables(client);
-  const { rows: [sequences] } = await client.query<{ count: number }>('SELECT count(*)::int AS count FROM pg_sequences');
+  const {
+    rows: [sequences],
+  } = await client.query<{ count: number }>('SELECT count(*)::int AS count FROM pg_sequences');
   return {
     serverVersion: about!.version,
     sizeBytes: Number(about!.size),
     encoding: about!.encoding,
-    tables: tables.map(({ schema, name, estimatedRows, primaryKey }) => ({ schema, name, estimatedRows, primaryKey: primaryKey.map((k) => k.name) })),
+    tables: tables.map(({ schema, name, estimatedRows, primaryKey }) => ({
+      schema,
+      name,
+      estimatedRows,
+      primaryKey: primaryKey.map((k) => k.name),
+    })),
     sequences: sequences!.count,
     schemaMigration: await schemaMigration(client, tables),
   };
@@ -136,7 +155,12 @@ interface TableShape {
 
 /** Ordinary tables (partitions included, their parents not: a parent's rows are its partitions'), outside system schemas. */
 async function listTables(client: pg.Client): Promise<TableShape[]> {
-  const { rows } = await client.query<{ schema: string; name: string; estimated_rows: string; key: { name: string; type: string }[] | null }>(
+  const { rows } = await client.query<{
+    schema: string;
+    name: string;
+    estimated_rows: string;
+    key: { name: string; type: string }[] | null;
+  }>(
     `SELECT n.nspname AS schema, c.relname AS name, greatest(c.reltuples, 0)::bigint::text AS estimated_rows,
             (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY k.ord)
                FROM pg_index i
@@ -154,7 +178,9 @@ async function schemaMigration(client: pg.Client, tables: TableShape[]): Promise
   const candidates = tables.filter((t) => t.name === SCHEMA_MIGRATION_TABLE);
   const table = candidates.find((t) => t.schema === 'public') ?? candidates[0];
   if (!table) return null;
-  const { rows: [counted] } = await client.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM ${qualified(table.schema, table.name)}`);
+  const {
+    rows: [counted],
+  } = await client.query<{ rows: number }>(`SELECT count(*)::int AS rows FROM ${qualified(table.schema, table.name)}`);
   return { table: `${table.schema}.${table.name}`, rows: counted!.rows };
 }
 
@@ -176,7 +202,9 @@ async function upsertLoginRole(client: pg.Client, role: string, password: string
   if (!created) await client.query(`ALTER ROLE ${quoteIdent(role)} WITH LOGIN PASSWORD ${verifier}`);
 
   // RDS's master user is no superuser: to make the app role own the restored database it must be a member of it.
-  const { rows: [me] } = await client.query<{ superuser: boolean; member: boolean }>(
+  const {
+    rows: [me],
+  } = await client.query<{ superuser: boolean; member: boolean }>(
     `SELECT rolsuper AS superuser, pg_has_role(current_user, $1, 'MEMBER') AS member FROM pg_roles WHERE rolname = current_user`,
     [role],
   );
@@ -210,7 +238,9 @@ export async function recreateDatabase(admin: PgConnection, database: string, ow
   await withPg(maintenanceDb(admin), `recreate database ${database}`, async (client) => {
     await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`);
     // template0: a pristine database, whatever someone added to template1.
-    await client.query(`CREATE DATABASE ${quoteIdent(database)} OWNER ${quoteIdent(owner)} TEMPLATE template0 ENCODING ${quoteLiteral(encoding)}`);
+    await client.query(
+      `CREATE DATABASE ${quoteIdent(database)} OWNER ${quoteIdent(owner)} TEMPLATE template0 ENCODING ${quoteLiteral(encoding)}`,
+    );
   });
 }
 
@@ -220,10 +250,20 @@ async function verify(src: pg.Client, tgt: pg.Client, pageRows: number, targetIn
   const progress = resumed(Context.current().info.heartbeatDetails);
   const problems = new Set(progress.problems);
   // Heartbeats carry the latest progress, also while one long query (a big table without a key) runs.
-  return heartbeatWhile(() => compareAll(src, tgt, pageRows, targetInstance, progress, problems), () => ({ ...progress, problems: [...problems] }));
+  return heartbeatWhile(
+    () => compareAll(src, tgt, pageRows, targetInstance, progress, problems),
+    () => ({ ...progress, problems: [...problems] }),
+  );
 }
 
-async function compareAll(src: pg.Client, tgt: pg.Client, pageRows: number, targetInstance: string, progress: VerifyProgress, problems: Set<string>): Promise<VerifyReport> {
+async function compareAll(
+  src: pg.Client,
+  tgt: pg.Client,
+  pageRows: number,
+  targetInstance: string,
+  progress: VerifyProgress,
+  problems: Set<string>,
+): Promise<VerifyReport> {
   const [sourceTables, targetTables] = await Promise.all([listTables(src), listTables(tgt)]);
   const targetNames = new Set(targetTables.map(tableName));
   const sourceNames = new Set(sourceTables.map(tableName));
@@ -247,7 +287,9 @@ async function compareAll(src: pg.Client, tgt: pg.Client, pageRows: number, targ
   const sequences = await compareSequences(src, tgt, problems);
   const migrations = await Promise.all([schemaMigration(src, sourceTables), schemaMigration(tgt, targetTables)]);
   if (migrations[0]?.rows !== migrations[1]?.rows) {
-    problems.add(`${SCHEMA_MIGRATION_TABLE}: ${migrations[0]?.rows ?? 'no'} rows in the source, ${migrations[1]?.rows ?? 'none'} in ${targetInstance}`);
+    problems.add(
+      `${SCHEMA_MIGRATION_TABLE}: ${migrations[0]?.rows ?? 'no'} rows in the source, ${migrations[1]?.rows ?? 'none'} in ${targetInstance}`,
+    );
   }
 
   if (problems.size) {
@@ -285,7 +327,10 @@ async function compareByKey(
   let rows = resume?.rows ?? 0;
   let checksum = resume?.checksum ?? '';
   for (;;) {
-    const sourcePage = await src.query<{ rows: number; md5: string | null; last: string[] | null }>(after ? sql.pageAfter : sql.firstPage, after ? [...after, pageRows] : [pageRows]);
+    const sourcePage = await src.query<{ rows: number; md5: string | null; last: string[] | null }>(
+      after ? sql.pageAfter : sql.firstPage,
+      after ? [...after, pageRows] : [pageRows],
+    );
     const page = sourcePage.rows[0]!;
     if (page.rows === 0) break;
     const range = after ? [...after, ...page.last!] : page.last!;
@@ -293,7 +338,9 @@ async function compareByKey(
     const other = targetPage.rows[0]!;
     if (other.rows !== page.rows || other.md5 !== page.md5) {
       const where = `${after ? `after (${after.join(', ')}) ` : ''}up to (${page.last!.join(', ')})`;
-      return { problem: `rows ${where} differ (${page.rows} in the source, ${other.rows} in the copy${other.rows === page.rows ? ', content changed' : ''})` };
+      return {
+        problem: `rows ${where} differ (${page.rows} in the source, ${other.rows} in the copy${other.rows === page.rows ? ', content changed' : ''})`,
+      };
     }
     rows += page.rows;
     checksum = md5(checksum + page.md5);
@@ -318,7 +365,8 @@ function keysetQueries(table: TableShape) {
      SELECT count(*)::int AS rows, md5(string_agg(page::text, E'\\n' ORDER BY ${keyList})) AS md5,
             (SELECT ARRAY[${keys.map((k) => `${k}::text`).join(', ')}] FROM page ORDER BY ${keyDesc} LIMIT 1) AS last
        FROM page`;
-  const rangeOf = (where: string) => `SELECT count(*)::int AS rows, md5(string_agg(r::text, E'\\n' ORDER BY ${keyList})) AS md5 FROM ${t} r ${where}`;
+  const rangeOf = (where: string) =>
+    `SELECT count(*)::int AS rows, md5(string_agg(r::text, E'\\n' ORDER BY ${keyList})) AS md5 FROM ${t} r ${where}`;
   return {
     firstPage: pageOf('', 1),
     pageAfter: pageOf(`WHERE (${keyList}) > (${params(1)})`, n + 1),
@@ -345,14 +393,23 @@ async function compareByRowHashes(src: pg.Client, tgt: pg.Client, table: TableSh
   return { check: { table: tableName(table), rows: s.rows, method: 'row-hash-sum', checksum: s.sum } };
 }
 
-async function compareSequences(src: pg.Client, tgt: pg.Client, problems: Set<string>): Promise<{ name: string; lastValue: string | null }[]> {
+async function compareSequences(
+  src: pg.Client,
+  tgt: pg.Client,
+  problems: Set<string>,
+): Promise<{ name: string; lastValue: string | null }[]> {
   const sql = `SELECT schemaname || '.' || sequencename AS name, last_value::text AS "lastValue" FROM pg_sequences ORDER BY 1`;
-  const [a, b] = await Promise.all([src.query<{ name: string; lastValue: string | null }>(sql), tgt.query<{ name: string; lastValue: string | null }>(sql)]);
+  const [a, b] = await Promise.all([
+    src.query<{ name: string; lastValue: string | null }>(sql),
+    tgt.query<{ name: string; lastValue: string | null }>(sql),
+  ]);
   const copied = new Map(b.rows.map((s) => [s.name, s.lastValue]));
   for (const sequence of a.rows) {
     if (!copied.has(sequence.name)) problems.add(`sequence ${sequence.name}: missing in the copy`);
     else if (copied.get(sequence.name) !== sequence.lastValue) {
-      problems.add(`sequence ${sequence.name}: last value ${sequence.lastValue ?? 'unset'} in the source, ${copied.get(sequence.name) ?? 'unset'} in the copy`);
+      problems.add(
+        `sequence ${sequence.name}: last value ${sequence.lastValue ?? 'unset'} in the source, ${copied.get(sequence.name) ?? 'unset'} in the copy`,
+      );
     }
   }
   return a.rows;

@@ -18,13 +18,28 @@ import {
   type DBInstance,
   type RDSClient,
 } from '@aws-sdk/client-rds';
-import { AuthorizeSecurityGroupIngressCommand, DescribeSecurityGroupsCommand, RevokeSecurityGroupIngressCommand, type EC2Client } from '@aws-sdk/client-ec2';
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  DescribeSecurityGroupsCommand,
+  RevokeSecurityGroupIngressCommand,
+  type EC2Client,
+} from '@aws-sdk/client-ec2';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { AwsConnection } from '../config.js';
 import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsClientFactory } from './aws.js';
 import { extraAwsClients, type ExtraAwsClientFactory } from './aws-extra-clients.js';
 import { heartbeatWhile } from './heartbeat.js';
-import { maintenanceDb, physicalAddress, quoteIdent, resolveLogin, withPg, type Credentials, type DatabaseLocation, type Endpoint, type EndpointMap } from './pg-connect.js';
+import {
+  maintenanceDb,
+  physicalAddress,
+  quoteIdent,
+  resolveLogin,
+  withPg,
+  type Credentials,
+  type DatabaseLocation,
+  type Endpoint,
+  type EndpointMap,
+} from './pg-connect.js';
 import type { CredentialResolver, SecretSources } from './secrets.js';
 
 export interface RdsDeps {
@@ -112,7 +127,11 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
 
     async checkDbInstanceAbsent(args: { aws: AwsConnection; identifier: string; field: string }): Promise<{ absent: true }> {
       const found = await findInstance(clients(args.aws).rds, args.identifier);
-      if (found) throw invalidInput(args.field, `RDS instance '${args.identifier}' already exists (${found.status}); choose another identifier or remove it`);
+      if (found)
+        throw invalidInput(
+          args.field,
+          `RDS instance '${args.identifier}' already exists (${found.status}); choose another identifier or remove it`,
+        );
       return { absent: true };
     },
 
@@ -125,34 +144,45 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
       const rds = clients(spec.aws).rds;
       const existing = await findInstance(rds, spec.identifier);
       if (existing && existing.tags[MIGRATED_FROM_TAG] !== spec.like.identifier) {
-        throw ApplicationFailure.create({ type: 'TargetExists', message: `RDS instance '${spec.identifier}' exists and was not made by this migration`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'TargetExists',
+          message: `RDS instance '${spec.identifier}' exists and was not made by this migration`,
+          nonRetryable: true,
+        });
       }
       if (!existing) {
         // The master password goes to RDS for this instance: the admin credential must be bound to it.
-        const password = await credentials.password(spec.admin, { instance: spec.identifier, host: 'rds-api', port: 443 }, spec.sources, spec.adminField);
+        const password = await credentials.password(
+          spec.admin,
+          { instance: spec.identifier, host: 'rds-api', port: 443 },
+          spec.sources,
+          spec.adminField,
+        );
         // Read again here, not taken from the workflow: results recorded before protection was read lack it.
         const old = (await requireInstance(rds, spec.like.identifier)).protection!;
         const sameMajor = major(spec.engineVersion ?? spec.like.engineVersion) === major(spec.like.engineVersion);
-        await callAws(`create RDS instance ${spec.identifier}`, () =>
-          rds.send(
-            new CreateDBInstanceCommand({
-              DBInstanceIdentifier: spec.identifier,
-              DBInstanceClass: spec.instanceClass ?? spec.like.instanceClass,
-              Engine: spec.like.engine,
-              EngineVersion: spec.engineVersion ?? spec.like.engineVersion,
-              AllocatedStorage: Math.max(spec.allocatedStorageGb ?? 0, spec.like.allocatedStorageGb),
-              DBName: spec.dbName,
-              MasterUsername: spec.admin.username,
-              MasterUserPassword: password,
-              VpcSecurityGroupIds: spec.like.securityGroupIds,
-              ...(spec.like.subnetGroup ? { DBSubnetGroupName: spec.like.subnetGroup } : {}),
-              PubliclyAccessible: false,
-              ...carriedProtection(old, sameMajor),
-              Tags: [{ Key: MIGRATED_FROM_TAG, Value: spec.like.identifier }],
-            }),
-            abortable(),
-          ),
-        'newInstance',
+        await callAws(
+          `create RDS instance ${spec.identifier}`,
+          () =>
+            rds.send(
+              new CreateDBInstanceCommand({
+                DBInstanceIdentifier: spec.identifier,
+                DBInstanceClass: spec.instanceClass ?? spec.like.instanceClass,
+                Engine: spec.like.engine,
+                EngineVersion: spec.engineVersion ?? spec.like.engineVersion,
+                AllocatedStorage: Math.max(spec.allocatedStorageGb ?? 0, spec.like.allocatedStorageGb),
+                DBName: spec.dbName,
+                MasterUsername: spec.admin.username,
+                MasterUserPassword: password,
+                VpcSecurityGroupIds: spec.like.securityGroupIds,
+                ...(spec.like.subnetGroup ? { DBSubnetGroupName: spec.like.subnetGroup } : {}),
+                PubliclyAccessible: false,
+                ...carriedProtection(old, sameMajor),
+                Tags: [{ Key: MIGRATED_FROM_TAG, Value: spec.like.identifier }],
+              }),
+              abortable(),
+            ),
+          'newInstance',
         );
       }
       const ready = await waitAvailable(rds, spec.identifier, spec.deadline);
@@ -161,7 +191,12 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
     },
 
     /** For instances someone else creates (Terraform): waits until RDS reports it available. */
-    async waitForDbInstance(args: { aws: AwsConnection; identifier: string; deadline: string; emulate?: MappedDatabaseSpec }): Promise<InstanceInfo> {
+    async waitForDbInstance(args: {
+      aws: AwsConnection;
+      identifier: string;
+      deadline: string;
+      emulate?: MappedDatabaseSpec;
+    }): Promise<InstanceInfo> {
       const ready = await waitAvailable(clients(args.aws).rds, args.identifier, args.deadline);
       if (args.emulate) await createMappedDatabase(ready, args.emulate, credentials);
       return ready;
@@ -172,7 +207,13 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
      * and an ingress rule for `cidr` on its first security group, described
      * with `marker` so closing removes exactly the rules this run added.
      */
-    async openTemporaryAccess(args: { aws: AwsConnection; identifier: string; cidr: string; marker: string; deadline: string }): Promise<{ madePublic: boolean; ruleAdded: boolean }> {
+    async openTemporaryAccess(args: {
+      aws: AwsConnection;
+      identifier: string;
+      cidr: string;
+      marker: string;
+      deadline: string;
+    }): Promise<{ madePublic: boolean; ruleAdded: boolean }> {
       const rds = clients(args.aws).rds;
       const instance = await requireInstance(rds, args.identifier);
       const groupId = instance.securityGroupIds[0];
@@ -191,14 +232,20 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
      * removes the rules carrying `marker` and makes each instance private
      * again unless it was public before. Instances that no longer exist are skipped.
      */
-    async closeTemporaryAccess(args: { aws: AwsConnection; instances: { identifier: string; wasPublic: boolean }[]; marker: string; deadline: string }): Promise<{ rulesRemoved: number; madePrivate: string[] }> {
+    async closeTemporaryAccess(args: {
+      aws: AwsConnection;
+      instances: { identifier: string; wasPublic: boolean }[];
+      marker: string;
+      deadline: string;
+    }): Promise<{ rulesRemoved: number; madePrivate: string[] }> {
       const rds = clients(args.aws).rds;
       let rulesRemoved = 0;
       const madePrivate: string[] = [];
       for (const { identifier, wasPublic } of args.instances) {
         const instance = await findInstance(rds, identifier);
         if (!instance) continue;
-        for (const groupId of instance.securityGroupIds) rulesRemoved += await removeIngressRules(extra(args.aws).ec2, groupId, args.marker);
+        for (const groupId of instance.securityGroupIds)
+          rulesRemoved += await removeIngressRules(extra(args.aws).ec2, groupId, args.marker);
         if (instance.publiclyAccessible && !wasPublic) {
           await setPubliclyAccessible(rds, identifier, false);
           await waitAvailable(rds, identifier, args.deadline);
@@ -222,18 +269,32 @@ export function createRdsActivities(deps: RdsDeps, credentials: CredentialResolv
       if (instance && instance.status !== 'deleting' && instance.protection?.deletionProtection) {
         // Lifted only here, after the approval to delete (the prompt says so): RDS refuses to delete a protected instance.
         await callAws(`lift the deletion protection of ${args.identifier}`, () =>
-          rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: args.identifier, DeletionProtection: false, ApplyImmediately: true }), abortable()),
+          rds.send(
+            new ModifyDBInstanceCommand({ DBInstanceIdentifier: args.identifier, DeletionProtection: false, ApplyImmediately: true }),
+            abortable(),
+          ),
         );
         await waitAvailable(rds, args.identifier, args.deadline);
       }
       if (instance && instance.status !== 'deleting') {
         await callAws(`delete RDS instance ${args.identifier}`, () =>
-          rds.send(new DeleteDBInstanceCommand({ DBInstanceIdentifier: args.identifier, FinalDBSnapshotIdentifier: args.finalSnapshotId, SkipFinalSnapshot: false }), abortable()),
+          rds.send(
+            new DeleteDBInstanceCommand({
+              DBInstanceIdentifier: args.identifier,
+              FinalDBSnapshotIdentifier: args.finalSnapshotId,
+              SkipFinalSnapshot: false,
+            }),
+            abortable(),
+          ),
         );
       }
       await waitGone(rds, args.identifier, args.deadline);
       if (!(await snapshotExists(rds, args.finalSnapshotId))) {
-        throw ApplicationFailure.create({ type: 'FinalSnapshotMissing', message: `${args.identifier} is gone but its final snapshot ${args.finalSnapshotId} is not there`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'FinalSnapshotMissing',
+          message: `${args.identifier} is gone but its final snapshot ${args.finalSnapshotId} is not there`,
+          nonRetryable: true,
+        });
       }
       if (args.mapped) await dropMappedDatabase(args.mapped, credentials);
       return { finalSnapshotId: args.finalSnapshotId, alreadyDeleted: !instance };
@@ -258,7 +319,8 @@ async function findInstance(rds: RDSClient, identifier: string): Promise<Instanc
 
 async function requireInstance(rds: RDSClient, identifier: string): Promise<InstanceInfo> {
   const found = await findInstance(rds, identifier);
-  if (!found) throw ApplicationFailure.create({ type: 'InstanceGone', message: `RDS instance ${identifier} does not exist`, nonRetryable: true });
+  if (!found)
+    throw ApplicationFailure.create({ type: 'InstanceGone', message: `RDS instance ${identifier} does not exist`, nonRetryable: true });
   return found;
 }
 
@@ -297,7 +359,8 @@ function toInfo(instance: DBInstance): InstanceInfo {
  * default groups RDS picks itself.
  */
 function carriedProtection(old: InstanceProtection, sameMajor: boolean): Partial<CreateDBInstanceCommandInput> {
-  const custom = (group: string | null) => (group && !group.startsWith('default.') && !group.startsWith('default:') && sameMajor ? group : undefined);
+  const custom = (group: string | null) =>
+    group && !group.startsWith('default.') && !group.startsWith('default:') && sameMajor ? group : undefined;
   const parameterGroup = custom(old.parameterGroup);
   const optionGroup = custom(old.optionGroup);
   return {
@@ -332,8 +395,16 @@ async function snapshotExists(rds: RDSClient, snapshotId: string): Promise<boole
 async function waitAvailable(rds: RDSClient, identifier: string, deadline: string): Promise<InstanceInfo> {
   return poll(`RDS instance ${identifier} to be available`, deadline, async () => {
     const instance = await requireInstance(rds, identifier);
-    if (['failed', 'incompatible-parameters', 'incompatible-network', 'storage-full', 'inaccessible-encryption-credentials'].includes(instance.status)) {
-      throw ApplicationFailure.create({ type: 'InstanceFailed', message: `RDS instance ${identifier} is ${instance.status}`, nonRetryable: true });
+    if (
+      ['failed', 'incompatible-parameters', 'incompatible-network', 'storage-full', 'inaccessible-encryption-credentials'].includes(
+        instance.status,
+      )
+    ) {
+      throw ApplicationFailure.create({
+        type: 'InstanceFailed',
+        message: `RDS instance ${identifier} is ${instance.status}`,
+        nonRetryable: true,
+      });
     }
     return instance.status === 'available' && instance.endpoint ? instance : undefined;
   });
@@ -345,24 +416,34 @@ async function waitGone(rds: RDSClient, identifier: string, deadline: string): P
 
 async function poll<T>(what: string, deadline: string, check: () => Promise<T | undefined>): Promise<T> {
   const context = Context.current();
-  return heartbeatWhile(async () => {
-    for (let delay = FIRST_POLL_MS; ; delay = Math.min(delay * 2, MAX_POLL_MS)) {
-      const result = await check();
-      if (result !== undefined) return result;
-      if (Date.now() >= Date.parse(deadline)) {
-        throw ApplicationFailure.create({ type: 'WaitTimedOut', message: `gave up waiting for ${what} at ${deadline}`, nonRetryable: true });
+  return heartbeatWhile(
+    async () => {
+      for (let delay = FIRST_POLL_MS; ; delay = Math.min(delay * 2, MAX_POLL_MS)) {
+        const result = await check();
+        if (result !== undefined) return result;
+        if (Date.now() >= Date.parse(deadline)) {
+          throw ApplicationFailure.create({
+            type: 'WaitTimedOut',
+            message: `gave up waiting for ${what} at ${deadline}`,
+            nonRetryable: true,
+          });
+        }
+        // Context.sleep rejects with a CancelledFailure when the run is cancelled meanwhile.
+        await context.sleep(Math.min(delay, Math.max(0, Date.parse(deadline) - Date.now())));
       }
-      // Context.sleep rejects with a CancelledFailure when the run is cancelled meanwhile.
-      await context.sleep(Math.min(delay, Math.max(0, Date.parse(deadline) - Date.now())));
-    }
-  }, () => ({ waitingFor: what }));
+    },
+    () => ({ waitingFor: what }),
+  );
 }
 
 // --- access ----------------------------------------------------------------------------------------
 
 async function setPubliclyAccessible(rds: RDSClient, identifier: string, value: boolean): Promise<void> {
   await callAws(`make ${identifier} ${value ? 'publicly accessible' : 'private'}`, () =>
-    rds.send(new ModifyDBInstanceCommand({ DBInstanceIdentifier: identifier, PubliclyAccessible: value, ApplyImmediately: true }), abortable()),
+    rds.send(
+      new ModifyDBInstanceCommand({ DBInstanceIdentifier: identifier, PubliclyAccessible: value, ApplyImmediately: true }),
+      abortable(),
+    ),
   );
 }
 
@@ -378,7 +459,8 @@ async function addIngressRule(ec2: EC2Client, groupId: string, port: number, cid
     );
     return true;
   } catch (err) {
-    if ((err as Error).name !== 'InvalidPermission.Duplicate') throw awsFailure(err, `add rule for ${cidr} to ${groupId}`, 'temporaryAccess.cidr');
+    if ((err as Error).name !== 'InvalidPermission.Duplicate')
+      throw awsFailure(err, `add rule for ${cidr} to ${groupId}`, 'temporaryAccess.cidr');
     const rules = await ingressRules(ec2, groupId);
     return rules.some((r) => r.cidr === cidr && r.port === port && r.description === marker);
   }
@@ -400,8 +482,13 @@ async function removeIngressRules(ec2: EC2Client, groupId: string, marker: strin
   return ours.length;
 }
 
-async function ingressRules(ec2: EC2Client, groupId: string): Promise<{ protocol: string; port: number; toPort: number; cidr: string; description?: string }[]> {
-  const answer = await callAws(`describe security group ${groupId}`, () => ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }), abortable()));
+async function ingressRules(
+  ec2: EC2Client,
+  groupId: string,
+): Promise<{ protocol: string; port: number; toPort: number; cidr: string; description?: string }[]> {
+  const answer = await callAws(`describe security group ${groupId}`, () =>
+    ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] }), abortable()),
+  );
   return (answer.SecurityGroups?.[0]?.IpPermissions ?? []).flatMap((permission) =>
     (permission.IpRanges ?? []).map((range) => ({
       protocol: permission.IpProtocol ?? 'tcp',
@@ -417,7 +504,13 @@ async function ingressRules(ec2: EC2Client, groupId: string): Promise<{ protocol
 
 /** What RDS does when it creates an instance with a DBName: the database exists, owned by the master user. */
 async function createMappedDatabase(instance: InstanceInfo, spec: MappedDatabaseSpec, credentials: CredentialResolver): Promise<void> {
-  const location: DatabaseLocation = { instance: instance.identifier, endpoint: instance.endpoint!, database: spec.dbName, tls: spec.tls, endpointMap: spec.endpointMap };
+  const location: DatabaseLocation = {
+    instance: instance.identifier,
+    endpoint: instance.endpoint!,
+    database: spec.dbName,
+    tls: spec.tls,
+    endpointMap: spec.endpointMap,
+  };
   const admin = await resolveLogin({ location, credentials: spec.admin, field: spec.adminField }, spec.sources, credentials);
   const { database } = physicalAddress(location);
   await withPg(maintenanceDb(admin), `create database ${database} for ${instance.identifier}`, async (client) => {
@@ -426,8 +519,15 @@ async function createMappedDatabase(instance: InstanceInfo, spec: MappedDatabase
   });
 }
 
-async function dropMappedDatabase(mapped: { location: DatabaseLocation; admin: Credentials; adminField: string; sources: SecretSources }, credentials: CredentialResolver): Promise<void> {
-  const admin = await resolveLogin({ location: mapped.location, credentials: mapped.admin, field: mapped.adminField }, mapped.sources, credentials);
+async function dropMappedDatabase(
+  mapped: { location: DatabaseLocation; admin: Credentials; adminField: string; sources: SecretSources },
+  credentials: CredentialResolver,
+): Promise<void> {
+  const admin = await resolveLogin(
+    { location: mapped.location, credentials: mapped.admin, field: mapped.adminField },
+    mapped.sources,
+    credentials,
+  );
   const { database } = physicalAddress(mapped.location);
   await withPg(maintenanceDb(admin), `drop database ${database} of deleted ${mapped.location.instance}`, (client) =>
     client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)} WITH (FORCE)`),

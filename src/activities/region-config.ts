@@ -35,11 +35,16 @@ export interface VersionBump {
   from: number;
 }
 
-export function createRegionConfigActivities(deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {}) {
+export function createRegionConfigActivities(
+  deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {},
+) {
   const credentials = deps.credentials ?? createCredentialResolver(deps);
   const clients = clientFactory(deps);
   const session = async <T>(db: RegionConfigDb, what: string, fn: (client: pg.Client) => Promise<T>) =>
-    withPg(await resolveLogin(db.login, { aws: db.aws }, credentials, clients), what, fn, { credentials: `${db.login.field}.credentials`, database: `${db.login.field}.location` });
+    withPg(await resolveLogin(db.login, { aws: db.aws }, credentials, clients), what, fn, {
+      credentials: `${db.login.field}.credentials`,
+      database: `${db.login.field}.location`,
+    });
 
   return {
     async readRegions({ db, ids }: { db: RegionConfigDb; ids: string[] }): Promise<RegionRow[]> {
@@ -57,7 +62,11 @@ export function createRegionConfigActivities(deps: { credentials?: CredentialRes
       await session(db, 'update region_config.s3_uri', (client) =>
         inTransaction(client, async () => {
           for (const change of changes) {
-            const { rowCount } = await client.query('UPDATE region_config SET s3_uri = $3 WHERE id = $1 AND s3_uri IN ($2, $3)', [change.id, change.from, change.to]);
+            const { rowCount } = await client.query('UPDATE region_config SET s3_uri = $3 WHERE id = $1 AND s3_uri IN ($2, $3)', [
+              change.id,
+              change.from,
+              change.to,
+            ]);
             if (rowCount !== 1) throw changedUnderUs(change.id, `s3_uri is no longer ${change.from}`);
           }
         }),
@@ -69,7 +78,10 @@ export function createRegionConfigActivities(deps: { credentials?: CredentialRes
       await session(db, 'add regions to region_config', (client) =>
         inTransaction(client, async () => {
           for (const region of regions) {
-            await client.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, 1) ON CONFLICT (id) DO NOTHING', [region.id, region.s3Uri]);
+            await client.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, 1) ON CONFLICT (id) DO NOTHING', [
+              region.id,
+              region.s3Uri,
+            ]);
             const { rows } = await client.query<{ s3_uri: string }>('SELECT s3_uri FROM region_config WHERE id = $1', [region.id]);
             if (rows[0]?.s3_uri !== region.s3Uri) throw changedUnderUs(region.id, `it exists with s3_uri ${rows[0]?.s3_uri}`);
           }
@@ -78,7 +90,9 @@ export function createRegionConfigActivities(deps: { credentials?: CredentialRes
     },
 
     async removeRegions({ db, ids }: { db: RegionConfigDb; ids: string[] }): Promise<void> {
-      await session(db, 'remove regions from region_config', (client) => client.query('DELETE FROM region_config WHERE id = ANY($1)', [ids]));
+      await session(db, 'remove regions from region_config', (client) =>
+        client.query('DELETE FROM region_config WHERE id = ANY($1)', [ids]),
+      );
     },
 
     /** Bumps each version from what preflight read to one more, so cached maps refresh; never twice. */
@@ -135,5 +149,9 @@ async function inTransaction<T>(client: pg.Client, work: () => Promise<T>): Prom
 
 /** Someone else changed the row since preflight: retrying cannot help, a person must look. */
 function changedUnderUs(id: string, what: string): ApplicationFailure {
-  return ApplicationFailure.create({ type: 'RegionChangedConcurrently', message: `region ${id}: ${what} (changed by someone else during the run)`, nonRetryable: true });
+  return ApplicationFailure.create({
+    type: 'RegionChangedConcurrently',
+    message: `region ${id}: ${what} (changed by someone else during the run)`,
+    nonRetryable: true,
+  });
 }

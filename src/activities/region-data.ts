@@ -67,18 +67,21 @@ export function createRegionDataActivities(deps: AwsDeps) {
       const s3 = clients(aws).s3;
       const location = parseOrRefuse(uri, field);
       let checked = 0;
-      return heartbeatWhile(async () => {
-        const objects = await listAll(s3, location, field);
-        if (objects.length === 0) throw invalidInput(field, `no data at ${uri}`);
-        const topojson = objects.map((o) => relativeKey(location, o.Key!)).filter((key) => /\.(topo)?json$/i.test(key));
-        if (topojson.length === 0) throw invalidInput(field, `${uri} holds no .topojson or .json file`);
-        for (const key of topojson) {
-          const problem = topologyProblem(await readText(s3, location.bucket, location.prefix + key));
-          if (problem) throw invalidInput(field, `${uri}/${key} is not valid TopoJSON: ${problem}`);
-          checked++;
-        }
-        return { uri, objects: objects.length, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), topojson };
-      }, () => checked);
+      return heartbeatWhile(
+        async () => {
+          const objects = await listAll(s3, location, field);
+          if (objects.length === 0) throw invalidInput(field, `no data at ${uri}`);
+          const topojson = objects.map((o) => relativeKey(location, o.Key!)).filter((key) => /\.(topo)?json$/i.test(key));
+          if (topojson.length === 0) throw invalidInput(field, `${uri} holds no .topojson or .json file`);
+          for (const key of topojson) {
+            const problem = topologyProblem(await readText(s3, location.bucket, location.prefix + key));
+            if (problem) throw invalidInput(field, `${uri}/${key} is not valid TopoJSON: ${problem}`);
+            checked++;
+          }
+          return { uri, objects: objects.length, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), topojson };
+        },
+        () => checked,
+      );
     },
 
     /**
@@ -111,33 +114,36 @@ export function createRegionDataActivities(deps: AwsDeps) {
       }
       let copied = 0;
       // Heartbeats from the first listing to the last delete: a slow page must not look like a dead worker.
-      return heartbeatWhile(async () => {
-        const objects = await listAll(s3, source, 'from');
-        const limit = pLimit(COPY_CONCURRENCY);
-        await settleAll(
-          objects.map((object) =>
-            limit(async () => {
-              throwIfCancelled();
-              const key = relativeKey(source, object.Key!);
-              // Not abortable: a copy the server already took would land after the undo started.
-              await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
-                s3.send(
-                  new CopyObjectCommand({
-                    Bucket: target.bucket,
-                    Key: target.prefix + key,
-                    CopySource: encodeURIComponent(`${source.bucket}/${object.Key}`),
-                    MetadataDirective: 'COPY',
-                    TaggingDirective: 'COPY',
-                  }),
-                ),
-              );
-              copied++;
-            }),
-          ),
-        );
-        const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
-        return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
-      }, () => copied);
+      return heartbeatWhile(
+        async () => {
+          const objects = await listAll(s3, source, 'from');
+          const limit = pLimit(COPY_CONCURRENCY);
+          await settleAll(
+            objects.map((object) =>
+              limit(async () => {
+                throwIfCancelled();
+                const key = relativeKey(source, object.Key!);
+                // Not abortable: a copy the server already took would land after the undo started.
+                await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
+                  s3.send(
+                    new CopyObjectCommand({
+                      Bucket: target.bucket,
+                      Key: target.prefix + key,
+                      CopySource: encodeURIComponent(`${source.bucket}/${object.Key}`),
+                      MetadataDirective: 'COPY',
+                      TaggingDirective: 'COPY',
+                    }),
+                  ),
+                );
+                copied++;
+              }),
+            ),
+          );
+          const removed = exact ? await removeExtra(s3, target, new Set(objects.map((o) => relativeKey(source, o.Key!)))) : 0;
+          return { from, to, copied, bytes: objects.reduce((sum, o) => sum + (o.Size ?? 0), 0), removed };
+        },
+        () => copied,
+      );
     },
   };
 }
@@ -155,7 +161,8 @@ export function topologyProblem(text: string): string | null {
   if (typeof doc !== 'object' || doc === null) return 'not a JSON object';
   const topology = doc as { type?: unknown; objects?: unknown; arcs?: unknown };
   if (topology.type !== 'Topology') return `type is ${JSON.stringify(topology.type)}, not "Topology"`;
-  if (typeof topology.objects !== 'object' || topology.objects === null || Object.keys(topology.objects).length === 0) return 'it has no objects';
+  if (typeof topology.objects !== 'object' || topology.objects === null || Object.keys(topology.objects).length === 0)
+    return 'it has no objects';
   if (!Array.isArray(topology.arcs)) return 'it has no arcs array';
   return null;
 }
@@ -196,7 +203,9 @@ async function holdsObjects(s3: S3Client, location: S3Location): Promise<boolean
 }
 
 async function readText(s3: S3Client, bucket: string, key: string): Promise<string> {
-  const object = await callAws(`read s3://${bucket}/${key}`, () => s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable()));
+  const object = await callAws(`read s3://${bucket}/${key}`, () =>
+    s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }), abortable()),
+  );
   return (await object.Body?.transformToString()) ?? '';
 }
 
@@ -206,7 +215,10 @@ async function removeExtra(s3: S3Client, target: S3Location, keep: Set<string>):
     throwIfCancelled();
     const batch = extra.slice(i, i + 1000);
     await callAws(`delete ${batch.length} objects under s3://${target.bucket}/${target.prefix}`, () =>
-      s3.send(new DeleteObjectsCommand({ Bucket: target.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }), abortable()),
+      s3.send(
+        new DeleteObjectsCommand({ Bucket: target.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        abortable(),
+      ),
     );
   }
   return extra.length;

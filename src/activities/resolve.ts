@@ -22,18 +22,39 @@ export function createResolveActivities(deps: WorkerConfigDeps) {
   return {
     async resolveRun({ workflowId, input }: { workflowId: string; input: unknown }): Promise<ResolvedRun> {
       if (!deps.environments || !deps.catalog) {
-        throw ApplicationFailure.nonRetryable('this worker was started without an environments config (--config or RUNBOOK_CONFIG)', 'WorkerMisconfigured');
+        throw ApplicationFailure.nonRetryable(
+          'this worker was started without an environments config (--config or RUNBOOK_CONFIG)',
+          'WorkerMisconfigured',
+        );
       }
       try {
-        const resolved = resolveRun(deps.environments, deps.catalog, { workflowId, workflowType: Context.current().info.workflowType ?? '', input });
+        const resolved = resolveRun(deps.environments, deps.catalog, {
+          workflowId,
+          workflowType: Context.current().info.workflowType ?? '',
+          input,
+        });
         const run = input as RunbookInput;
         const signers = environmentSigners(deps.environments, { ...deps.environments.environments[run.env]!, name: run.env });
         // Where the environment lists signers, the identity is the key's principal; the claimed name is only a label.
-        if (signers) resolved.startedBy = verifyStart(signers, { runbook: run.runbook, env: run.env, params: run.params, requestId: run.requestId, expiresAt: String(run.expiresAt ?? ''), signature: typeof run.signature === 'string' ? run.signature : undefined });
+        if (signers)
+          resolved.startedBy = verifyStart(signers, {
+            runbook: run.runbook,
+            env: run.env,
+            params: run.params,
+            requestId: run.requestId,
+            expiresAt: String(run.expiresAt ?? ''),
+            signature: typeof run.signature === 'string' ? run.signature : undefined,
+          });
         return resolved;
       } catch (err) {
-        if (err instanceof InputError) throw ApplicationFailure.create({ type: FailureType.invalidInput, message: err.message, nonRetryable: true });
-        if (err instanceof SignatureError) throw ApplicationFailure.create({ type: FailureType.invalidInput, message: `input.signature: ${err.message}`, nonRetryable: true });
+        if (err instanceof InputError)
+          throw ApplicationFailure.create({ type: FailureType.invalidInput, message: err.message, nonRetryable: true });
+        if (err instanceof SignatureError)
+          throw ApplicationFailure.create({
+            type: FailureType.invalidInput,
+            message: `input.signature: ${err.message}`,
+            nonRetryable: true,
+          });
         throw err;
       }
     },

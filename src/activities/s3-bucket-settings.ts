@@ -116,20 +116,45 @@ export async function readSettings(s3: S3Client, bucket: string, region: string)
     }
   };
   const Bucket = bucket;
-  const [versioning, encryption, publicAccessBlock, tagging, policy, ownership, acl, lifecycle, cors, logging, notification, replication, objectLock, payment] = await Promise.all([
+  const [
+    versioning,
+    encryption,
+    publicAccessBlock,
+    tagging,
+    policy,
+    ownership,
+    acl,
+    lifecycle,
+    cors,
+    logging,
+    notification,
+    replication,
+    objectLock,
+    payment,
+  ] = await Promise.all([
     read('versioning', [], () => s3.send(new GetBucketVersioningCommand({ Bucket }), abortable())),
-    read('default encryption', ['ServerSideEncryptionConfigurationNotFoundError'], () => s3.send(new GetBucketEncryptionCommand({ Bucket }), abortable())),
-    read('public access block', ['NoSuchPublicAccessBlockConfiguration'], () => s3.send(new GetPublicAccessBlockCommand({ Bucket }), abortable())),
+    read('default encryption', ['ServerSideEncryptionConfigurationNotFoundError'], () =>
+      s3.send(new GetBucketEncryptionCommand({ Bucket }), abortable()),
+    ),
+    read('public access block', ['NoSuchPublicAccessBlockConfiguration'], () =>
+      s3.send(new GetPublicAccessBlockCommand({ Bucket }), abortable()),
+    ),
     read('tags', ['NoSuchTagSet', 'NoSuchTagSetError'], () => s3.send(new GetBucketTaggingCommand({ Bucket }), abortable())),
     read('bucket policy', ['NoSuchBucketPolicy'], () => s3.send(new GetBucketPolicyCommand({ Bucket }), abortable())),
-    read('ownership controls', ['OwnershipControlsNotFoundError'], () => s3.send(new GetBucketOwnershipControlsCommand({ Bucket }), abortable())),
+    read('ownership controls', ['OwnershipControlsNotFoundError'], () =>
+      s3.send(new GetBucketOwnershipControlsCommand({ Bucket }), abortable()),
+    ),
     read('ACL', [], () => s3.send(new GetBucketAclCommand({ Bucket }), abortable())),
-    read('lifecycle rules', ['NoSuchLifecycleConfiguration'], () => s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }), abortable())),
+    read('lifecycle rules', ['NoSuchLifecycleConfiguration'], () =>
+      s3.send(new GetBucketLifecycleConfigurationCommand({ Bucket }), abortable()),
+    ),
     read('CORS', ['NoSuchCORSConfiguration'], () => s3.send(new GetBucketCorsCommand({ Bucket }), abortable())),
     read('logging', [], () => s3.send(new GetBucketLoggingCommand({ Bucket }), abortable())),
     read('notifications', [], () => s3.send(new GetBucketNotificationConfigurationCommand({ Bucket }), abortable())),
     read('replication', ['ReplicationConfigurationNotFoundError'], () => s3.send(new GetBucketReplicationCommand({ Bucket }), abortable())),
-    read('object lock', ['ObjectLockConfigurationNotFoundError'], () => s3.send(new GetObjectLockConfigurationCommand({ Bucket }), abortable())),
+    read('object lock', ['ObjectLockConfigurationNotFoundError'], () =>
+      s3.send(new GetObjectLockConfigurationCommand({ Bucket }), abortable()),
+    ),
     read('requester pays', [], () => s3.send(new GetBucketRequestPaymentCommand({ Bucket }), abortable())),
   ]);
   // An endpoint that ignores ?requestPayment answers with something else: no Payer means it was not read.
@@ -147,13 +172,17 @@ export async function readSettings(s3: S3Client, bucket: string, region: string)
     ...(policy?.Policy ? { policy: policy.Policy } : {}),
     ...(objectOwnership ? { ownership: objectOwnership } : {}),
     // Under BucketOwnerEnforced ACLs are off: there is nothing to carry, and S3 refuses to set one.
-    ...(acl && objectOwnership !== 'BucketOwnerEnforced' && hasGrantsBeyondOwner(acl.Grants ?? [], acl.Owner) ? { acl: { ...(acl.Owner ? { owner: acl.Owner } : {}), grants: acl.Grants ?? [] } } : {}),
+    ...(acl && objectOwnership !== 'BucketOwnerEnforced' && hasGrantsBeyondOwner(acl.Grants ?? [], acl.Owner)
+      ? { acl: { ...(acl.Owner ? { owner: acl.Owner } : {}), grants: acl.Grants ?? [] } }
+      : {}),
     ...(lifecycle?.Rules?.length ? { lifecycle: lifecycle.Rules } : {}),
     ...(cors?.CORSRules?.length ? { cors: cors.CORSRules } : {}),
     ...(logging?.LoggingEnabled?.TargetBucket ? { logging: logging.LoggingEnabled } : {}),
     ...(notifications ? { notification: notifications } : {}),
     ...(replication?.ReplicationConfiguration?.Rules?.length ? { replication: replication.ReplicationConfiguration } : {}),
-    ...(objectLock?.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled' ? { objectLock: objectLock.ObjectLockConfiguration.Rule ? { rule: objectLock.ObjectLockConfiguration.Rule } : {} } : {}),
+    ...(objectLock?.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled'
+      ? { objectLock: objectLock.ObjectLockConfiguration.Rule ? { rule: objectLock.ObjectLockConfiguration.Rule } : {} }
+      : {}),
     ...(payment?.Payer === 'Requester' ? { requesterPays: true } : {}),
     unreadable,
   };
@@ -176,7 +205,16 @@ function pickNotifications(n: NotificationConfiguration): NotificationConfigurat
 }
 
 /** Refusals that mean "this setting cannot be given to this bucket", not "try again". */
-const REFUSED = new Set(['InvalidRequest', 'InvalidArgument', 'MalformedXML', 'InvalidTargetBucketForLogging', 'InvalidBucketState', 'AccessDenied', 'NotImplemented', 'MethodNotAllowed']);
+const REFUSED = new Set([
+  'InvalidRequest',
+  'InvalidArgument',
+  'MalformedXML',
+  'InvalidTargetBucketForLogging',
+  'InvalidBucketState',
+  'AccessDenied',
+  'NotImplemented',
+  'MethodNotAllowed',
+]);
 
 /**
  * Gives `bucket` the settings. Each is a PUT of the whole configuration:
@@ -190,7 +228,8 @@ export async function applySettings(s3: S3Client, bucket: string, like: BucketSe
   const applied: string[] = [`region ${like.region}`];
   const notCopied = like.unreadable.map((what) => `${what}: could not be read from the source`);
   const Bucket = bucket;
-  const must = (what: string, call: () => Promise<unknown>) => callAws(`set the ${what} of s3://${bucket}`, call).then(() => applied.push(what));
+  const must = (what: string, call: () => Promise<unknown>) =>
+    callAws(`set the ${what} of s3://${bucket}`, call).then(() => applied.push(what));
   const tryTo = async (what: string, call: () => Promise<unknown>) => {
     try {
       await call();
@@ -203,59 +242,94 @@ export async function applySettings(s3: S3Client, bucket: string, like: BucketSe
 
   if (like.ownership) {
     const ownership = like.ownership;
-    await must(`object ownership ${ownership}`, () => s3.send(new PutBucketOwnershipControlsCommand({ Bucket, OwnershipControls: { Rules: [{ ObjectOwnership: ownership }] } }), abortable()));
+    await must(`object ownership ${ownership}`, () =>
+      s3.send(
+        new PutBucketOwnershipControlsCommand({ Bucket, OwnershipControls: { Rules: [{ ObjectOwnership: ownership }] } }),
+        abortable(),
+      ),
+    );
   }
   if (like.publicAccessBlock) {
     const block = like.publicAccessBlock;
-    await must('public access block', () => s3.send(new PutPublicAccessBlockCommand({ Bucket, PublicAccessBlockConfiguration: block }), abortable()));
+    await must('public access block', () =>
+      s3.send(new PutPublicAccessBlockCommand({ Bucket, PublicAccessBlockConfiguration: block }), abortable()),
+    );
   }
   if (like.acl) {
     const { owner, grants } = like.acl;
-    await must(`ACL (${grants.length} grants)`, () => s3.send(new PutBucketAclCommand({ Bucket, AccessControlPolicy: { ...(owner ? { Owner: owner } : {}), Grants: grants } }), abortable()));
+    await must(`ACL (${grants.length} grants)`, () =>
+      s3.send(
+        new PutBucketAclCommand({ Bucket, AccessControlPolicy: { ...(owner ? { Owner: owner } : {}), Grants: grants } }),
+        abortable(),
+      ),
+    );
   }
   if (like.policy) {
     const policy = rewriteBucketPolicy(like.policy, source, bucket);
     await must('bucket policy (naming the new bucket)', () => s3.send(new PutBucketPolicyCommand({ Bucket, Policy: policy }), abortable()));
   }
   if (like.versioning === 'Enabled') {
-    await must('versioning', () => s3.send(new PutBucketVersioningCommand({ Bucket, VersioningConfiguration: { Status: 'Enabled' } }), abortable()));
+    await must('versioning', () =>
+      s3.send(new PutBucketVersioningCommand({ Bucket, VersioningConfiguration: { Status: 'Enabled' } }), abortable()),
+    );
   } else if (like.versioning === 'Suspended') {
     notCopied.push('versioning: suspended on the source; a new bucket starts unversioned, which keeps the same single-version behaviour');
   }
   if (like.encryption) {
     const rules = like.encryption;
-    await must('default encryption', () => s3.send(new PutBucketEncryptionCommand({ Bucket, ServerSideEncryptionConfiguration: { Rules: rules } }), abortable()));
+    await must('default encryption', () =>
+      s3.send(new PutBucketEncryptionCommand({ Bucket, ServerSideEncryptionConfiguration: { Rules: rules } }), abortable()),
+    );
   }
   if (like.objectLock?.rule) {
     const rule = like.objectLock.rule;
-    await must('object lock default retention', () => s3.send(new PutObjectLockConfigurationCommand({ Bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: rule } }), abortable()));
+    await must('object lock default retention', () =>
+      s3.send(
+        new PutObjectLockConfigurationCommand({ Bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: rule } }),
+        abortable(),
+      ),
+    );
   }
   if (like.lifecycle) {
     const rules = like.lifecycle;
-    await tryTo(`${rules.length} lifecycle rules`, () => s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules: rules } }), abortable()));
+    await tryTo(`${rules.length} lifecycle rules`, () =>
+      s3.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules: rules } }), abortable()),
+    );
   }
   if (like.cors) {
     const rules = like.cors;
-    await tryTo(`${rules.length} CORS rules`, () => s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules: rules } }), abortable()));
+    await tryTo(`${rules.length} CORS rules`, () =>
+      s3.send(new PutBucketCorsCommand({ Bucket, CORSConfiguration: { CORSRules: rules } }), abortable()),
+    );
   }
   if (like.logging) {
     // A bucket that logged into itself logs into the new bucket; the old one is going away.
     const logging = { ...like.logging, TargetBucket: like.logging.TargetBucket === source ? bucket : like.logging.TargetBucket };
-    await tryTo(`access logging to s3://${logging.TargetBucket}/${logging.TargetPrefix ?? ''}`, () => s3.send(new PutBucketLoggingCommand({ Bucket, BucketLoggingStatus: { LoggingEnabled: logging } }), abortable()));
+    await tryTo(`access logging to s3://${logging.TargetBucket}/${logging.TargetPrefix ?? ''}`, () =>
+      s3.send(new PutBucketLoggingCommand({ Bucket, BucketLoggingStatus: { LoggingEnabled: logging } }), abortable()),
+    );
   }
   if (like.notification) {
     const notification = like.notification;
-    await tryTo('event notifications', () => s3.send(new PutBucketNotificationConfigurationCommand({ Bucket, NotificationConfiguration: notification }), abortable()));
+    await tryTo('event notifications', () =>
+      s3.send(new PutBucketNotificationConfigurationCommand({ Bucket, NotificationConfiguration: notification }), abortable()),
+    );
   }
   if (like.replication) {
     const replication = like.replication;
-    await tryTo('replication', () => s3.send(new PutBucketReplicationCommand({ Bucket, ReplicationConfiguration: replication }), abortable()));
+    await tryTo('replication', () =>
+      s3.send(new PutBucketReplicationCommand({ Bucket, ReplicationConfiguration: replication }), abortable()),
+    );
   }
   if (like.requesterPays) {
-    await tryTo('requester pays', () => s3.send(new PutBucketRequestPaymentCommand({ Bucket, RequestPaymentConfiguration: { Payer: 'Requester' } }), abortable()));
+    await tryTo('requester pays', () =>
+      s3.send(new PutBucketRequestPaymentCommand({ Bucket, RequestPaymentConfiguration: { Payer: 'Requester' } }), abortable()),
+    );
   }
   if (like.tags.length) {
-    await must(`${like.tags.length} tags`, () => s3.send(new PutBucketTaggingCommand({ Bucket, Tagging: { TagSet: like.tags } }), abortable()));
+    await must(`${like.tags.length} tags`, () =>
+      s3.send(new PutBucketTaggingCommand({ Bucket, Tagging: { TagSet: like.tags } }), abortable()),
+    );
   }
   return { applied, notCopied };
 }
@@ -273,7 +347,8 @@ export function missingSettings(old: BucketSettings, made: BucketSettings): stri
   };
   lacks('versioning', (s) => s.versioning === 'Enabled');
   lacks('default encryption', (s) => s.encryption);
-  for (const flag of ['BlockPublicAcls', 'IgnorePublicAcls', 'BlockPublicPolicy', 'RestrictPublicBuckets'] as const) lacks(`public access block ${flag}`, (s) => s.publicAccessBlock?.[flag]);
+  for (const flag of ['BlockPublicAcls', 'IgnorePublicAcls', 'BlockPublicPolicy', 'RestrictPublicBuckets'] as const)
+    lacks(`public access block ${flag}`, (s) => s.publicAccessBlock?.[flag]);
   lacks('bucket policy', (s) => s.policy);
   lacks('object ownership', (s) => s.ownership && s.ownership !== 'ObjectWriter');
   lacks('lifecycle rules', (s) => s.lifecycle);

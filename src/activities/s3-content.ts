@@ -16,7 +16,14 @@ import { abortable, awsFailure } from './aws.js';
 import { partsInEtag, partSizeFor, type CopyPlan, type ObjectEntry } from './s3-objects.js';
 
 /** Why `copy` does not hold `source`'s content, or null when it does. */
-export async function contentMismatch(s3: S3Client, bucket: string, source: ObjectEntry, copy: ObjectEntry, plan: CopyPlan, progress: () => void): Promise<string | null> {
+export async function contentMismatch(
+  s3: S3Client,
+  bucket: string,
+  source: ObjectEntry,
+  copy: ObjectEntry,
+  plan: CopyPlan,
+  progress: () => void,
+): Promise<string | null> {
   const parts = partsInEtag(copy.etag);
   const partSize = parts > 0 ? partSizeFor(source.size, plan) : source.size;
   if (parts > 0 && Math.ceil(source.size / partSize) !== parts) {
@@ -36,7 +43,11 @@ export async function contentMismatch(s3: S3Client, bucket: string, source: Obje
 }
 
 /** The ETag of these bytes: their MD5, or cut into parts of `partSize`, the multipart form. */
-export async function etagOf(bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, partSize: number | undefined, progress: () => void = () => {}): Promise<string> {
+export async function etagOf(
+  bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  partSize: number | undefined,
+  progress: () => void = () => {},
+): Promise<string> {
   if (partSize === undefined) {
     const whole = createHash('md5');
     for await (const chunk of bytes) {

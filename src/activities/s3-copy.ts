@@ -313,7 +313,9 @@ class ObjectCopier {
   }
 
   /** One request within the limit; throttling and dropped connections are retried with jittered backoff. */
-  private async send<T extends { $metadata: { attempts?: number } }>(request: (s3: S3Client, options: { abortSignal: AbortSignal }) => Promise<T>): Promise<T> {
+  private async send<T extends { $metadata: { attempts?: number } }>(
+    request: (s3: S3Client, options: { abortSignal: AbortSignal }) => Promise<T>,
+  ): Promise<T> {
     for (let tries = 1; ; tries++) {
       try {
         return await this.requests.run(
@@ -338,17 +340,19 @@ class ObjectCopier {
    * is what the verification then compares.
    */
   private async copyWhole(entry: ObjectEntry): Promise<void> {
-    await this.send((s3, options) => s3.send(
-      new CopyObjectCommand({
-        Bucket: this.args.target,
-        Key: entry.key,
-        CopySource: copySource(this.args.source, entry.key),
-        MetadataDirective: 'COPY',
-        TaggingDirective: 'COPY',
-        ...keptStorageClass(entry.storageClass),
-      }),
-      options,
-    ));
+    await this.send((s3, options) =>
+      s3.send(
+        new CopyObjectCommand({
+          Bucket: this.args.target,
+          Key: entry.key,
+          CopySource: copySource(this.args.source, entry.key),
+          MetadataDirective: 'COPY',
+          TaggingDirective: 'COPY',
+          ...keptStorageClass(entry.storageClass),
+        }),
+        options,
+      ),
+    );
   }
 
   /**
@@ -367,41 +371,49 @@ class ObjectCopier {
     const size = head.ContentLength ?? entry.size;
     const etag = head.ETag ?? entry.etag;
     const tags = tagging.TagSet ?? [];
-    const { UploadId } = await this.send((s3, options) => s3.send(
-      new CreateMultipartUploadCommand({
-        Bucket: args.target,
-        Key: entry.key,
-        ContentType: head.ContentType,
-        ContentEncoding: head.ContentEncoding,
-        ContentDisposition: head.ContentDisposition,
-        ContentLanguage: head.ContentLanguage,
-        CacheControl: head.CacheControl,
-        Expires: head.Expires,
-        Metadata: head.Metadata,
-        ...keptStorageClass(head.StorageClass),
-        ...(tags.length ? { Tagging: new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString() } : {}),
-      }),
-      options,
-    ));
+    const { UploadId } = await this.send((s3, options) =>
+      s3.send(
+        new CreateMultipartUploadCommand({
+          Bucket: args.target,
+          Key: entry.key,
+          ContentType: head.ContentType,
+          ContentEncoding: head.ContentEncoding,
+          ContentDisposition: head.ContentDisposition,
+          ContentLanguage: head.ContentLanguage,
+          CacheControl: head.CacheControl,
+          Expires: head.Expires,
+          Metadata: head.Metadata,
+          ...keptStorageClass(head.StorageClass),
+          ...(tags.length
+            ? { Tagging: new URLSearchParams(tags.map((t): [string, string] => [t.Key ?? '', t.Value ?? ''])).toString() }
+            : {}),
+        }),
+        options,
+      ),
+    );
     const upload = { Bucket: args.target, Key: entry.key, UploadId };
     try {
       const partSize = partSizeFor(size, this.plan);
       const parts = await Promise.all(
         byteRanges(size, partSize).map(async (range, i) => {
-          const answer = await this.send((s3, options) => s3.send(
-            new UploadPartCopyCommand({
-              ...upload,
-              PartNumber: i + 1,
-              CopySource: copySource(args.source, entry.key),
-              CopySourceRange: `bytes=${range.first}-${range.last}`,
-              CopySourceIfMatch: etag,
-            }),
-            options,
-          ));
+          const answer = await this.send((s3, options) =>
+            s3.send(
+              new UploadPartCopyCommand({
+                ...upload,
+                PartNumber: i + 1,
+                CopySource: copySource(args.source, entry.key),
+                CopySourceRange: `bytes=${range.first}-${range.last}`,
+                CopySourceIfMatch: etag,
+              }),
+              options,
+            ),
+          );
           return { PartNumber: i + 1, ETag: answer.CopyPartResult?.ETag };
         }),
       );
-      await this.send((s3, options) => s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), options));
+      await this.send((s3, options) =>
+        s3.send(new CompleteMultipartUploadCommand({ ...upload, MultipartUpload: { Parts: parts } }), options),
+      );
     } catch (err) {
       // Best effort: a retried attempt aborts whatever is left anyway.
       await this.s3.send(new AbortMultipartUploadCommand(upload)).catch(() => {});
@@ -423,7 +435,14 @@ function errorName(err: unknown): string {
 function isThrottling(err: unknown): boolean {
   const name = errorName(err);
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-  return name === 'SlowDown' || name === 'ServiceUnavailable' || name === 'Throttling' || name === 'ThrottlingException' || status === 503 || status === 429;
+  return (
+    name === 'SlowDown' ||
+    name === 'ServiceUnavailable' ||
+    name === 'Throttling' ||
+    name === 'ThrottlingException' ||
+    status === 503 ||
+    status === 429
+  );
 }
 
 /** Worth sending again: throttling, a server error or a connection lost before the answer (every copy request is idempotent). */
@@ -485,7 +504,11 @@ function isMissingKey(err: unknown): boolean {
 function copyFailure(err: unknown, key: string): Error {
   const name = (err as { name?: string }).name;
   if (name === 'InvalidObjectState') {
-    return ApplicationFailure.create({ type: 'ObjectNotCopyable', message: `'${key}' is archived (restore it first): ${(err as Error).message}`, nonRetryable: true });
+    return ApplicationFailure.create({
+      type: 'ObjectNotCopyable',
+      message: `'${key}' is archived (restore it first): ${(err as Error).message}`,
+      nonRetryable: true,
+    });
   }
   if (name === 'PreconditionFailed') {
     // The object changed after it was listed: the retried attempt lists it again.

@@ -63,7 +63,13 @@ const HEARTBEAT_EVERY_KEYS = 500;
 
 export async function verifyCopy(s3: S3Client, args: VerifyCopyArgs): Promise<VerifiedCopy> {
   const context = Context.current();
-  const progress: VerifyProgress = (context.info.heartbeatDetails as VerifyProgress | undefined) ?? { objects: 0, bytes: 0, multipart: 0, mismatches: 0, examples: [] };
+  const progress: VerifyProgress = (context.info.heartbeatDetails as VerifyProgress | undefined) ?? {
+    objects: 0,
+    bytes: 0,
+    multipart: 0,
+    mismatches: 0,
+    examples: [],
+  };
   await passTestGate(`before-${args.purpose ?? 'verify'}.${args.target}`, progress);
   const plan = { multipartThreshold: args.multipartThreshold, partSize: args.partSize };
   const mismatch = (key: string, problem: string) => {
@@ -107,7 +113,13 @@ export async function verifyCopy(s3: S3Client, args: VerifyCopyArgs): Promise<Ve
 
   if (progress.mismatches > 0) throw copyDiffers(args, progress);
   const { objects, bytes, multipart, contentChecked, newestSourceObject } = progress;
-  return { objects, bytes, multipart, ...(contentChecked !== undefined ? { contentChecked } : {}), ...(newestSourceObject ? { newestSourceObject } : {}) };
+  return {
+    objects,
+    bytes,
+    multipart,
+    ...(contentChecked !== undefined ? { contentChecked } : {}),
+    ...(newestSourceObject ? { newestSourceObject } : {}),
+  };
 }
 
 function count(progress: VerifyProgress, entry: ObjectEntry, plan: CopyPlan): void {
@@ -121,7 +133,8 @@ function count(progress: VerifyProgress, entry: ObjectEntry, plan: CopyPlan): vo
 
 function copyDiffers(args: VerifyCopyArgs, progress: VerifyProgress): ApplicationFailure {
   const named = progress.examples.map((m) => `'${m.key}' ${m.problem}`).join('; ');
-  const more = progress.mismatches > progress.examples.length ? `; and ${formatCount(progress.mismatches - progress.examples.length)} more` : '';
+  const more =
+    progress.mismatches > progress.examples.length ? `; and ${formatCount(progress.mismatches - progress.examples.length)} more` : '';
   if (args.purpose === 'recheck') {
     return ApplicationFailure.create({
       type: 'ChangedSinceApproval',

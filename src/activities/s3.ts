@@ -20,7 +20,15 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { bucketNameProblem } from './bucket-names.js';
 import { createBucketUserActivities } from './bucket-users.js';
-import { applySettings, errorName, httpStatus, missingSettings, readSettings, type AppliedSettings, type BucketSettings } from './s3-bucket-settings.js';
+import {
+  applySettings,
+  errorName,
+  httpStatus,
+  missingSettings,
+  readSettings,
+  type AppliedSettings,
+  type BucketSettings,
+} from './s3-bucket-settings.js';
 import { copyObjects, type CopyObjectsArgs, type CopyResult } from './s3-copy.js';
 import { verifyCopy, type VerifiedCopy, type VerifyCopyArgs } from './s3-verify.js';
 import { formatCount } from '../format.js';
@@ -120,7 +128,12 @@ export function createS3Activities(deps: AwsDeps) {
       const created = !exists && (await createBucket(client, args.bucket, args.like.region, Boolean(args.like.objectLock)));
       if (!created && args.whenExists === 'keep') {
         const made = await readSettings(client, args.bucket, args.like.region);
-        return { bucket: args.bucket, created, applied: [], notCopied: ['settings: the bucket existed already (made by Terraform) and keeps its own', ...missingSettings(args.like, made)] };
+        return {
+          bucket: args.bucket,
+          created,
+          applied: [],
+          notCopied: ['settings: the bucket existed already (made by Terraform) and keeps its own', ...missingSettings(args.like, made)],
+        };
       }
       return { bucket: args.bucket, created, ...(await applySettings(client, args.bucket, args.like, args.source ?? args.bucket)) };
     },
@@ -202,7 +215,9 @@ async function checkTargetUsable(s3: S3Client, bucket: string): Promise<boolean>
     if (status === 301) throw invalidInput('target', `a bucket named '${bucket}' exists in another region`);
     throw awsFailure(err, `look for s3://${bucket}`);
   }
-  const answer = await callAws(`list s3://${bucket}`, () => s3.send(new ListObjectVersionsCommand({ Bucket: bucket, MaxKeys: 1 }), abortable()));
+  const answer = await callAws(`list s3://${bucket}`, () =>
+    s3.send(new ListObjectVersionsCommand({ Bucket: bucket, MaxKeys: 1 }), abortable()),
+  );
   const first = answer.Versions?.[0]?.Key ?? answer.DeleteMarkers?.[0]?.Key;
   if (first !== undefined) {
     throw invalidInput('target', `s3://${bucket} already holds objects (e.g. '${first}'); the new bucket must be absent or empty`);
@@ -260,7 +275,8 @@ async function deleteBucket(s3: S3Client, args: DeleteBucketArgs): Promise<Delet
         context.heartbeat({ versionsDeleted });
       }
     }
-    if (keptNewer.length) throw writtenAfterVerification(args, keptNewer, 'the verified versions were deleted, these were kept with the bucket');
+    if (keptNewer.length)
+      throw writtenAfterVerification(args, keptNewer, 'the verified versions were deleted, these were kept with the bucket');
     await s3.send(new DeleteBucketCommand({ Bucket: args.bucket }), abortable());
   } catch (err) {
     if (errorName(err) === 'NoSuchBucket') return { bucket: args.bucket, versionsDeleted, alreadyGone: true };
@@ -300,13 +316,23 @@ async function deleteBatch(s3: S3Client, bucket: string, objects: { Key: string;
   );
   const errors = answer.Errors ?? [];
   if (errors.length) {
-    const named = errors.slice(0, NAMED_IN_ERRORS).map((e) => `'${e.Key}' ${e.Code}: ${e.Message}`).join('; ');
-    throw ApplicationFailure.create({ type: 'DeleteRefused', message: `S3 refused to delete ${errors.length} object versions of s3://${bucket}: ${named}`, nonRetryable: false });
+    const named = errors
+      .slice(0, NAMED_IN_ERRORS)
+      .map((e) => `'${e.Key}' ${e.Code}: ${e.Message}`)
+      .join('; ');
+    throw ApplicationFailure.create({
+      type: 'DeleteRefused',
+      message: `S3 refused to delete ${errors.length} object versions of s3://${bucket}: ${named}`,
+      nonRetryable: false,
+    });
   }
 }
 
 function writtenAfterVerification(args: DeleteBucketArgs, keys: string[], outcome: string): ApplicationFailure {
-  const named = keys.slice(0, NAMED_IN_ERRORS).map((k) => `'${k}'`).join(', ');
+  const named = keys
+    .slice(0, NAMED_IN_ERRORS)
+    .map((k) => `'${k}'`)
+    .join(', ');
   return ApplicationFailure.create({
     type: 'WrittenAfterVerification',
     message:

@@ -25,18 +25,27 @@ export interface SchemaMigrations {
 
 export const SCHEMA_MIGRATION_TABLE = 'schema_migration';
 
-export function createSchemaMigrationActivities(deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {}) {
+export function createSchemaMigrationActivities(
+  deps: { credentials?: CredentialResolver; environments?: RunbooksConfig; aws?: AwsClientFactory } = {},
+) {
   const credentials = deps.credentials ?? createCredentialResolver(deps);
   const clients = clientFactory(deps);
 
   return {
     async readSchemaMigrations({ db }: { db: SchemaMigrationsDb }): Promise<SchemaMigrations> {
       const connection = await resolveLogin(db.login, { aws: db.aws }, credentials, clients);
-      return withPg(connection, `read ${SCHEMA_MIGRATION_TABLE}`, async (client) => {
-        const { rows } = await client.query<{ version: string }>(`SELECT version FROM ${SCHEMA_MIGRATION_TABLE} ORDER BY applied_at, version`);
-        const versions = rows.map((r) => r.version);
-        return { count: versions.length, newest: versions.at(-1) ?? null, versions };
-      }, { credentials: `${db.login.field}.credentials`, database: `${db.login.field}.location` });
+      return withPg(
+        connection,
+        `read ${SCHEMA_MIGRATION_TABLE}`,
+        async (client) => {
+          const { rows } = await client.query<{ version: string }>(
+            `SELECT version FROM ${SCHEMA_MIGRATION_TABLE} ORDER BY applied_at, version`,
+          );
+          const versions = rows.map((r) => r.version);
+          return { count: versions.length, newest: versions.at(-1) ?? null, versions };
+        },
+        { credentials: `${db.login.field}.credentials`, database: `${db.login.field}.location` },
+      );
     },
   };
 }

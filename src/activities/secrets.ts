@@ -64,10 +64,13 @@ export function createSecretResolver(deps: SecretDeps = {}): SecretResolver {
         return parsed.jsonKey === undefined ? text : jsonField(text, parsed.jsonKey, `secret ${parsed.secretId}`, field);
       }
       case 'terraform-output': {
-        if (!sources.terraform) throw invalidInput(field, 'terraform-output: references need provisioning.mode terraform (a Terraform dir to read them from)');
+        if (!sources.terraform)
+          throw invalidInput(field, 'terraform-output: references need provisioning.mode terraform (a Terraform dir to read them from)');
         const value = await readOutput(sources.terraform.dir, sources.terraform.workspace, parsed.name);
-        if (value === undefined || value === null || value === '') throw invalidInput(field, `Terraform has no output ${parsed.name} in workspace ${sources.terraform.workspace}`);
-        if (typeof value !== 'string' && typeof value !== 'number') throw invalidInput(field, `Terraform output ${parsed.name} is not a string`);
+        if (value === undefined || value === null || value === '')
+          throw invalidInput(field, `Terraform has no output ${parsed.name} in workspace ${sources.terraform.workspace}`);
+        if (typeof value !== 'string' && typeof value !== 'number')
+          throw invalidInput(field, `Terraform output ${parsed.name} is not a string`);
         return String(value);
       }
     }

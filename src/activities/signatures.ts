@@ -29,9 +29,14 @@ export function createSignatureActivities(deps: WorkerConfigDeps) {
   return {
     /** The key's principal, or why the decision is refused; a bad signature is an answer, not a failure. */
     async verifyDecisionSignature(decision: DecisionToVerify): Promise<VerifiedDecision> {
-      if (!deps.environments) throw ApplicationFailure.nonRetryable('this worker was started without an environments config (--config or RUNBOOK_CONFIG)', 'WorkerMisconfigured');
+      if (!deps.environments)
+        throw ApplicationFailure.nonRetryable(
+          'this worker was started without an environments config (--config or RUNBOOK_CONFIG)',
+          'WorkerMisconfigured',
+        );
       const signers = environmentSigners(deps.environments, environment(deps.environments, decision.env));
-      if (!signers) return { ok: false, reason: `${decision.env} lists no signers in this worker's config, so a signed decision cannot be checked` };
+      if (!signers)
+        return { ok: false, reason: `${decision.env} lists no signers in this worker's config, so a signed decision cannot be checked` };
       try {
         return { ok: true, principal: verifyDecision(signers, { ...decision, expiresAt: decision.expiresAt ?? '' }) };
       } catch (err) {

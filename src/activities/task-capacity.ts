@@ -5,9 +5,25 @@
  * Read before anything changes, so a restart that cannot fit is refused
  * instead of waiting out its health timeout.
  */
-import { DescribeAutoScalingGroupsCommand, DescribeLaunchConfigurationsCommand, type AutoScalingClient, type AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
-import { DescribeInstanceTypesCommand, DescribeLaunchTemplateVersionsCommand, type EC2Client, type _InstanceType } from '@aws-sdk/client-ec2';
-import { DescribeContainerInstancesCommand, DescribeTaskDefinitionCommand, ListContainerInstancesCommand, type ECSClient, type TaskDefinition } from '@aws-sdk/client-ecs';
+import {
+  DescribeAutoScalingGroupsCommand,
+  DescribeLaunchConfigurationsCommand,
+  type AutoScalingClient,
+  type AutoScalingGroup,
+} from '@aws-sdk/client-auto-scaling';
+import {
+  DescribeInstanceTypesCommand,
+  DescribeLaunchTemplateVersionsCommand,
+  type EC2Client,
+  type _InstanceType,
+} from '@aws-sdk/client-ec2';
+import {
+  DescribeContainerInstancesCommand,
+  DescribeTaskDefinitionCommand,
+  ListContainerInstancesCommand,
+  type ECSClient,
+  type TaskDefinition,
+} from '@aws-sdk/client-ecs';
 import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { extraAwsClients, type ExtraAwsClientFactory } from './aws-extra-clients.js';
 import { describeService } from './ecs.js';
@@ -73,8 +89,11 @@ export function createTaskCapacityActivities(deps: AwsDeps & { ec2?: ExtraAwsCli
       );
       const task = taskResources(taskDefinition!);
 
-      const groups = await callAws(`describe auto scaling group ${ref.autoScalingGroup}`,
-        () => autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [ref.autoScalingGroup] }), abortable()), 'autoScalingGroup');
+      const groups = await callAws(
+        `describe auto scaling group ${ref.autoScalingGroup}`,
+        () => autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [ref.autoScalingGroup] }), abortable()),
+        'autoScalingGroup',
+      );
       const group = groups.AutoScalingGroups?.[0];
       if (!group) throw invalidInput('autoScalingGroup', `no auto scaling group named '${ref.autoScalingGroup}'`);
       const instanceTypes = await groupInstanceTypes(autoScaling, ec2, group);
@@ -88,7 +107,16 @@ export function createTaskCapacityActivities(deps: AwsDeps & { ec2?: ExtraAwsCli
       const onRegistered = containerInstances.reduce((sum, ci) => sum + tasksThatFit(ci.remaining, task), 0);
       const asgMax = group.MaxSize ?? 0;
       const onNewInstances = Math.max(0, asgMax - registeredInstances) * tasksThatFit(smallest.resources, task);
-      return { task, instanceType: smallest.type, instance: smallest.resources, asgMax, registeredInstances, onRegistered, onNewInstances, placeable: onRegistered + onNewInstances };
+      return {
+        task,
+        instanceType: smallest.type,
+        instance: smallest.resources,
+        asgMax,
+        registeredInstances,
+        onRegistered,
+        onNewInstances,
+        placeable: onRegistered + onNewInstances,
+      };
     },
   };
 }
@@ -102,7 +130,10 @@ async function groupInstanceTypes(autoScaling: AutoScalingClient, ec2: EC2Client
   if (overrides.length) return overrides;
   if (group.LaunchConfigurationName) {
     const { LaunchConfigurations = [] } = await callAws(`describe launch configuration of ${name}`, () =>
-      autoScaling.send(new DescribeLaunchConfigurationsCommand({ LaunchConfigurationNames: [group.LaunchConfigurationName!] }), abortable()),
+      autoScaling.send(
+        new DescribeLaunchConfigurationsCommand({ LaunchConfigurationNames: [group.LaunchConfigurationName!] }),
+        abortable(),
+      ),
     );
     const type = LaunchConfigurations[0]?.InstanceType;
     if (type) return [type];
@@ -110,15 +141,23 @@ async function groupInstanceTypes(autoScaling: AutoScalingClient, ec2: EC2Client
   const template = group.LaunchTemplate ?? group.MixedInstancesPolicy?.LaunchTemplate?.LaunchTemplateSpecification;
   if (template) {
     const { LaunchTemplateVersions = [] } = await callAws(`describe launch template of ${name}`, () =>
-      ec2.send(new DescribeLaunchTemplateVersionsCommand({
-        ...(template.LaunchTemplateId ? { LaunchTemplateId: template.LaunchTemplateId } : { LaunchTemplateName: template.LaunchTemplateName }),
-        Versions: [template.Version ?? '$Default'],
-      }), abortable()),
+      ec2.send(
+        new DescribeLaunchTemplateVersionsCommand({
+          ...(template.LaunchTemplateId
+            ? { LaunchTemplateId: template.LaunchTemplateId }
+            : { LaunchTemplateName: template.LaunchTemplateName }),
+          Versions: [template.Version ?? '$Default'],
+        }),
+        abortable(),
+      ),
     );
     const type = LaunchTemplateVersions[0]?.LaunchTemplateData?.InstanceType;
     if (type) return [type];
   }
-  throw invalidInput('autoScalingGroup', `${name} names no instance type (launch configuration, launch template or overrides): its capacity cannot be told`);
+  throw invalidInput(
+    'autoScalingGroup',
+    `${name} names no instance type (launch configuration, launch template or overrides): its capacity cannot be told`,
+  );
 }
 
 async function instanceResources(ec2: EC2Client, types: string[]): Promise<{ type: string; resources: Resources }[]> {
@@ -127,7 +166,8 @@ async function instanceResources(ec2: EC2Client, types: string[]): Promise<{ typ
   );
   return types.map((type) => {
     const info = InstanceTypes.find((t) => t.InstanceType === type);
-    if (!info?.VCpuInfo?.DefaultVCpus || !info.MemoryInfo?.SizeInMiB) throw invalidInput('autoScalingGroup', `instance type ${type} is unknown to EC2`);
+    if (!info?.VCpuInfo?.DefaultVCpus || !info.MemoryInfo?.SizeInMiB)
+      throw invalidInput('autoScalingGroup', `instance type ${type} is unknown to EC2`);
     return { type, resources: { cpu: info.VCpuInfo.DefaultVCpus * 1024, memory: info.MemoryInfo.SizeInMiB } };
   });
 }
@@ -136,18 +176,27 @@ async function activeContainerInstances(ecs: ECSClient, cluster: string): Promis
   const arns: string[] = [];
   let token: string | undefined;
   do {
-    const page = await callAws(`list container instances of ${cluster}`, () =>
-      ecs.send(new ListContainerInstancesCommand({ cluster, status: 'ACTIVE', nextToken: token }), abortable()), 'cluster');
+    const page = await callAws(
+      `list container instances of ${cluster}`,
+      () => ecs.send(new ListContainerInstancesCommand({ cluster, status: 'ACTIVE', nextToken: token }), abortable()),
+      'cluster',
+    );
     arns.push(...(page.containerInstanceArns ?? []));
     token = page.nextToken;
   } while (token);
   const found: { ec2InstanceId?: string; remaining: Resources }[] = [];
   for (let i = 0; i < arns.length; i += 100) {
-    const { containerInstances = [] } = await callAws(`describe container instances of ${cluster}`, () =>
-      ecs.send(new DescribeContainerInstancesCommand({ cluster, containerInstances: arns.slice(i, i + 100) }), abortable()), 'cluster');
+    const { containerInstances = [] } = await callAws(
+      `describe container instances of ${cluster}`,
+      () => ecs.send(new DescribeContainerInstancesCommand({ cluster, containerInstances: arns.slice(i, i + 100) }), abortable()),
+      'cluster',
+    );
     for (const ci of containerInstances) {
       const value = (name: string) => ci.remainingResources?.find((r) => r.name === name)?.integerValue ?? 0;
-      found.push({ ...(ci.ec2InstanceId ? { ec2InstanceId: ci.ec2InstanceId } : {}), remaining: { cpu: value('CPU'), memory: value('MEMORY') } });
+      found.push({
+        ...(ci.ec2InstanceId ? { ec2InstanceId: ci.ec2InstanceId } : {}),
+        remaining: { cpu: value('CPU'), memory: value('MEMORY') },
+      });
     }
   }
   return found;

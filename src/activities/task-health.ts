@@ -101,14 +101,18 @@ export function createTaskHealthActivities(deps: AwsDeps) {
 export type TaskHealthActivities = ReturnType<typeof createTaskHealthActivities>;
 
 /** Reads the service's tasks and the target group once, and judges the new tasks. */
-async function pollNewTasks(ecs: ECSClient, elbv2: ElasticLoadBalancingV2Client, wait: NewTasksWait, progress: WaitProgress): Promise<Assessment> {
+async function pollNewTasks(
+  ecs: ECSClient,
+  elbv2: ElasticLoadBalancingV2Client,
+  wait: NewTasksWait,
+  progress: WaitProgress,
+): Promise<Assessment> {
   const [current, targets] = await Promise.all([listServiceTasks(ecs, wait), readTargetHealth(elbv2, wait.targetGroupArn)]);
   const currentArns = new Set(current.map((t) => t.arn));
   const vanished = progress.newTaskArns.filter((arn) => !currentArns.has(arn));
   const stopped = vanished.length ? await describeTasks(ecs, wait.cluster, vanished) : [];
   return assessNewTasks({ progress, oldTaskArns: wait.oldTaskArns, current, stopped: withForgotten(vanished, stopped), targets });
 }
-
 
 /**
  * One poll's judgement, as a pure function. A new task is healthy when ECS
@@ -171,7 +175,9 @@ function resumedProgress(details: unknown): WaitProgress {
 /** Tasks ECS no longer describes at all (it forgets stopped tasks after a while) still count as stopped. */
 function withForgotten(vanished: string[], described: ServiceTask[]): ServiceTask[] {
   const known = new Set(described.map((t) => t.arn));
-  const forgotten = vanished.filter((arn) => !known.has(arn)).map((arn) => ({ arn, lastStatus: 'STOPPED', desiredStatus: 'STOPPED', stoppedReason: 'no longer known to ECS' }));
+  const forgotten = vanished
+    .filter((arn) => !known.has(arn))
+    .map((arn) => ({ arn, lastStatus: 'STOPPED', desiredStatus: 'STOPPED', stoppedReason: 'no longer known to ECS' }));
   return [...described, ...forgotten];
 }
 
@@ -208,4 +214,3 @@ function notHealthyInTime(wait: NewTasksWait, latest: Assessment | undefined, po
     nonRetryable: true,
   });
 }
-

@@ -93,7 +93,12 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
   /** The calling run's private folder: the same for every attempt of the run, on this machine. */
   async function runFolder(): Promise<string> {
     const execution = Context.current().info.workflowExecution;
-    if (!execution) throw ApplicationFailure.create({ type: 'NoRun', message: 'Terraform plans are kept per workflow run; this activity ran outside one', nonRetryable: true });
+    if (!execution)
+      throw ApplicationFailure.create({
+        type: 'NoRun',
+        message: 'Terraform plans are kept per workflow run; this activity ran outside one',
+        nonRetryable: true,
+      });
     const { workflowId, runId } = execution;
     const folder = join(workRoot, workflowId.replace(/[^A-Za-z0-9._-]/g, '_'), runId);
     await mkdir(folder, { recursive: true, mode: 0o700 });
@@ -113,7 +118,11 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
   async function requirePlan(planFile: string): Promise<string> {
     const path = await planPath(planFile);
     if (!existsSync(path)) {
-      throw ApplicationFailure.create({ type: 'PlanMissing', message: `the saved plan ${path} is gone (discarded, or the run moved to another worker machine): nothing applied; run again`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: 'PlanMissing',
+        message: `the saved plan ${path} is gone (discarded, or the run moved to another worker machine): nothing applied; run again`,
+        nonRetryable: true,
+      });
     }
     return path;
   }
@@ -125,7 +134,9 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       await terraform({ dir: where.dir, ...cli(where) }, ['init', '-no-color', '-input=false', '-lockfile=readonly']);
       const { stdout } = await terraform({ dir: where.dir, ...cli(where) }, ['version', '-json']);
       const path = await bin!;
-      return { tool: `${/tofu/i.test(path) ? 'OpenTofu' : 'Terraform'} v${(JSON.parse(stdout) as { terraform_version: string }).terraform_version} (${path})` };
+      return {
+        tool: `${/tofu/i.test(path) ? 'OpenTofu' : 'Terraform'} v${(JSON.parse(stdout) as { terraform_version: string }).terraform_version} (${path})`,
+      };
     },
 
     /**
@@ -167,7 +178,9 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       const state = JSON.parse(stdout || '{}') as RawState;
       const addresses = (state.resources ?? [])
         .filter((r) => r.mode === 'managed' && r.type === args.type)
-        .flatMap((r) => (r.instances ?? []).filter((i) => i.attributes?.[args.attribute] === args.value).map((i) => address(r, i.index_key)));
+        .flatMap((r) =>
+          (r.instances ?? []).filter((i) => i.attributes?.[args.attribute] === args.value).map((i) => address(r, i.index_key)),
+        );
       return { addresses };
     },
 
@@ -190,7 +203,8 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
           paths.push(path);
         } else {
           const path = resolve(args.dir, varFile);
-          if (isAbsolute(varFile) || relative(args.dir, path).startsWith('..')) throw invalidTerraformInput(field, `'${varFile}' must be a path inside the Terraform directory, or s3://bucket/key`);
+          if (isAbsolute(varFile) || relative(args.dir, path).startsWith('..'))
+            throw invalidTerraformInput(field, `'${varFile}' must be a path inside the Terraform directory, or s3://bucket/key`);
           if (!existsSync(path)) throw invalidTerraformInput(field, `no file ${varFile} in ${args.dir}`);
           paths.push(path);
         }
@@ -207,17 +221,30 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       const planFile = await planPath(args.planFile);
       const secretEnv: Record<string, string> = {};
       for (const [name, ref] of Object.entries(args.secretVars ?? {})) {
-        if (!deps.secrets || !args.aws) throw invalidTerraformInput(`secretVars.${name}`, 'this worker resolves no secret variables (no secret resolver or AWS connection)');
+        if (!deps.secrets || !args.aws)
+          throw invalidTerraformInput(
+            `secretVars.${name}`,
+            'this worker resolves no secret variables (no secret resolver or AWS connection)',
+          );
         secretEnv[`TF_VAR_${name}`] = await deps.secrets(ref, { aws: args.aws }, `secretVars.${name}`);
       }
-      await terraform(args, [
-        'plan', '-no-color', '-input=false', '-lock-timeout=60s',
-        ...(args.destroy ? ['-destroy'] : []),
-        ...(args.targets ?? []).map((t) => `-target=${t}`),
-        ...(args.varFiles ?? []).map((f) => `-var-file=${f}`),
-        ...Object.entries(args.vars ?? {}).map(([name, value]) => `-var=${name}=${typeof value === 'string' ? value : JSON.stringify(value)}`),
-        `-out=${planFile}`,
-      ], secretEnv);
+      await terraform(
+        args,
+        [
+          'plan',
+          '-no-color',
+          '-input=false',
+          '-lock-timeout=60s',
+          ...(args.destroy ? ['-destroy'] : []),
+          ...(args.targets ?? []).map((t) => `-target=${t}`),
+          ...(args.varFiles ?? []).map((f) => `-var-file=${f}`),
+          ...Object.entries(args.vars ?? {}).map(
+            ([name, value]) => `-var=${name}=${typeof value === 'string' ? value : JSON.stringify(value)}`,
+          ),
+          `-out=${planFile}`,
+        ],
+        secretEnv,
+      );
       await chmod(planFile, 0o600);
       return { planFile, sha256: await sha256(planFile), ...(await readPlan(terraform, args, planFile)) };
     },
@@ -236,7 +263,11 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       const plan = await readPlan(terraform, guard, planFile);
       const problems = planProblems(plan, guard);
       if (problems.length) {
-        throw ApplicationFailure.create({ type: 'PlanRefused', message: `the plan ${guard.planFile} was refused, nothing applied: ${problems.join('; ')}`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'PlanRefused',
+          message: `the plan ${guard.planFile} was refused, nothing applied: ${problems.join('; ')}`,
+          nonRetryable: true,
+        });
       }
       return plan;
     },
@@ -251,7 +282,11 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
     async terraformApply(args: TerraformDir & { planFile: string; sha256?: string }): Promise<{ alreadyApplied: boolean }> {
       const planFile = await requirePlan(args.planFile);
       if (args.sha256 && (await sha256(planFile)) !== args.sha256) {
-        throw ApplicationFailure.create({ type: 'PlanChanged', message: `the saved plan ${planFile} is not the one reviewed (its sha256 differs): nothing applied; run again`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'PlanChanged',
+          message: `the saved plan ${planFile} is not the one reviewed (its sha256 differs): nothing applied; run again`,
+          nonRetryable: true,
+        });
       }
       // Marks that this run began applying: only then may a stale plan be this run's own, applied by a lost attempt.
       const applying = `${planFile}.applying`;
@@ -263,7 +298,8 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       } catch (err) {
         if (!(err instanceof ApplicationFailure) || err.type === 'TerraformLocked') throw err;
         // Read only now: `show` loads the providers, which takes seconds.
-        if (!/Saved plan is stale/.test(err.message)) throw await partlyApplied(terraform, args, await readPlan(terraform, args, planFile), err);
+        if (!/Saved plan is stale/.test(err.message))
+          throw await partlyApplied(terraform, args, await readPlan(terraform, args, planFile), err);
         if (retried) {
           // A consumed plan: an earlier attempt's apply ran (to the end, or until its worker died and took it along).
           const plan = await readPlan(terraform, args, planFile);
@@ -278,7 +314,11 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
             });
           }
         }
-        throw ApplicationFailure.create({ type: 'PlanStale', message: `the plan is stale: the ${args.workspace ?? 'default'} state changed since it was made, nothing applied; run again for a fresh plan`, nonRetryable: true });
+        throw ApplicationFailure.create({
+          type: 'PlanStale',
+          message: `the plan is stale: the ${args.workspace ?? 'default'} state changed since it was made, nothing applied; run again for a fresh plan`,
+          nonRetryable: true,
+        });
       }
     },
 
@@ -291,7 +331,9 @@ export function createTerraformActivities(deps: TerraformDeps = {}) {
       const folder = dirname(planFile);
       for (const file of readdirSync(folder)) if (file.startsWith('var-file-')) await rm(join(folder, file), { force: true });
       // The run's folder, then its workflow's folder, once empty (a folder still in use is not empty).
-      await rmdir(folder).then(() => rmdir(dirname(folder))).catch(() => undefined);
+      await rmdir(folder)
+        .then(() => rmdir(dirname(folder)))
+        .catch(() => undefined);
       return { removed };
     },
 
@@ -332,7 +374,9 @@ function planVisibleInState(plan: PlanSummary, state: string[]): boolean {
 
 /** The planned creates and destroys the state shows done (updates cannot be told from the state). */
 function doneInState(plan: PlanSummary, state: string[]): PlanSummary['changes'] {
-  return plan.changes.filter((c) => (c.actions.includes('create') ? state.includes(c.address) : c.actions.includes('delete') ? !state.includes(c.address) : false));
+  return plan.changes.filter((c) =>
+    c.actions.includes('create') ? state.includes(c.address) : c.actions.includes('delete') ? !state.includes(c.address) : false,
+  );
 }
 
 function describeDone(done: PlanSummary['changes']): string {
@@ -340,17 +384,33 @@ function describeDone(done: PlanSummary['changes']): string {
 }
 
 /** A failed apply, saying which planned changes the state shows done (nothing is undone automatically). */
-async function partlyApplied(terraform: Terraform, where: TerraformDir, plan: PlanSummary, err: ApplicationFailure): Promise<ApplicationFailure> {
+async function partlyApplied(
+  terraform: Terraform,
+  where: TerraformDir,
+  plan: PlanSummary,
+  err: ApplicationFailure,
+): Promise<ApplicationFailure> {
   const state = await stateList(terraform, where).catch(() => undefined);
   if (!state) return err;
   const done = doneInState(plan, state);
   const said = done.length ? `changed before the failure: ${describeDone(done)}` : 'no planned create or destroy shows in the state';
-  return ApplicationFailure.create({ type: 'ApplyFailed', message: `${err.message}; ${said}; nothing was undone (see terraform state list)`, nonRetryable: true, cause: err });
+  return ApplicationFailure.create({
+    type: 'ApplyFailed',
+    message: `${err.message}; ${said}; nothing was undone (see terraform state list)`,
+    nonRetryable: true,
+    cause: err,
+  });
 }
 
 /** The parts of a raw state (`terraform state pull`, format version 4) that name resources. */
 interface RawState {
-  resources?: { module?: string; mode: string; type: string; name: string; instances?: { index_key?: string | number; attributes?: Record<string, unknown> }[] }[];
+  resources?: {
+    module?: string;
+    mode: string;
+    type: string;
+    name: string;
+    instances?: { index_key?: string | number; attributes?: Record<string, unknown> }[];
+  }[];
 }
 
 function address(resource: NonNullable<RawState['resources']>[number], key: string | number | undefined): string {
@@ -359,7 +419,9 @@ function address(resource: NonNullable<RawState['resources']>[number], key: stri
 }
 
 async function sha256(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 }
 
 async function download(client: S3Client, bucket: string, key: string, path: string, field: string): Promise<void> {
@@ -387,7 +449,9 @@ async function readPlan(terraform: Terraform, where: TerraformDir, planFile: str
     if (!output.sensitive && 'value' in output) outputs[name] = output.value;
   }
   return {
-    changes: (json.resource_changes ?? []).map((r) => ({ address: r.address, actions: r.change.actions })).filter((c) => !c.actions.every((a) => a === 'no-op' || a === 'read')),
+    changes: (json.resource_changes ?? [])
+      .map((r) => ({ address: r.address, actions: r.change.actions }))
+      .filter((c) => !c.actions.every((a) => a === 'no-op' || a === 'read')),
     outputs,
   };
 }
@@ -395,7 +459,10 @@ async function readPlan(terraform: Terraform, where: TerraformDir, planFile: str
 async function stateList(terraform: Terraform, where: TerraformDir): Promise<string[]> {
   try {
     const { stdout } = await terraform(where, ['state', 'list']);
-    return stdout.split('\n').map((line) => line.trim()).filter(Boolean);
+    return stdout
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean);
   } catch (err) {
     // A workspace nothing was ever applied in has no state yet: it manages nothing.
     if (err instanceof ApplicationFailure && /No state file was found/.test(err.message)) return [];
@@ -406,14 +473,21 @@ async function stateList(terraform: Terraform, where: TerraformDir): Promise<str
 async function requireWorkspace(terraform: Terraform, where: TerraformDir): Promise<void> {
   const workspace = where.workspace ?? 'default';
   const { stdout } = await terraform({ dir: where.dir, ...cli(where) }, ['workspace', 'list']);
-  const known = stdout.split('\n').map((line) => line.replace(/^\*/, '').trim()).filter(Boolean);
+  const known = stdout
+    .split('\n')
+    .map((line) => line.replace(/^\*/, '').trim())
+    .filter(Boolean);
   if (!known.includes(workspace)) {
-    throw invalidTerraformInput('workspace', `no workspace '${workspace}' in ${where.dir} (it has: ${known.join(', ')}); workspaces are never created by a run`);
+    throw invalidTerraformInput(
+      'workspace',
+      `no workspace '${workspace}' in ${where.dir} (it has: ${known.join(', ')}); workspaces are never created by a run`,
+    );
   }
 }
 
 function refuseMissingDir(dir: string): void {
-  if (!isAbsolute(dir)) throw invalidTerraformInput('terraform.dir', `'${dir}' must be an absolute path (the worker's working directory is not yours)`);
+  if (!isAbsolute(dir))
+    throw invalidTerraformInput('terraform.dir', `'${dir}' must be an absolute path (the worker's working directory is not yours)`);
   if (!existsSync(dir) || !readdirSync(dir).some((f) => f.endsWith('.tf') || f.endsWith('.tf.json'))) {
     throw invalidTerraformInput('terraform.dir', `${dir} holds no Terraform configuration`);
   }
@@ -437,7 +511,12 @@ const ERROR_LINES = 30;
  * Temporal; any other failure is not (re-running a failed plan or apply gives
  * the same answer), and the error quotes Terraform's own last lines.
  */
-async function runTerraform(bin: string, where: TerraformDir, args: string[], extraEnv: Record<string, string> = {}): Promise<{ stdout: string }> {
+async function runTerraform(
+  bin: string,
+  where: TerraformDir,
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<{ stdout: string }> {
   const context = Context.current();
   const ticker = setInterval(() => context.heartbeat(), HEARTBEAT_EVERY_MS);
   const [command, commandArgs] = await tiedToWorker(bin, args);
@@ -460,9 +539,16 @@ async function runTerraform(bin: string, where: TerraformDir, args: string[], ex
     if (result.isCanceled) throw context.cancellationSignal.reason ?? new Error('cancelled');
     if (result.exitCode === 0) return { stdout: result.stdout };
     const said = diagnostics(result.stderr || result.stdout);
-    const failure = new TerraformError(`terraform ${args[0]} ${args[1] && !args[1].startsWith('-') ? `${args[1]} ` : ''}failed in ${where.dir}: ${said}`);
+    const failure = new TerraformError(
+      `terraform ${args[0]} ${args[1] && !args[1].startsWith('-') ? `${args[1]} ` : ''}failed in ${where.dir}: ${said}`,
+    );
     const lockContention = /Error acquiring the state lock/.test(said);
-    throw ApplicationFailure.create({ type: lockContention ? 'TerraformLocked' : 'TerraformFailed', message: failure.message, nonRetryable: !lockContention, cause: failure });
+    throw ApplicationFailure.create({
+      type: lockContention ? 'TerraformLocked' : 'TerraformFailed',
+      message: failure.message,
+      nonRetryable: !lockContention,
+      cause: failure,
+    });
   } finally {
     clearInterval(ticker);
   }
@@ -487,7 +573,11 @@ let setpriv: Promise<string | undefined> | undefined;
 function diagnostics(text: string): string {
   const lines = text
     .split('\n')
-    .map((line) => stripVTControlCharacters(line).replace(/^[│╷╵]\s?/, '').trimEnd())
+    .map((line) =>
+      stripVTControlCharacters(line)
+        .replace(/^[│╷╵]\s?/, '')
+        .trimEnd(),
+    )
     .filter((line) => line && !/CLI configuration file|problems with the CLI configuration/i.test(line));
   return lines.slice(-ERROR_LINES).join(' ').replace(/\s+/g, ' ').trim() || 'no diagnostics';
 }
@@ -500,7 +590,11 @@ export async function resolveTerraform(toolsDir: string): Promise<string> {
   const fromEnv = process.env.TERRAFORM_BIN;
   if (fromEnv) {
     if (await isExecutable(fromEnv)) return fromEnv;
-    throw ApplicationFailure.create({ type: 'TerraformMissing', message: `TERRAFORM_BIN is set to ${fromEnv}, which is not an executable file`, nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: 'TerraformMissing',
+      message: `TERRAFORM_BIN is set to ${fromEnv}, which is not an executable file`,
+      nonRetryable: true,
+    });
   }
   const onPath = await findOnPath('terraform');
   if (onPath) return onPath;

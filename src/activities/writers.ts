@@ -69,7 +69,10 @@ export function createWriterActivities(deps: { aws?: AwsClientFactory }) {
         const definition = await describeTaskDefinition(ecs, service.taskDefinition!);
         const container = definition.containerDefinitions?.find((c) => envValue(c, writer.hostVariable) !== undefined);
         if (!container) {
-          throw invalidInput(`${field}.hostVariable`, `no container of ${shortArn(service.taskDefinition!)} sets ${writer.hostVariable}, so the writer cannot be pointed at the new database`);
+          throw invalidInput(
+            `${field}.hostVariable`,
+            `no container of ${shortArn(service.taskDefinition!)} sets ${writer.hostVariable}, so the writer cannot be pointed at the new database`,
+          );
         }
         const tasks = await serviceTasks(ecs, writer);
         states.push({
@@ -107,7 +110,11 @@ export function createWriterActivities(deps: { aws?: AwsClientFactory }) {
      * its target task definition, and no other task of it is still running
      * (for a count of 0: until nothing writes any more).
      */
-    async waitForWriters(args: { aws: AwsConnection; targets: WriterTarget[]; deadline: string }): Promise<{ service: string; running: number }[]> {
+    async waitForWriters(args: {
+      aws: AwsConnection;
+      targets: WriterTarget[];
+      deadline: string;
+    }): Promise<{ service: string; running: number }[]> {
       const ecs = clients(args.aws).ecs;
       const context = Context.current();
       return heartbeatWhile(async () => {
@@ -116,15 +123,26 @@ export function createWriterActivities(deps: { aws?: AwsClientFactory }) {
           const running: { service: string; running: number }[] = [];
           for (const target of args.targets) {
             const tasks = (await serviceTasks(ecs, target)).filter((t) => t.lastStatus !== 'STOPPED');
-            const settled = tasks.filter((t) => t.lastStatus === 'RUNNING' && t.desiredStatus === 'RUNNING' && (!target.taskDefinition || t.taskDefinitionArn === target.taskDefinition));
+            const settled = tasks.filter(
+              (t) =>
+                t.lastStatus === 'RUNNING' &&
+                t.desiredStatus === 'RUNNING' &&
+                (!target.taskDefinition || t.taskDefinitionArn === target.taskDefinition),
+            );
             running.push({ service: target.service, running: settled.length });
             if (settled.length !== target.desiredCount || tasks.length !== settled.length) {
-              pending.push(`${target.service}: ${settled.length}/${target.desiredCount} running${tasks.length > settled.length ? `, ${tasks.length - settled.length} other(s) not stopped yet` : ''}`);
+              pending.push(
+                `${target.service}: ${settled.length}/${target.desiredCount} running${tasks.length > settled.length ? `, ${tasks.length - settled.length} other(s) not stopped yet` : ''}`,
+              );
             }
           }
           if (!pending.length) return running;
           if (Date.now() >= Date.parse(args.deadline)) {
-            throw ApplicationFailure.create({ type: 'WritersNotSettled', message: `writers did not settle by ${args.deadline}: ${pending.join('; ')}`, nonRetryable: true });
+            throw ApplicationFailure.create({
+              type: 'WritersNotSettled',
+              message: `writers did not settle by ${args.deadline}: ${pending.join('; ')}`,
+              nonRetryable: true,
+            });
           }
           await context.sleep(Math.min(delay, Math.max(0, Date.parse(args.deadline) - Date.now())));
         }
@@ -172,12 +190,18 @@ async function describeWriter(ecs: ECSClient, writer: Pick<WriterRef, 'cluster' 
   }
   const service = answer.services?.[0];
   if (!service || service.status !== 'ACTIVE') {
-    throw invalidInput(`${field}.service`, `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`);
+    throw invalidInput(
+      `${field}.service`,
+      `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`,
+    );
   }
   return { ...service, taskDefinitionArn: service.taskDefinition! };
 }
 
-async function describeTaskDefinition(ecs: ECSClient, arn: string): Promise<TaskDefinition & { tags?: { key?: string; value?: string }[] }> {
+async function describeTaskDefinition(
+  ecs: ECSClient,
+  arn: string,
+): Promise<TaskDefinition & { tags?: { key?: string; value?: string }[] }> {
   const answer = await callAws(`describe task definition ${shortArn(arn)}`, () =>
     ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: arn, include: ['TAGS'] }), abortable()),
   );
@@ -200,7 +224,9 @@ async function serviceTasks(ecs: ECSClient, ref: Pick<WriterRef, 'cluster' | 'se
   const tasks: Task[] = [];
   for (let i = 0; i < arns.length; i += 100) {
     const batch = arns.slice(i, i + 100);
-    const answer = await callAws(`describe tasks of ${ref.service}`, () => ecs.send(new DescribeTasksCommand({ cluster: ref.cluster, tasks: batch }), abortable()));
+    const answer = await callAws(`describe tasks of ${ref.service}`, () =>
+      ecs.send(new DescribeTasksCommand({ cluster: ref.cluster, tasks: batch }), abortable()),
+    );
     tasks.push(...(answer.tasks ?? []));
   }
   // The group names the service; checking it also keeps other tasks out where ListTasks ignores serviceName (moto does).
@@ -214,11 +240,21 @@ function envValue(container: ContainerDefinition, name: string): string | undefi
 function pointsAt(definition: TaskDefinition, writer: WriterRef, endpoint: Endpoint): boolean {
   return (definition.containerDefinitions ?? [])
     .filter((c) => envValue(c, writer.hostVariable) !== undefined)
-    .every((c) => envValue(c, writer.hostVariable) === endpoint.host && (!writer.portVariable || envValue(c, writer.portVariable) === undefined || envValue(c, writer.portVariable) === String(endpoint.port)));
+    .every(
+      (c) =>
+        envValue(c, writer.hostVariable) === endpoint.host &&
+        (!writer.portVariable ||
+          envValue(c, writer.portVariable) === undefined ||
+          envValue(c, writer.portVariable) === String(endpoint.port)),
+    );
 }
 
 /** The same task definition, but every container that reads the database host reads the new one. */
-function repointedDefinition(current: TaskDefinition & { tags?: { key?: string; value?: string }[] }, writer: WriterRef, endpoint: Endpoint): RegisterTaskDefinitionCommandInput {
+function repointedDefinition(
+  current: TaskDefinition & { tags?: { key?: string; value?: string }[] },
+  writer: WriterRef,
+  endpoint: Endpoint,
+): RegisterTaskDefinitionCommandInput {
   const containerDefinitions = (current.containerDefinitions ?? []).map((container) => {
     if (envValue(container, writer.hostVariable) === undefined) return container;
     const environment = (container.environment ?? []).map((variable) => {
@@ -247,4 +283,3 @@ function repointedDefinition(current: TaskDefinition & { tags?: { key?: string; 
     ...(current.tags?.length ? { tags: current.tags } : {}),
   };
 }
-

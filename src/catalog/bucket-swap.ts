@@ -22,9 +22,14 @@ const ecsName = z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS name:
 
 const terraformParams = z
   .object({
-    dir: configName('the name of a Terraform directory').describe("name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path"),
+    dir: configName('the name of a Terraform directory').describe(
+      "name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path",
+    ),
     workspace: z.string().min(1).default('default').describe('Terraform workspace holding the bucket'),
-    address: z.string().min(1).describe('resource address of the bucket, e.g. aws_s3_bucket.static: removed from the state, then planned and applied alone'),
+    address: z
+      .string()
+      .min(1)
+      .describe('resource address of the bucket, e.g. aws_s3_bucket.static: removed from the state, then planned and applied alone'),
     output: z.string().min(1).default('bucket_name').describe('Terraform output that names the new bucket after apply (must equal target)'),
   })
   .strict();
@@ -33,11 +38,18 @@ const params = z
   .object({
     source: bucketName.describe('the bucket to move away from; deleted only after the copy is verified and delete-old is approved'),
     target: bucketName.describe('the new bucket; must not exist yet, or be empty'),
-    mode: z.enum(['terraform', 'aws']).default('aws').describe('who creates the new bucket: Terraform (state rm, targeted plan, plan guard, apply) or this run through the S3 API, copying the source\'s region, versioning, encryption, public access block and tags'),
-    terraform: terraformParams.optional().describe(
-      'mode terraform: dir (a name from terraform.dirs of the environment), workspace (default "default"), address (e.g. aws_s3_bucket.static), ' +
-        'output naming the bucket (default "bucket_name"); e.g. --set terraform.dir=infra --set terraform.address=aws_s3_bucket.static',
-    ),
+    mode: z
+      .enum(['terraform', 'aws'])
+      .default('aws')
+      .describe(
+        "who creates the new bucket: Terraform (state rm, targeted plan, plan guard, apply) or this run through the S3 API, copying the source's region, versioning, encryption, public access block and tags",
+      ),
+    terraform: terraformParams
+      .optional()
+      .describe(
+        'mode terraform: dir (a name from terraform.dirs of the environment), workspace (default "default"), address (e.g. aws_s3_bucket.static), ' +
+          'output naming the bucket (default "bucket_name"); e.g. --set terraform.dir=infra --set terraform.address=aws_s3_bucket.static',
+      ),
     writers: z
       .array(
         z
@@ -48,19 +60,31 @@ const params = z
           .strict(),
       )
       .default([])
-      .describe('every ECS service that can write to the old bucket: stopped before the copy (seed 002), started again as they were after verification or on any failure; e.g. --set writers.0.cluster=app --set writers.0.service=api'),
+      .describe(
+        'every ECS service that can write to the old bucket: stopped before the copy (seed 002), started again as they were after verification or on any failure; e.g. --set writers.0.cluster=app --set writers.0.service=api',
+      ),
     writersTimeout: durationSchema.default('15m').describe('how long the writers may take to stop or start'),
     concurrency: z.number().int().min(1).max(256).default(32).describe('server-side copies in flight at once'),
     multipartThreshold: byteSizeSchema.default('5GiB').describe('objects larger than this are copied in parts (UploadPartCopy), e.g. 5GiB'),
-    partSize: byteSizeSchema.default('512MiB').describe('part size of those copies, 5MiB to 5GiB (raised when an object would need more than 10,000 parts)'),
+    partSize: byteSizeSchema
+      .default('512MiB')
+      .describe('part size of those copies, 5MiB to 5GiB (raised when an object would need more than 10,000 parts)'),
   })
   // A mistyped --set key must not silently fall back to a default bucket.
   .strict()
   .superRefine((p, ctx) => {
-    if (p.source === p.target) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['target'], message: `must differ from source (both are '${p.source}')` });
-    if (p.mode === 'terraform' && !p.terraform) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['terraform'], message: 'required in mode terraform (dir, workspace, address)' });
-    if (p.multipartThreshold > MAX_SINGLE_COPY) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['multipartThreshold'], message: 'at most 5GiB: CopyObject copies no larger object' });
-    if (p.partSize < 5 * 2 ** 20 || p.partSize > MAX_SINGLE_COPY) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['partSize'], message: 'must be between 5MiB and 5GiB (S3 part limits)' });
+    if (p.source === p.target)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['target'], message: `must differ from source (both are '${p.source}')` });
+    if (p.mode === 'terraform' && !p.terraform)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['terraform'], message: 'required in mode terraform (dir, workspace, address)' });
+    if (p.multipartThreshold > MAX_SINGLE_COPY)
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['multipartThreshold'],
+        message: 'at most 5GiB: CopyObject copies no larger object',
+      });
+    if (p.partSize < 5 * 2 ** 20 || p.partSize > MAX_SINGLE_COPY)
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['partSize'], message: 'must be between 5MiB and 5GiB (S3 part limits)' });
   });
 
 type Params = z.infer<typeof params>;
@@ -78,7 +102,8 @@ function check(p: Params, env: EnvironmentConfig): string | null {
 export const bucketSwapRunbook = defineRunbook({
   name: 'bucket-swap',
   workflowType: 'bucketSwap',
-  description: 'copy an S3 bucket into a new one (made by Terraform or directly), verify every object, and delete the old bucket once approved',
+  description:
+    'copy an S3 bucket into a new one (made by Terraform or directly), verify every object, and delete the old bucket once approved',
   params,
   plan: bucketSwapPlan,
   // The old bucket is what the run holds: two swaps of one bucket must never overlap.
@@ -97,7 +122,14 @@ export const bucketSwapRunbook = defineRunbook({
     target: p.target,
     mode: p.mode,
     ...(p.terraform
-      ? { terraform: { ...p.terraform, dirName: p.terraform.dir, dir: env.terraform!.dirs[p.terraform.dir]!, ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}) } }
+      ? {
+          terraform: {
+            ...p.terraform,
+            dirName: p.terraform.dir,
+            dir: env.terraform!.dirs[p.terraform.dir]!,
+            ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}),
+          },
+        }
       : {}),
     writers: p.writers,
     writersTimeoutMs: p.writersTimeout,

@@ -11,8 +11,12 @@ import type { EnvironmentConfig } from '../config.js';
 import { destinationProblem, findCredential } from '../credentials.js';
 import type { Login } from '../activities/pg-connect.js';
 
-const pgName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a PostgreSQL name: a letter or _, then letters, digits and _ (at most 63)');
-export const credentialName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "a credential's name in the worker's config (lower-case letters, digits, _ and -)");
+const pgName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, 'a PostgreSQL name: a letter or _, then letters, digits and _ (at most 63)');
+export const credentialName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "a credential's name in the worker's config (lower-case letters, digits, _ and -)");
 
 export const databaseLoginSchema = z
   .object({
@@ -29,12 +33,18 @@ export const databaseLoginSchema = z
     port: z.number().int().min(1).max(65_535).default(5432),
     database: pgName,
     username: pgName,
-    credential: credentialName.describe("logical name of the password in the worker's config (credentials:), bound to the hosts or instances it may be sent to"),
-    tls: z.boolean().default(true).describe("false: no TLS (unprotected environments only); true: the environment's databaseTls (verify-full by default)"),
+    credential: credentialName.describe(
+      "logical name of the password in the worker's config (credentials:), bound to the hosts or instances it may be sent to",
+    ),
+    tls: z
+      .boolean()
+      .default(true)
+      .describe("false: no TLS (unprotected environments only); true: the environment's databaseTls (verify-full by default)"),
   })
   .strict()
   .superRefine((login, ctx) => {
-    if (Boolean(login.instance) === Boolean(login.host)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['instance'], message: 'give exactly one of instance (an RDS instance) or host' });
+    if (Boolean(login.instance) === Boolean(login.host))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['instance'], message: 'give exactly one of instance (an RDS instance) or host' });
   });
 
 export type DatabaseLoginInput = z.infer<typeof databaseLoginSchema>;
@@ -46,11 +56,14 @@ export type DatabaseLoginInput = z.infer<typeof databaseLoginSchema>;
  * is resolved, so a dry run refuses too; the activity that connects checks again.
  */
 export function databaseLoginProblem(login: DatabaseLoginInput, env: EnvironmentConfig, field = 'database'): string | null {
-  if (env.protected && login.host) return `${field}.host: ${env.name} is protected, so database hosts come only from the RDS API; give ${field}.instance`;
+  if (env.protected && login.host)
+    return `${field}.host: ${env.name} is protected, so database hosts come only from the RDS API; give ${field}.instance`;
   if (env.protected && !login.tls) return `${field}.tls: ${env.name} is protected, so database connections must be encrypted`;
   const credential = findCredential(env, login.credential, `${field}.credential`);
   if (typeof credential === 'string') return credential;
-  const to = login.instance ? { instance: login.instance, host: login.instance, port: login.port } : { host: login.host!, port: login.port };
+  const to = login.instance
+    ? { instance: login.instance, host: login.instance, port: login.port }
+    : { host: login.host!, port: login.port };
   if (credential.allowedInstances && !login.instance) return destinationProblem(credential, login.credential, to, `${field}.credential`);
   // An instance's host is known only from the RDS API: its binding is checked by instance here, by host and instance when connecting.
   return login.instance && credential.allowedHosts ? null : destinationProblem(credential, login.credential, to, `${field}.credential`);
@@ -60,6 +73,12 @@ export function databaseLoginProblem(login: DatabaseLoginInput, env: Environment
 export function toLogin(login: DatabaseLoginInput, env: Pick<EnvironmentConfig, 'name'>, field = 'database'): Login {
   const location = login.instance
     ? { instance: login.instance, database: login.database, tls: login.tls ? ('require' as const) : ('disable' as const) }
-    : { instance: login.host!, host: true, endpoint: { host: login.host!, port: login.port }, database: login.database, tls: login.tls ? ('require' as const) : ('disable' as const) };
+    : {
+        instance: login.host!,
+        host: true,
+        endpoint: { host: login.host!, port: login.port },
+        database: login.database,
+        tls: login.tls ? ('require' as const) : ('disable' as const),
+      };
   return { field, location, credentials: { env: env.name, username: login.username, credential: login.credential } };
 }

@@ -15,12 +15,17 @@ import { defineRunbook } from './definition.js';
  */
 function safeName(pattern: RegExp, rule: string, max = 63) {
   return z.string().superRefine((value, ctx) => {
-    if (/['"`;\\\s]/.test(value)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must not contain quotes, semicolons, backslashes or whitespace' });
-    else if (!value || value.length > max || !pattern.test(value)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${rule} (at most ${max} characters)` });
+    if (/['"`;\\\s]/.test(value))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must not contain quotes, semicolons, backslashes or whitespace' });
+    else if (!value || value.length > max || !pattern.test(value))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${rule} (at most ${max} characters)` });
   });
 }
 
-const rdsIdentifier = safeName(/^[a-zA-Z](?!.*--)[a-zA-Z0-9-]*(?<!-)$/, 'an RDS identifier: a letter, then letters, digits and single hyphens, not ending in a hyphen');
+const rdsIdentifier = safeName(
+  /^[a-zA-Z](?!.*--)[a-zA-Z0-9-]*(?<!-)$/,
+  'an RDS identifier: a letter, then letters, digits and single hyphens, not ending in a hyphen',
+);
 const pgName = safeName(/^[a-zA-Z_][a-zA-Z0-9_]*$/, 'a PostgreSQL name: a letter or _, then letters, digits and _');
 const ecsName = safeName(/^[a-zA-Z0-9_-]+$/, 'an ECS name: letters, digits, hyphens and underscores', 255);
 const envVariable = safeName(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name', 255);
@@ -30,7 +35,10 @@ const cidr = z.string().superRefine((value, ctx) => {
   if (!match || match.slice(1, 5).some((octet) => Number(octet) > 255) || Number(match[5]) > 32) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'an IPv4 CIDR such as 203.0.113.7/32' });
   } else if (Number(match[5]) < 8) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'must not open the database to (nearly) the whole internet; give the operator\'s or the worker\'s address' });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: "must not open the database to (nearly) the whole internet; give the operator's or the worker's address",
+    });
   }
 });
 
@@ -38,7 +46,9 @@ const credentials = (whose: string) =>
   z
     .object({
       username: pgName.describe(`${whose}'s user name`),
-      credential: credentialName.describe(`logical name of ${whose}'s password in the worker's config (credentials:), bound to the instances it may go to`),
+      credential: credentialName.describe(
+        `logical name of ${whose}'s password in the worker's config (credentials:), bound to the instances it may go to`,
+      ),
     })
     .strict();
 
@@ -48,21 +58,34 @@ const provisioning = z.discriminatedUnion('mode', [
       mode: z.literal('aws'),
       terraformState: z
         .object({
-          dir: z.string().regex(/^\//, 'must be an absolute path on the worker').describe('folder of the Terraform configuration whose state might manage the source'),
-          workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name').default('default').describe('its workspace'),
+          dir: z
+            .string()
+            .regex(/^\//, 'must be an absolute path on the worker')
+            .describe('folder of the Terraform configuration whose state might manage the source'),
+          workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name')
+            .default('default')
+            .describe('its workspace'),
         })
         .strict()
         .optional()
-        .describe('a Terraform state to check: preflight refuses when it manages sourceInstance (the next apply would recreate an empty database there; use mode terraform)'),
+        .describe(
+          'a Terraform state to check: preflight refuses when it manages sourceInstance (the next apply would recreate an empty database there; use mode terraform)',
+        ),
     })
     .strict(),
   z
     .object({
       mode: z.literal('terraform'),
       dir: z.string().min(1).describe('folder of the Terraform configuration that manages the database'),
-      workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name').default('default').describe('Terraform workspace (staging, production, …)'),
-      instanceAddress: safeName(/^[a-zA-Z0-9_.[\]-]+$/, 'a Terraform resource address', 255).default('aws_db_instance.database').describe('address of the DB instance resource'),
-      passwordAddress: safeName(/^[a-zA-Z0-9_.[\]-]+$/, 'a Terraform resource address', 255).default('random_string.db_password').describe('address of the generated app password'),
+      workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name')
+        .default('default')
+        .describe('Terraform workspace (staging, production, …)'),
+      instanceAddress: safeName(/^[a-zA-Z0-9_.[\]-]+$/, 'a Terraform resource address', 255)
+        .default('aws_db_instance.database')
+        .describe('address of the DB instance resource'),
+      passwordAddress: safeName(/^[a-zA-Z0-9_.[\]-]+$/, 'a Terraform resource address', 255)
+        .default('random_string.db_password')
+        .describe('address of the generated app password'),
     })
     .strict(),
 ]);
@@ -74,17 +97,33 @@ const params = z
     newInstance: z
       .object({
         identifier: rdsIdentifier.describe('identifier of the new instance; must not exist yet'),
-        instanceClass: safeName(/^db\.[a-z0-9]+\.[a-z0-9]+$/, 'an RDS instance class such as db.t3.micro').optional().describe('instance class (default: the old instance\'s)'),
-        engineVersion: safeName(/^\d+(\.\d+)*$/, 'a PostgreSQL engine version such as 15.8').optional().describe('engine version (default: the old instance\'s)'),
-        allocatedStorageGb: z.number().int().min(20).max(65_536).optional().describe('storage in GiB (default and minimum: the old instance\'s)'),
+        instanceClass: safeName(/^db\.[a-z0-9]+\.[a-z0-9]+$/, 'an RDS instance class such as db.t3.micro')
+          .optional()
+          .describe("instance class (default: the old instance's)"),
+        engineVersion: safeName(/^\d+(\.\d+)*$/, 'a PostgreSQL engine version such as 15.8')
+          .optional()
+          .describe("engine version (default: the old instance's)"),
+        allocatedStorageGb: z
+          .number()
+          .int()
+          .min(20)
+          .max(65_536)
+          .optional()
+          .describe("storage in GiB (default and minimum: the old instance's)"),
       })
       .strict()
       .describe('the instance to create'),
     mode: z
       .enum(['online', 'dump'])
       .optional()
-      .describe('online: logical replication copies while the writers write, which stop only for the catch-up after `cutover`; dump: writers stopped for pg_dump and restore. Default: online where the source can replicate (preflight says why not)'),
-    provisioning: provisioning.default({ mode: 'aws' }).describe("how the new instance is made: {mode: aws} (RDS API) or {mode: terraform, dir, workspace, instanceAddress, passwordAddress}"),
+      .describe(
+        'online: logical replication copies while the writers write, which stop only for the catch-up after `cutover`; dump: writers stopped for pg_dump and restore. Default: online where the source can replicate (preflight says why not)',
+      ),
+    provisioning: provisioning
+      .default({ mode: 'aws' })
+      .describe(
+        'how the new instance is made: {mode: aws} (RDS API) or {mode: terraform, dir, workspace, instanceAddress, passwordAddress}',
+      ),
     writers: z
       .array(
         z
@@ -100,7 +139,9 @@ const params = z
       .describe('every ECS service that writes to the database: stopped during the copy, started on the new database after the cutover'),
     backup: z
       .object({
-        bucket: safeName(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name').describe('S3 bucket for the dump, readable by every worker'),
+        bucket: safeName(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name').describe(
+          'S3 bucket for the dump, readable by every worker',
+        ),
         prefix: z
           .string()
           .regex(/^[A-Za-z0-9._/-]*$/, 'letters, digits and . _ / -')
@@ -111,17 +152,25 @@ const params = z
       .strict(),
     credentials: z
       .object({
-        app: credentials('the application').describe('the application\'s login: dumps the old database, owns the restored one'),
-        admin: credentials('the new instance\'s master user').describe('master user of the new instance: creates the app role and the database'),
-        newApp: credentials('the application on the new instance').optional().describe('the application\'s login on the new instance, if it differs (default: app)'),
-        replication: credentials('the replication login').optional().describe('online mode: the login the new instance replicates from the old one with; needs replication rights (default: admin)'),
+        app: credentials('the application').describe("the application's login: dumps the old database, owns the restored one"),
+        admin: credentials("the new instance's master user").describe(
+          'master user of the new instance: creates the app role and the database',
+        ),
+        newApp: credentials('the application on the new instance')
+          .optional()
+          .describe("the application's login on the new instance, if it differs (default: app)"),
+        replication: credentials('the replication login')
+          .optional()
+          .describe('online mode: the login the new instance replicates from the old one with; needs replication rights (default: admin)'),
       })
       .strict(),
     temporaryAccess: z
       .object({ cidr: cidr.describe('address allowed in while the copy runs') })
       .strict()
       .optional()
-      .describe('open private instances for the copy (public access and a security-group rule), closed again whatever happens; unset when workers reach the database directly'),
+      .describe(
+        'open private instances for the copy (public access and a security-group rule), closed again whatever happens; unset when workers reach the database directly',
+      ),
     tls: z.enum(['require', 'disable']).default('require').describe('encrypt database connections (disable only for local servers)'),
     parallelJobs: z.number().int().min(1).max(32).default(4).describe('pg_dump/pg_restore jobs (-j)'),
     instanceTimeout: durationSchema.default('60m').describe('how long creating, modifying or deleting an instance may take'),
@@ -131,7 +180,9 @@ const params = z
       .object({
         host: z.string().min(1),
         port: z.number().int().min(1).max(65_535),
-        database: z.string().regex(/^([a-zA-Z0-9_-]|\{instance\}|\{database\})+$/, 'letters, digits, _ - and the placeholders {instance} and {database}'),
+        database: z
+          .string()
+          .regex(/^([a-zA-Z0-9_-]|\{instance\}|\{database\})+$/, 'letters, digits, _ - and the placeholders {instance} and {database}'),
       })
       .strict()
       .optional()
@@ -145,7 +196,8 @@ export type DbMigrationInputs = z.input<typeof params>;
 export const dbMigrationRunbook = defineRunbook({
   name: 'db-migration',
   workflowType: 'dbMigration',
-  description: 'move the application database to a new RDS instance: online (logical replication, writers stopped only for the catch-up) or dump (stop the writers, dump, restore, verify), cut over, delete the old one',
+  description:
+    'move the application database to a new RDS instance: online (logical replication, writers stopped only for the catch-up) or dump (stop the writers, dump, restore, verify), cut over, delete the old one',
   params,
   plan: dbMigrationPlan,
   target: (p) => p.sourceInstance,
@@ -159,7 +211,8 @@ export const dbMigrationRunbook = defineRunbook({
     if (p.newInstance.identifier === p.sourceInstance) return 'newInstance.identifier: must differ from sourceInstance';
     const bound = credentialsProblem(p, env);
     if (bound) return bound;
-    if (p.endpointMap && !env.aws.endpoint) return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
+    if (p.endpointMap && !env.aws.endpoint)
+      return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
     if (env.protected) {
       if (p.endpointMap) return `endpointMap: not on ${env.name}, a protected environment; database hosts come from the RDS API`;
       if (p.tls === 'disable') return `tls: ${env.name} is protected, so database connections must be encrypted (tls: require)`;
@@ -177,7 +230,10 @@ export const dbMigrationRunbook = defineRunbook({
     ...(p.mode ? { mode: p.mode } : {}),
     newInstance: p.newInstance,
     // Terraform runs with the environment's CLI configuration (say, a provider mirror), as terraform-apply's do.
-    provisioning: p.provisioning.mode === 'terraform' && env.terraform?.cliConfig ? { ...p.provisioning, cliConfig: env.terraform.cliConfig } : p.provisioning,
+    provisioning:
+      p.provisioning.mode === 'terraform' && env.terraform?.cliConfig
+        ? { ...p.provisioning, cliConfig: env.terraform.cliConfig }
+        : p.provisioning,
     writers: p.writers,
     backup: p.backup,
     credentials: {

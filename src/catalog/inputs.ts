@@ -54,7 +54,11 @@ export function mergeInputs(definition: RunbookDefinition, env: EnvironmentConfi
 }
 
 /** The runbook's schema, then its rules for this environment; throws an InputError naming the field. */
-export function validateParams(definition: RunbookDefinition, env: EnvironmentConfig, merged: Record<string, unknown>): z.infer<typeof definition.params> {
+export function validateParams(
+  definition: RunbookDefinition,
+  env: EnvironmentConfig,
+  merged: Record<string, unknown>,
+): z.infer<typeof definition.params> {
   const parsed = definition.params.safeParse(merged);
   if (!parsed.success) throw new InputError(`invalid input for ${definition.name}: ${formatIssues(parsed.error)}`);
   const refused = definition.check?.(parsed.data, env);

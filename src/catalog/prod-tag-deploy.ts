@@ -20,7 +20,10 @@ const params = z
     healthTimeout: durationSchema.default('15m').describe('how long the new tasks may take to serve'),
     database: databaseLoginSchema.describe('the database holding schema_migration'),
     fixesCommit: imageTag.optional().describe('during a deploy freeze: the bad commit this deploy fixes'),
-    rollbackOverrideReason: z.string().min(10, 'write why (10 characters at least)').optional()
+    rollbackOverrideReason: z
+      .string()
+      .min(10, 'write why (10 characters at least)')
+      .optional()
       .describe('roll back although no run recorded the schema when the target was prod; recorded with the run'),
   })
   .strict();
@@ -28,7 +31,8 @@ const params = z
 export const prodTagDeployRunbook = defineRunbook({
   name: 'prod-tag-deploy',
   workflowType: 'prodTagDeploy',
-  description: "move the ECR prod tag to a commit's image and canary-replace the service's tasks; rollback refused once a migration ran since, and freezes deploys",
+  description:
+    "move the ECR prod tag to a commit's image and canary-replace the service's tasks; rollback refused once a migration ran since, and freezes deploys",
   params,
   plan: prodTagDeployPlan,
   target: (p) => p.service,

@@ -25,11 +25,14 @@ const NOT_FROM_THE_STARTER: Record<string, string> = {
 
 export function resolveRun(config: RunbooksConfig, catalog: Catalog, run: RunToResolve): ResolvedRun {
   const input = run.input;
-  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new InputError('input: expected an object {runbook, env, params, dryRun, startedBy, requestId}');
+  if (typeof input !== 'object' || input === null || Array.isArray(input))
+    throw new InputError('input: expected an object {runbook, env, params, dryRun, startedBy, requestId}');
   const given = input as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!(RUNBOOK_INPUT_FIELDS as readonly string[]).includes(key)) {
-      throw new InputError(`input.${key}: not accepted from the starter${NOT_FROM_THE_STARTER[key] ? `; ${NOT_FROM_THE_STARTER[key]}` : ''} (a start carries only ${RUNBOOK_INPUT_FIELDS.join(', ')})`);
+      throw new InputError(
+        `input.${key}: not accepted from the starter${NOT_FROM_THE_STARTER[key] ? `; ${NOT_FROM_THE_STARTER[key]}` : ''} (a start carries only ${RUNBOOK_INPUT_FIELDS.join(', ')})`,
+      );
     }
   }
   const runbook = text(given, 'runbook', SIGNAL_LIMITS.id);
@@ -50,7 +53,9 @@ export function resolveRun(config: RunbooksConfig, catalog: Catalog, run: RunToR
   const target = definition.target(validated);
   const expected = runWorkflowId(runbook, env.name, target);
   if (run.workflowId !== expected) {
-    throw new InputError(`workflow ID '${run.workflowId}' does not match the run: its ID must be '${expected}' (<runbook>:<env>:<target>), the lock on its target`);
+    throw new InputError(
+      `workflow ID '${run.workflowId}' does not match the run: its ID must be '${expected}' (<runbook>:<env>:<target>), the lock on its target`,
+    );
   }
   return {
     target,
@@ -64,7 +69,8 @@ export function resolveRun(config: RunbooksConfig, catalog: Catalog, run: RunToR
 
 function knownEnvironment(config: RunbooksConfig, name: string): EnvironmentConfig {
   const env = Object.hasOwn(config.environments, name) ? config.environments[name] : undefined;
-  if (!env) throw new InputError(`input.env: '${name}' is not an environment this worker knows (${Object.keys(config.environments).join(', ')})`);
+  if (!env)
+    throw new InputError(`input.env: '${name}' is not an environment this worker knows (${Object.keys(config.environments).join(', ')})`);
   return { ...env, name };
 }
 

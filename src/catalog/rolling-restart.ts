@@ -11,11 +11,14 @@ const params = z
   .object({
     cluster: z.string().min(1).describe('ECS cluster the service runs in'),
     service: z.string().min(1).describe('ECS service to restart'),
-    autoScalingGroup: z.string().min(1).describe("auto scaling group raised to its maximum to make room for the new tasks"),
+    autoScalingGroup: z.string().min(1).describe('auto scaling group raised to its maximum to make room for the new tasks'),
     targetGroup: z.string().min(1).describe('target group (ARN or name) the service registers its tasks in; health is read there'),
     newTasks: z.number().int().positive().optional().describe('new tasks to start before any old one stops (default: as many as run now)'),
     healthTimeout: duration.default('45m').describe('how long the new tasks may take to become healthy before the run rolls back'),
-    restoreAsg: z.boolean().default(false).describe("put the group's desired capacity back at the end (default: leave it to scale in by itself, as the seed does)"),
+    restoreAsg: z
+      .boolean()
+      .default(false)
+      .describe("put the group's desired capacity back at the end (default: leave it to scale in by itself, as the seed does)"),
   })
   // A mistyped --set key must not silently fall back to the default service.
   .strict();
@@ -23,7 +26,8 @@ const params = z
 export const rollingRestartRunbook = defineRunbook({
   name: 'rolling-restart',
   workflowType: 'rollingRestart',
-  description: 'restart an ECS service without losing capacity: start new tasks, wait until they are healthy, stop the old ones, restore the count',
+  description:
+    'restart an ECS service without losing capacity: start new tasks, wait until they are healthy, stop the old ones, restore the count',
   params,
   plan: rollingRestartPlan,
   target: (p) => p.service,

@@ -26,7 +26,8 @@ export function applySetPair(target: Record<string, unknown>, pair: string): voi
       break;
     }
     const existing: unknown = (node as Record<string | number, unknown>)[index];
-    const child: Record<string, unknown> | unknown[] = isContainer(existing) && Object.hasOwn(node, index) ? existing : INDEX.test(path[i + 1]!) ? [] : {};
+    const child: Record<string, unknown> | unknown[] =
+      isContainer(existing) && Object.hasOwn(node, index) ? existing : INDEX.test(path[i + 1]!) ? [] : {};
     (node as Record<string | number, unknown>)[index] = child;
     node = child;
   }
@@ -47,9 +48,11 @@ export function parseSetPair(pair: string): { path: string[]; value: unknown } {
 function slot(node: Record<string, unknown> | unknown[], key: string, parents: string[], pair: string): string | number {
   if (!Array.isArray(node)) return key;
   const where = parents.join('.');
-  if (!INDEX.test(key)) throw new InputError(`--set ${pair}: ${where} is a list, so the key after it must be an index (${where}.0), not '${key}'`);
+  if (!INDEX.test(key))
+    throw new InputError(`--set ${pair}: ${where} is a list, so the key after it must be an index (${where}.0), not '${key}'`);
   const index = Number(key);
-  if (index > node.length) throw new InputError(`--set ${pair}: ${where} has ${node.length} item(s), so the next index is ${node.length}, not ${index}`);
+  if (index > node.length)
+    throw new InputError(`--set ${pair}: ${where} has ${node.length} item(s), so the next index is ${node.length}, not ${index}`);
   return index;
 }
 
@@ -78,5 +81,7 @@ function rejectForbiddenKeys(value: unknown, pair: string): void {
 }
 
 function forbidden(pair: string, key: string): InputError {
-  return new InputError(`--set ${pair}: '${key}' is not allowed as a key (__proto__, constructor and prototype would reach into every object)`);
+  return new InputError(
+    `--set ${pair}: '${key}' is not allowed as a key (__proto__, constructor and prototype would reach into every object)`,
+  );
 }

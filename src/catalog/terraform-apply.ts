@@ -10,22 +10,42 @@ const variableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'must be a Te
 /** A path inside the Terraform directory (no absolute path, no `..`), or an s3://bucket/key object. */
 const varFile = z.string().superRefine((file, ctx) => {
   if (file.startsWith('s3://')) {
-    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.*[^/]$/.test(file)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `'${file}' names no object (s3://bucket/key)` });
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\/.*[^/]$/.test(file))
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `'${file}' names no object (s3://bucket/key)` });
   } else if (file.startsWith('/') || file.split(/[\\/]/).includes('..') || !file) {
-    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `'${file}' must be a path inside the Terraform directory (no leading /, no ..), or s3://bucket/key` });
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      message: `'${file}' must be a path inside the Terraform directory (no leading /, no ..), or s3://bucket/key`,
+    });
   }
 });
 
 const params = z
   .object({
-    dir: name('the name of a Terraform directory').describe("name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path"),
-    workspace: name('a Terraform workspace name').describe('Terraform workspace to plan and apply in (staging, production, …); must exist, a run never creates one'),
-    varFiles: z.array(varFile).default([]).describe('var files, in order: paths inside the directory, or s3://bucket/key (downloaded into the run\'s folder)'),
-    vars: z.record(variableName, z.union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), z.record(z.unknown())])).default({})
+    dir: name('the name of a Terraform directory').describe(
+      "name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path",
+    ),
+    workspace: name('a Terraform workspace name').describe(
+      'Terraform workspace to plan and apply in (staging, production, …); must exist, a run never creates one',
+    ),
+    varFiles: z
+      .array(varFile)
+      .default([])
+      .describe("var files, in order: paths inside the directory, or s3://bucket/key (downloaded into the run's folder)"),
+    vars: z
+      .record(variableName, z.union([z.string(), z.number(), z.boolean(), z.array(z.unknown()), z.record(z.unknown())]))
+      .default({})
       .describe('non-secret variables, e.g. --set vars.image_tag=abc123 --set \'vars.buckets=["a","b"]\''),
-    secretVars: z.record(variableName, name('a credential name')).default({})
-      .describe("secret variables by logical credential name (terraform.credentials in the config), e.g. --set secretVars.db_password=app-db; passed to Terraform as TF_VAR_<name> inside the plan only"),
-    allow: z.array(z.string().min(1)).default([]).describe('addresses the plan may destroy or replace (a module or resource covers its instances); default: none'),
+    secretVars: z
+      .record(variableName, name('a credential name'))
+      .default({})
+      .describe(
+        'secret variables by logical credential name (terraform.credentials in the config), e.g. --set secretVars.db_password=app-db; passed to Terraform as TF_VAR_<name> inside the plan only',
+      ),
+    allow: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('addresses the plan may destroy or replace (a module or resource covers its instances); default: none'),
   })
   // A mistyped --set key must not silently plan without the variable.
   .strict();
@@ -34,10 +54,12 @@ type Params = z.infer<typeof params>;
 
 function check(p: Params, env: EnvironmentConfig): string | null {
   const dirs = env.terraform?.dirs ?? {};
-  if (!(p.dir in dirs)) return `dir: '${p.dir}' is not a Terraform directory of ${env.name} (allowed: ${Object.keys(dirs).join(', ') || 'none; add terraform.dirs to the environment'})`;
+  if (!(p.dir in dirs))
+    return `dir: '${p.dir}' is not a Terraform directory of ${env.name} (allowed: ${Object.keys(dirs).join(', ') || 'none; add terraform.dirs to the environment'})`;
   const credentials = env.terraform?.credentials ?? {};
   for (const [variable, credential] of Object.entries(p.secretVars)) {
-    if (!(credential in credentials)) return `secretVars.${variable}: no credential '${credential}' on ${env.name} (known: ${Object.keys(credentials).join(', ') || 'none'})`;
+    if (!(credential in credentials))
+      return `secretVars.${variable}: no credential '${credential}' on ${env.name} (known: ${Object.keys(credentials).join(', ') || 'none'})`;
   }
   return null;
 }

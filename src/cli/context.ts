@@ -41,7 +41,12 @@ export class CommandContext {
 
   /** Address, namespace, TLS and API key: flags, then Temporal's client config profile and the runbooks config (see temporal-connection.ts). */
   get temporalTarget(): TemporalTarget {
-    this.target ??= temporalTarget({ address: this.options.address, namespace: this.options.namespace, profile: this.options.profile, config: this.optionalConfig()?.temporal });
+    this.target ??= temporalTarget({
+      address: this.options.address,
+      namespace: this.options.namespace,
+      profile: this.options.profile,
+      config: this.optionalConfig()?.temporal,
+    });
     return this.target;
   }
 
@@ -102,7 +107,9 @@ export class CommandContext {
       const { address, secure, profile } = this.temporalTarget;
       const connection = await Connection.connect({ address, ...secure, connectTimeout: '5s' }).catch((err: Error) => {
         const how = secure.tls ? ` over TLS (profile '${profile}')` : '';
-        throw new Error(`cannot reach Temporal at ${address}${how}: ${err.message} (start one with \`npm start\`, or pass --address / --profile)`);
+        throw new Error(
+          `cannot reach Temporal at ${address}${how}: ${err.message} (start one with \`npm start\`, or pass --address / --profile)`,
+        );
       });
       this.client = new Client({ connection, namespace: this.namespace });
     }

@@ -35,7 +35,12 @@ export interface DecideOptions {
 const CONFIRM_NOTICE_MS = 30_000;
 const CONFIRM_GIVE_UP_MS = 10 * 60_000;
 
-export async function decideCommand(ctx: CommandContext, workflowId: string, decision: DecideArgs['decision'], options: DecideOptions): Promise<number> {
+export async function decideCommand(
+  ctx: CommandContext,
+  workflowId: string,
+  decision: DecideArgs['decision'],
+  options: DecideOptions,
+): Promise<number> {
   const client = await ctx.temporal();
   const { status, execution, note } = await readRun(client, workflowId);
   if (execution.status.name !== 'RUNNING') throw new UsageError(`refused: ${whyEnded(status, options.checkpoint)}`);
@@ -54,9 +59,21 @@ export async function decideCommand(ctx: CommandContext, workflowId: string, dec
   const args: DecideArgs =
     decision === 'approved' ? { decision, ...binding, comment: options.comment } : { decision, ...binding, reason: options.reason ?? '' };
 
-  const state: ApprovalState = { env: status.env, startedBy: status.startedBy, runId: execution.runId, waitingFor: status.waitingFor, pending: null, decisions: status.decisions };
+  const state: ApprovalState = {
+    env: status.env,
+    startedBy: status.startedBy,
+    runId: execution.runId,
+    waitingFor: status.waitingFor,
+    pending: null,
+    decisions: status.decisions,
+  };
   // Without a name, only what does not depend on who decides can be checked here; the worker checks the rest.
-  const refused = by ? refusalReason(state, args) : refusalReason({ ...state, waitingFor: state.waitingFor && { ...state.waitingFor, approvers: ['*'], allowSelfApproval: true } }, { ...args, by: 'signer' });
+  const refused = by
+    ? refusalReason(state, args)
+    : refusalReason(
+        { ...state, waitingFor: state.waitingFor && { ...state.waitingFor, approvers: ['*'], allowSelfApproval: true } },
+        { ...args, by: 'signer' },
+      );
   if (refused) throw new UsageError(`refused: ${refused}`);
   if (signed) await sign(status.env, args, workflowId, options.key);
   if (interactive && !options.yes && !(await confirm(status, args))) {
@@ -78,24 +95,32 @@ export async function decideCommand(ctx: CommandContext, workflowId: string, dec
 /** Signs the decision over the wait it was read from (the worker checks it against its own signers file). */
 async function sign(env: string, args: DecideArgs, workflowId: string, keyFlag: string | undefined): Promise<void> {
   const key = await findSigningKey(keyFlag);
-  if (!key) throw new UsageError(`refused: ${env} requires signed decisions: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`);
+  if (!key)
+    throw new UsageError(
+      `refused: ${env} requires signed decisions: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`,
+    );
   args.expiresAt = expiresAt();
   const comment = args.decision === 'approved' ? args.comment : args.reason;
-  args.signature = await signMessage(key, decisionMessage({ workflowId, runId: args.runId!, waitId: args.waitId!, decision: args.decision, comment, expiresAt: args.expiresAt }));
+  args.signature = await signMessage(
+    key,
+    decisionMessage({ workflowId, runId: args.runId!, waitId: args.waitId!, decision: args.decision, comment, expiresAt: args.expiresAt }),
+  );
 }
 
 /** Shows what is being decided, as the run states it, and asks. */
 async function confirm(status: RunStatus, args: DecideArgs): Promise<boolean> {
   const w = status.waitingFor!;
   const verb = args.decision === 'approved' ? 'Approve' : 'Reject';
-  console.log([
-    `${status.runbook} on ${status.env}, target ${status.target}, started by ${status.startedBy}`,
-    `  run:        ${status.workflowId} (${args.runId})`,
-    `  checkpoint: ${w.checkpoint} (wait ${w.waitId}), waiting since ${w.since}, rejects itself at ${w.timeoutAt}`,
-    `  prompt:     ${w.prompt}`,
-    `  approvers:  ${w.approvers.join(', ')}${w.allowSelfApproval ? ' (self-approval allowed)' : ''}`,
-    `  you:        ${args.by || '(the signing key decides)'}`,
-  ].join('\n'));
+  console.log(
+    [
+      `${status.runbook} on ${status.env}, target ${status.target}, started by ${status.startedBy}`,
+      `  run:        ${status.workflowId} (${args.runId})`,
+      `  checkpoint: ${w.checkpoint} (wait ${w.waitId}), waiting since ${w.since}, rejects itself at ${w.timeoutAt}`,
+      `  prompt:     ${w.prompt}`,
+      `  approvers:  ${w.approvers.join(', ')}${w.allowSelfApproval ? ' (self-approval allowed)' : ''}`,
+      `  you:        ${args.by || '(the signing key decides)'}`,
+    ].join('\n'),
+  );
   const rl = createInterface({ input: process.stdin, output: process.stdout });
   try {
     const answer = await rl.question(`${verb} '${w.checkpoint}'? [y/N] `);
@@ -115,14 +140,22 @@ async function awaitOutcome(ctx: CommandContext, workflowId: string, requestId: 
     const outcome = status.decisions.find((d) => d.requestId === requestId) ?? status.refusals.find((r) => r.requestId === requestId);
     if (outcome) return outcome;
     if (execution.status.name !== 'RUNNING') {
-      throw new CliError(`${workflowId} ended (${status.phase}) without recording request ${requestId}; see \`runbook status ${workflowId}\``, ExitCode.runFailed);
+      throw new CliError(
+        `${workflowId} ended (${status.phase}) without recording request ${requestId}; see \`runbook status ${workflowId}\``,
+        ExitCode.runFailed,
+      );
     }
     if (!told && Date.now() - started > CONFIRM_NOTICE_MS) {
       told = true;
-      console.error(`the decision was sent (request ${requestId}) but ${workflowId} has not recorded it yet (is a worker running?); still waiting — do not send it again`);
+      console.error(
+        `the decision was sent (request ${requestId}) but ${workflowId} has not recorded it yet (is a worker running?); still waiting — do not send it again`,
+      );
     }
     if (Date.now() - started > CONFIRM_GIVE_UP_MS) {
-      throw new CliError(`the decision was sent (request ${requestId}) but ${workflowId} has not recorded it within ${CONFIRM_GIVE_UP_MS / 60_000} minutes; it will be applied when a worker picks it up — check \`runbook status ${workflowId}\` instead of sending it again`, ExitCode.runFailed);
+      throw new CliError(
+        `the decision was sent (request ${requestId}) but ${workflowId} has not recorded it within ${CONFIRM_GIVE_UP_MS / 60_000} minutes; it will be applied when a worker picks it up — check \`runbook status ${workflowId}\` instead of sending it again`,
+        ExitCode.runFailed,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }

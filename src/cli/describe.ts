@@ -6,7 +6,14 @@ import type { CommandContext } from './context.js';
 
 export async function listCommand(ctx: CommandContext): Promise<number> {
   const runbooks = (await ctx.catalog()).list();
-  if (ctx.json) console.log(JSON.stringify(runbooks.map((r) => ({ name: r.name, description: r.description })), null, 2));
+  if (ctx.json)
+    console.log(
+      JSON.stringify(
+        runbooks.map((r) => ({ name: r.name, description: r.description })),
+        null,
+        2,
+      ),
+    );
   else {
     const width = Math.max(8, ...runbooks.map((r) => r.name.length));
     for (const r of runbooks) console.log(`${r.name.padEnd(width)}  ${r.description}`);
@@ -27,7 +34,20 @@ export async function describeCommand(ctx: CommandContext, name: string, options
   const defaults = options.env ? (ctx.requireConfig().environments[options.env]?.runbooks[name] ?? {}) : {};
   const inputs = inputFields(definition);
   if (ctx.json) {
-    console.log(JSON.stringify({ name: definition.name, workflowType: definition.workflowType, description: definition.description, inputs, plan: definition.plan, envDefaults: defaults }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          name: definition.name,
+          workflowType: definition.workflowType,
+          description: definition.description,
+          inputs,
+          plan: definition.plan,
+          envDefaults: defaults,
+        },
+        null,
+        2,
+      ),
+    );
     return ExitCode.ok;
   }
   console.log(`${definition.name} — ${definition.description}\n`);
@@ -38,7 +58,9 @@ export async function describeCommand(ctx: CommandContext, name: string, options
     console.log(`  ${input.name} <${input.type}>${dflt}${fromEnv}${input.description ? `  ${input.description}` : ''}`);
   }
   console.log('\nSteps:');
-  definition.plan.steps.forEach((step, i) => console.log(`  ${i + 1}. ${step}${definition.plan.checkpoints.includes(step) ? '  (checkpoint)' : ''}`));
+  definition.plan.steps.forEach((step, i) =>
+    console.log(`  ${i + 1}. ${step}${definition.plan.checkpoints.includes(step) ? '  (checkpoint)' : ''}`),
+  );
   console.log(`\nCheckpoints: ${definition.plan.checkpoints.join(', ') || 'none'}`);
   return ExitCode.ok;
 }
@@ -59,7 +81,8 @@ export function inputFields(definition: RunbookDefinition): InputField[] {
 }
 
 function unwrap(schema: z.ZodTypeAny): z.ZodTypeAny {
-  if (schema instanceof z.ZodDefault || schema instanceof z.ZodOptional || schema instanceof z.ZodNullable) return unwrap(schema._def.innerType);
+  if (schema instanceof z.ZodDefault || schema instanceof z.ZodOptional || schema instanceof z.ZodNullable)
+    return unwrap(schema._def.innerType);
   if (schema instanceof z.ZodEffects) return unwrap(schema._def.schema);
   return schema;
 }

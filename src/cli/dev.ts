@@ -43,7 +43,13 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
 
     const configPath = join(dataDir, 'config.yaml');
     writeFileSync(configPath, stringify(devConfig(stack, sandbox)));
-    const state: DevState = { temporalAddress: stack.temporalAddress, uiUrl: stack.uiUrl, awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, config: configPath };
+    const state: DevState = {
+      temporalAddress: stack.temporalAddress,
+      uiUrl: stack.uiUrl,
+      awsEndpoint: stack.awsEndpoint,
+      postgresUrl: stack.postgresUrl,
+      config: configPath,
+    };
 
     const config = parseConfig(readFileSync(configPath, 'utf8'), configPath);
     const identity = `runbook-dev@${process.pid}`;
@@ -82,7 +88,9 @@ export async function devCommand(_ctx: CommandContext, options: DevOptions): Pro
 
 /** The sandbox environment, plus the environments and plugins of ./runbooks.config.yaml when there is one. */
 function devConfig(stack: Stack, sandbox: Sandbox): Record<string, unknown> {
-  const own = existsSync('runbooks.config.yaml') ? (parseYaml(readFileSync('runbooks.config.yaml', 'utf8')) as Record<string, unknown>) : {};
+  const own = existsSync('runbooks.config.yaml')
+    ? (parseYaml(readFileSync('runbooks.config.yaml', 'utf8')) as Record<string, unknown>)
+    : {};
   const ownEnvironments = (own.environments ?? {}) as Record<string, unknown>;
   return {
     ...own,

@@ -46,7 +46,16 @@ export async function lsCommand(ctx: CommandContext, options: ListOptions): Prom
   if (options.running) clauses.push(`ExecutionStatus = 'Running'`);
   const limit = Number(options.limit ?? 20);
   const client = await ctx.temporal();
-  const rows: { workflowId: string; runId: string; runbook?: string; env?: string; phase?: Phase; status: string; startedBy?: string; startTime: string }[] = [];
+  const rows: {
+    workflowId: string;
+    runId: string;
+    runbook?: string;
+    env?: string;
+    phase?: Phase;
+    status: string;
+    startedBy?: string;
+    startTime: string;
+  }[] = [];
   for await (const run of client.workflow.list({ query: clauses.join(' AND ') })) {
     const sa = run.typedSearchAttributes;
     rows.push({
@@ -66,12 +75,17 @@ export async function lsCommand(ctx: CommandContext, options: ListOptions): Prom
   else if (!rows.length) console.log('no runs');
   else {
     const width = Math.max(...rows.map((r) => r.workflowId.length));
-    for (const r of rows) console.log(`${r.workflowId.padEnd(width)}  ${(r.phase ?? r.status.toLowerCase()).padEnd(11)}  ${r.startTime}  ${r.startedBy ?? ''}`);
+    for (const r of rows)
+      console.log(`${r.workflowId.padEnd(width)}  ${(r.phase ?? r.status.toLowerCase()).padEnd(11)}  ${r.startTime}  ${r.startedBy ?? ''}`);
   }
   return ExitCode.ok;
 }
 
-export async function cancelCommand(ctx: CommandContext, workflowId: string, options: { wait?: boolean; as?: string; reason?: string }): Promise<number> {
+export async function cancelCommand(
+  ctx: CommandContext,
+  workflowId: string,
+  options: { wait?: boolean; as?: string; reason?: string },
+): Promise<number> {
   const client = await ctx.temporal();
   await readRun(client, workflowId); // a clear error for an unknown ID
   const handle = client.workflow.getHandle(workflowId);

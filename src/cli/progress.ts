@@ -29,7 +29,9 @@ export function progressOf(execution: Pick<WorkflowExecutionDescription, 'raw'>)
   return (execution.raw.pendingActivities ?? []).flatMap((pending) => {
     const found = fromDetails(decodeDetails(pending));
     if (!found) return [];
-    return [{ activity: pending.activityType?.name ?? '?', attempt: pending.attempt ?? 1, at: timestamp(pending.lastHeartbeatTime), ...found }];
+    return [
+      { activity: pending.activityType?.name ?? '?', attempt: pending.attempt ?? 1, at: timestamp(pending.lastHeartbeatTime), ...found },
+    ];
   });
 }
 
@@ -41,7 +43,12 @@ export function fromDetails(details: unknown): Omit<ActivityProgress, 'activity'
   if (isProgress(d.progress)) return d.progress;
   if (typeof d.objects === 'number') {
     const mismatches = typeof d.mismatches === 'number' && d.mismatches > 0 ? `${formatCount(d.mismatches)} mismatched` : undefined;
-    return { done: d.objects, unit: 'objects', ...(typeof d.bytes === 'number' ? { bytes: d.bytes } : {}), ...(mismatches ? { note: mismatches } : {}) };
+    return {
+      done: d.objects,
+      unit: 'objects',
+      ...(typeof d.bytes === 'number' ? { bytes: d.bytes } : {}),
+      ...(mismatches ? { note: mismatches } : {}),
+    };
   }
   if (Array.isArray(d.newTaskArns)) {
     const failures = Array.isArray(d.failures) ? d.failures.length : 0;
@@ -49,7 +56,11 @@ export function fromDetails(details: unknown): Omit<ActivityProgress, 'activity'
   }
   if (Array.isArray(d.done)) {
     const current = d.current as { table?: string; rows?: number } | undefined;
-    return { done: d.done.length, unit: 'tables verified', ...(current?.table ? { note: `at ${current.table} (${formatCount(current.rows ?? 0)} rows)` } : {}) };
+    return {
+      done: d.done.length,
+      unit: 'tables verified',
+      ...(current?.table ? { note: `at ${current.table} (${formatCount(current.rows ?? 0)} rows)` } : {}),
+    };
   }
   return undefined;
 }
@@ -59,7 +70,11 @@ export function fromDetails(details: unknown): Omit<ActivityProgress, 'activity'
  * Rates average over the time since `since` (the step's start), so they hold still between polls.
  */
 export function formatProgress(progress: ActivityProgress, since?: string, now = Date.now()): string {
-  const parts = [progress.total ? `${formatCount(progress.done)} / ${formatCount(progress.total)} ${progress.unit} (${percent(progress)}%)` : `${formatCount(progress.done)} ${progress.unit}`];
+  const parts = [
+    progress.total
+      ? `${formatCount(progress.done)} / ${formatCount(progress.total)} ${progress.unit} (${percent(progress)}%)`
+      : `${formatCount(progress.done)} ${progress.unit}`,
+  ];
   if (progress.bytes !== undefined) parts.push(formatBytes(progress.bytes));
   const seconds = since ? (Date.parse(progress.at ?? new Date(now).toISOString()) - Date.parse(since)) / 1000 : 0;
   if (seconds > 0 && progress.done > 0 && !progress.level) {

@@ -34,10 +34,12 @@ export function formatStatus(status: RunStatus, note?: string, progress: Activit
     if (step.status === 'running') lines.push(...progressLines(step, progress).map((line) => `      ${line}`));
   }
   if (status.waitingFor) lines.push('', waitingLine(status));
-  for (const d of status.decisions) lines.push(`  decision: ${d.checkpoint} ${d.decision} by ${d.by} at ${d.at}${d.comment ? ` (${d.comment})` : ''}`);
+  for (const d of status.decisions)
+    lines.push(`  decision: ${d.checkpoint} ${d.decision} by ${d.by} at ${d.at}${d.comment ? ` (${d.comment})` : ''}`);
   for (const r of status.refusals) lines.push(`  refused: ${r.by}${r.checkpoint ? ` at ${r.checkpoint}` : ''}: ${r.reason}`);
   if (status.error) lines.push(`  error: ${status.error}`);
-  if (status.result !== null && status.result !== undefined && status.phase === 'succeeded') lines.push(`  result: ${JSON.stringify(status.result)}`);
+  if (status.result !== null && status.result !== undefined && status.phase === 'succeeded')
+    lines.push(`  result: ${JSON.stringify(status.result)}`);
   if (note) lines.push(`  note: ${note}`);
   return lines.join('\n');
 }
@@ -61,7 +63,9 @@ export function progressLines(step: StepStatus, progress: ActivityProgress[], op
 
 /** The step that runs now, if any. */
 export function runningStep(status: RunStatus): StepStatus | undefined {
-  return status.steps.find((s) => s.status === 'running' && s.name === status.currentStep) ?? status.steps.find((s) => s.status === 'running');
+  return (
+    status.steps.find((s) => s.status === 'running' && s.name === status.currentStep) ?? status.steps.find((s) => s.status === 'running')
+  );
 }
 
 /** Prints one line per step transition, for logs and terminals alike. */

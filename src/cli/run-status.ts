@@ -40,7 +40,11 @@ export async function readRun(client: Client, workflowId: string): Promise<RunVi
  * server stops routing them to the dead worker (about ten seconds), so while
  * any worker polls, failures are retried for a while before giving up.
  */
-async function queryWithPatience(client: Client, workflowId: string, execution: WorkflowExecutionDescription): Promise<Omit<RunView, 'progress'>> {
+async function queryWithPatience(
+  client: Client,
+  workflowId: string,
+  execution: WorkflowExecutionDescription,
+): Promise<Omit<RunView, 'progress'>> {
   const handle = client.workflow.getHandle(workflowId);
   const giveUpAt = Date.now() + QUERY_PATIENCE_MS;
   for (;;) {
@@ -61,13 +65,19 @@ async function queryWithPatience(client: Client, workflowId: string, execution: 
 /** A status built from visibility alone, for when no worker can answer the query. */
 function statusFromDescription(execution: WorkflowExecutionDescription): RunStatus {
   const sa = execution.typedSearchAttributes;
-  const closed: Record<string, Phase> = { COMPLETED: 'succeeded', FAILED: 'failed', CANCELLED: 'cancelled', TERMINATED: 'failed', TIMED_OUT: 'failed' };
+  const closed: Record<string, Phase> = {
+    COMPLETED: 'succeeded',
+    FAILED: 'failed',
+    CANCELLED: 'cancelled',
+    TERMINATED: 'failed',
+    TIMED_OUT: 'failed',
+  };
   return {
     workflowId: execution.workflowId,
     runbook: sa.get(searchAttributes.runbook) ?? execution.type,
     env: sa.get(searchAttributes.env) ?? '?',
     target: sa.get(searchAttributes.target) ?? '?',
-    phase: closed[execution.status.name] ?? ((sa.get(searchAttributes.phase) as Phase | undefined) ?? 'running'),
+    phase: closed[execution.status.name] ?? (sa.get(searchAttributes.phase) as Phase | undefined) ?? 'running',
     dryRun: false,
     startedBy: sa.get(searchAttributes.startedBy) ?? '?',
     currentStep: null,

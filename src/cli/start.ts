@@ -25,17 +25,34 @@ export interface StartOptions {
 export async function startCommand(ctx: CommandContext, runbookName: string, options: StartOptions): Promise<number> {
   const definition = (await ctx.catalog()).get(runbookName);
   const env = environment(ctx.requireConfig(), options.env);
-  const request = buildStartRequest(definition, env, { file: readInputFile(options.input), sets: options.set }, {
-    startedBy: identity(options.as),
-    dryRun: Boolean(options.dryRun),
-  });
+  const request = buildStartRequest(
+    definition,
+    env,
+    { file: readInputFile(options.input), sets: options.set },
+    {
+      startedBy: identity(options.as),
+      dryRun: Boolean(options.dryRun),
+    },
+  );
   if (env.approvals.signers) {
     // Signed over exactly what the worker will check: the params as sent, this request, a near expiry.
     const key = await findSigningKey(options.key);
-    if (!key) throw new UsageError(`${env.name} requires signed starts: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`);
+    if (!key)
+      throw new UsageError(
+        `${env.name} requires signed starts: pass --key <private key file>, set RUNBOOK_SIGNING_KEY, or load a key into ssh-agent`,
+      );
     const input = request.input;
     input.expiresAt = expiresAt();
-    input.signature = await signMessage(key, startMessage({ runbook: input.runbook, env: input.env, params: input.params, requestId: input.requestId, expiresAt: input.expiresAt }));
+    input.signature = await signMessage(
+      key,
+      startMessage({
+        runbook: input.runbook,
+        env: input.env,
+        params: input.params,
+        requestId: input.requestId,
+        expiresAt: input.expiresAt,
+      }),
+    );
   }
 
   const client = await ctx.temporal();
@@ -111,14 +128,19 @@ function readInputFile(path: string | undefined): Record<string, unknown> | unde
   } catch (err) {
     throw new UsageError(`--input ${path}: ${(err as Error).message}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError(`--input ${path}: expected a JSON object`);
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new UsageError(`--input ${path}: expected a JSON object`);
   return parsed as Record<string, unknown>;
 }
 
 async function conflict(ctx: CommandContext, workflowId: string): Promise<CliError> {
   const holder = await readRun(await ctx.temporal(), workflowId).catch(() => undefined);
   const status = holder?.status;
-  const where = status?.waitingFor ? `waiting at checkpoint '${status.waitingFor.checkpoint}'` : status?.currentStep ? `at step '${status.currentStep}'` : status?.phase ?? 'running';
+  const where = status?.waitingFor
+    ? `waiting at checkpoint '${status.waitingFor.checkpoint}'`
+    : status?.currentStep
+      ? `at step '${status.currentStep}'`
+      : (status?.phase ?? 'running');
   const who = status?.startedBy ? `, started by ${status.startedBy}` : '';
   const run = holder?.execution.runId ? ` (run ${holder.execution.runId})` : '';
   return new CliError(

@@ -27,7 +27,9 @@ export async function workerCommand(ctx: CommandContext, options: WorkerCommandO
     () => {
       if (metricsAddress) console.log(`metrics on http://${metricsAddress}/metrics`);
       const how = ctx.temporalTarget.secure.tls ? ` over TLS (profile '${ctx.temporalTarget.profile}')` : '';
-      console.log(`worker polling '${ctx.namespace}' at ${ctx.address}${how} with environments from ${ctx.requireConfig().path} (Ctrl-C to stop)`);
+      console.log(
+        `worker polling '${ctx.namespace}' at ${ctx.address}${how} with environments from ${ctx.requireConfig().path} (Ctrl-C to stop)`,
+      );
     },
   );
   return ExitCode.ok;

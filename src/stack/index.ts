@@ -78,8 +78,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     ] as const);
   };
   const [temporal, moto, postgres] = await withFreshPortsOnConflict(startAll, options, log);
-  log(`Local stack ready in ${Date.now() - startedAt} ms: Temporal ${temporal.address} (UI ${temporal.uiUrl}), ` +
-    `AWS ${moto.endpoint}, PostgreSQL 127.0.0.1:${postgres.port}; logs in ${logDir}`);
+  log(
+    `Local stack ready in ${Date.now() - startedAt} ms: Temporal ${temporal.address} (UI ${temporal.uiUrl}), ` +
+      `AWS ${moto.endpoint}, PostgreSQL 127.0.0.1:${postgres.port}; logs in ${logDir}`,
+  );
 
   const servers: ManagedServer[] = [temporal, moto, postgres];
   let stopping: Promise<void> | undefined;

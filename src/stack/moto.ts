@@ -96,8 +96,10 @@ async function installMotoInVenv(python: string, venv: string, log: (line: strin
   for (const [command, args] of steps) {
     const result = await execa(command, args, { all: true, reject: false });
     if (result.failed) {
-      throw new Error(`Installing moto failed at \`${[command, ...args].join(' ')}\`:\n${result.all}\n` +
-        `On Debian/Ubuntu, \`python3 -m venv\` needs: apt-get install python3-venv`);
+      throw new Error(
+        `Installing moto failed at \`${[command, ...args].join(' ')}\`:\n${result.all}\n` +
+          `On Debian/Ubuntu, \`python3 -m venv\` needs: apt-get install python3-venv`,
+      );
     }
   }
   return motoServer;

@@ -166,13 +166,44 @@ async function ensureCluster(dir: string, binDir: string, owner: Account | undef
  * signs a certificate for 127.0.0.1 and localhost.
  */
 async function makeCertificates(dir: string, owner: Account | undefined): Promise<void> {
-  const run = (args: string[]) => execa('openssl', args, { cwd: dir, all: true }).catch((err: { all?: string; shortMessage?: string }) => {
-    throw new Error(`openssl could not make the sandbox PostgreSQL certificates (${err.shortMessage}):\n${err.all ?? ''}`);
-  });
-  await run(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '3650', '-subj', '/CN=temporal-runbooks sandbox CA', '-keyout', 'root.key', '-out', 'root.crt']);
+  const run = (args: string[]) =>
+    execa('openssl', args, { cwd: dir, all: true }).catch((err: { all?: string; shortMessage?: string }) => {
+      throw new Error(`openssl could not make the sandbox PostgreSQL certificates (${err.shortMessage}):\n${err.all ?? ''}`);
+    });
+  await run([
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=temporal-runbooks sandbox CA',
+    '-keyout',
+    'root.key',
+    '-out',
+    'root.crt',
+  ]);
   await run(['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', 'server.key', '-out', 'server.csr']);
   await writeFile(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  await run(['x509', '-req', '-in', 'server.csr', '-CA', 'root.crt', '-CAkey', 'root.key', '-CAcreateserial', '-days', '3650', '-extfile', 'server.ext', '-out', 'server.crt']);
+  await run([
+    'x509',
+    '-req',
+    '-in',
+    'server.csr',
+    '-CA',
+    'root.crt',
+    '-CAkey',
+    'root.key',
+    '-CAcreateserial',
+    '-days',
+    '3650',
+    '-extfile',
+    'server.ext',
+    '-out',
+    'server.crt',
+  ]);
   for (const file of ['root.key', 'server.key', 'server.crt', 'root.crt']) {
     if (owner) await chown(join(dir, file), owner.uid, owner.gid);
   }
@@ -180,7 +211,10 @@ async function makeCertificates(dir: string, owner: Account | undefined): Promis
 }
 
 async function isFile(path: string): Promise<boolean> {
-  return stat(path).then((found) => found.isFile(), () => false);
+  return stat(path).then(
+    (found) => found.isFile(),
+    () => false,
+  );
 }
 
 async function initdb(dir: string, binDir: string, owner: Account | undefined, password: string): Promise<void> {
@@ -190,9 +224,15 @@ async function initdb(dir: string, binDir: string, owner: Account | undefined, p
   try {
     if (owner) await chown(pwfile, owner.uid, owner.gid);
     const args = [
-      '-D', dir, '-U', 'postgres',
-      '--auth-local=trust', '--auth-host=scram-sha-256', `--pwfile=${pwfile}`,
-      '--encoding=UTF8', '--no-locale',
+      '-D',
+      dir,
+      '-U',
+      'postgres',
+      '--auth-local=trust',
+      '--auth-host=scram-sha-256',
+      `--pwfile=${pwfile}`,
+      '--encoding=UTF8',
+      '--no-locale',
       '--no-sync', // a throwaway cluster: not worth waiting for the disk
     ];
     const result = await execa(join(binDir, 'initdb'), args, { cwd: dir, uid: owner?.uid, gid: owner?.gid, all: true, reject: false });
@@ -204,18 +244,28 @@ async function initdb(dir: string, binDir: string, owner: Account | undefined, p
 
 function serverArgs(dir: string, port: number): string[] {
   return [
-    '-D', dir,
-    '-p', String(port),
-    '-c', 'listen_addresses=127.0.0.1',
-    '-k', socketDir(dir, port),
-    '-c', 'ssl=on',
-    '-c', 'ssl_cert_file=server.crt',
-    '-c', 'ssl_key_file=server.key',
+    '-D',
+    dir,
+    '-p',
+    String(port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-k',
+    socketDir(dir, port),
+    '-c',
+    'ssl=on',
+    '-c',
+    'ssl_cert_file=server.crt',
+    '-c',
+    'ssl_key_file=server.key',
     // Durability is not worth the IO on a cluster that is re-created every start.
-    '-c', 'fsync=off',
-    '-c', 'full_page_writes=off',
+    '-c',
+    'fsync=off',
+    '-c',
+    'full_page_writes=off',
     // As RDS with rds.logical_replication = 1: db-migration's online mode replicates between the sandbox's databases.
-    '-c', 'wal_level=logical',
+    '-c',
+    'wal_level=logical',
   ];
 }
 

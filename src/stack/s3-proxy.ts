@@ -48,7 +48,16 @@ export function s3Operation(method: string, url: string, headers: http.IncomingH
   const copy = 'x-amz-copy-source' in headers;
   switch (method) {
     case 'GET':
-      if (!isObject) return q.has('uploads') ? 'ListMultipartUploads' : q.get('list-type') === '2' ? 'ListObjectsV2' : q.has('versions') ? 'ListObjectVersions' : q.size ? `GetBucket?${[...q.keys()][0]}` : 'ListObjects';
+      if (!isObject)
+        return q.has('uploads')
+          ? 'ListMultipartUploads'
+          : q.get('list-type') === '2'
+            ? 'ListObjectsV2'
+            : q.has('versions')
+              ? 'ListObjectVersions'
+              : q.size
+                ? `GetBucket?${[...q.keys()][0]}`
+                : 'ListObjects';
       return q.has('tagging') ? 'GetObjectTagging' : q.has('uploadId') ? 'ListParts' : 'GetObject';
     case 'HEAD':
       return isObject ? 'HeadObject' : 'HeadBucket';

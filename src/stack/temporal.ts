@@ -66,7 +66,9 @@ async function buildTemporalCli(toolsDir: string, log: (line: string) => void): 
   });
   await writeFile(buildLog, build.all ?? '');
   if (build.failed) {
-    throw new Error(`Building the Temporal CLI failed (${build.shortMessage}).\n--- last lines of ${buildLog} ---\n${await logTail(buildLog)}`);
+    throw new Error(
+      `Building the Temporal CLI failed (${build.shortMessage}).\n--- last lines of ${buildLog} ---\n${await logTail(buildLog)}`,
+    );
   }
   log(`Built the Temporal CLI: ${join(binDir, 'temporal')}`);
 }
@@ -108,13 +110,19 @@ export async function startTemporal(options: TemporalOptions): Promise<TemporalS
 
 function devServerArgs(options: TemporalOptions): string[] {
   return [
-    'server', 'start-dev',
-    '--ip', '127.0.0.1',
-    '--port', String(options.port),
-    '--ui-port', String(options.uiPort),
+    'server',
+    'start-dev',
+    '--ip',
+    '127.0.0.1',
+    '--port',
+    String(options.port),
+    '--ui-port',
+    String(options.uiPort),
     ...(options.dbFile ? ['--db-filename', options.dbFile] : []),
-    '--log-level', 'warn',
-    '--color', 'never',
+    '--log-level',
+    'warn',
+    '--color',
+    'never',
     ...Object.values(searchAttributes).flatMap((key) => ['--search-attribute', `${key.name}=${CLI_TYPE_NAMES[key.type]}`]),
   ];
 }

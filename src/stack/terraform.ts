@@ -64,7 +64,25 @@ export async function writeCliConfig(path: string, mirror: string): Promise<stri
 }
 
 /** Services whose endpoint the provider sends to moto (every one a sandbox or test config might use). */
-const MOTO_SERVICES = ['s3', 'sts', 'iam', 'ec2', 'rds', 'ecs', 'ecr', 'elbv2', 'autoscaling', 'kms', 'secretsmanager', 'ssm', 'logs', 'cloudwatch', 'dynamodb', 'sqs', 'sns'];
+const MOTO_SERVICES = [
+  's3',
+  'sts',
+  'iam',
+  'ec2',
+  'rds',
+  'ecs',
+  'ecr',
+  'elbv2',
+  'autoscaling',
+  'kms',
+  'secretsmanager',
+  'ssm',
+  'logs',
+  'cloudwatch',
+  'dynamodb',
+  'sqs',
+  'sns',
+];
 
 /**
  * `terraform { required_providers }` and a `provider "aws"` block for moto at

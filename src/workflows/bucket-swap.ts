@@ -26,12 +26,32 @@ import { ApplicationFailure, CancellationScope, isCancellation, patched, workflo
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import { formatBytes, formatCount } from '../format.js';
-import type { BucketSettings, CopyResult, CreatedBucket, DeletedBucket, DroppedVersions, S3Activities, SwapFindings, VerifiedCopy } from '../activities/s3.js';
+import type {
+  BucketSettings,
+  CopyResult,
+  CreatedBucket,
+  DeletedBucket,
+  DroppedVersions,
+  S3Activities,
+  SwapFindings,
+  VerifiedCopy,
+} from '../activities/s3.js';
 import type { BucketWriter, BucketWriterRef } from '../activities/bucket-users.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
 import type { WriterActivities, WriterTarget } from '../activities/writers.js';
-import { definePlan, describeError, refuseIfHeld, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, TOOL_RETRY, type RunbookOf, type StepName } from './engine/index.js';
+import {
+  definePlan,
+  describeError,
+  refuseIfHeld,
+  runRunbook,
+  stepActivities,
+  API_RETRY,
+  WAIT_RETRY,
+  TOOL_RETRY,
+  type RunbookOf,
+  type StepName,
+} from './engine/index.js';
 import { failureType } from './engine/errors.js';
 
 export interface TerraformParams {
@@ -80,8 +100,20 @@ export interface BucketSwapResult {
 
 export const bucketSwapPlan = definePlan({
   steps: [
-    'preflight', 'stop-writers', 'detach-old-state', 'plan-new-bucket', 'guard-plan', 'apply-plan', 'create-bucket', 'copy-objects', 'verify',
-    'start-writers', 'check-readers', 'delete-old', 'recheck', 'delete-old-bucket',
+    'preflight',
+    'stop-writers',
+    'detach-old-state',
+    'plan-new-bucket',
+    'guard-plan',
+    'apply-plan',
+    'create-bucket',
+    'copy-objects',
+    'verify',
+    'start-writers',
+    'check-readers',
+    'delete-old',
+    'recheck',
+    'delete-old-bucket',
   ],
   checkpoints: ['delete-old'],
 });
@@ -114,7 +146,11 @@ const bulk = stepActivities<S3Activities>({
 
 /** Waiting for writers to stop or start: as long as the run allows, heartbeating. */
 const waiting = (ms: number) =>
-  stepActivities<WriterActivities>({ startToCloseTimeout: ms + 60_000, heartbeatTimeout: '30 seconds', retry: { initialInterval: '1 second', maximumAttempts: 5 } });
+  stepActivities<WriterActivities>({
+    startToCloseTimeout: ms + 60_000,
+    heartbeatTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', maximumAttempts: 5 },
+  });
 
 const terraform = stepActivities<TerraformActivities>({
   startToCloseTimeout: '1 hour',
@@ -132,7 +168,8 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
     const current = patched(STOPS_WRITERS_AND_RECHECKS);
     if (!current) for (const step of NEWER_STEPS) rb.skip(step, 'run started before this step existed');
     const found = await rb.read('preflight', preflightSummary(p), () => preflight(rb, current), {
-      detail: (f) => `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}` +
+      detail: (f) =>
+        `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}` +
         `${f.writers.length ? `; writers ${f.writers.map((w) => `${w.service} ${w.runningCount}/${w.desiredCount}`).join(', ')}` : ''}`,
     });
     const progress = new Progress(p);
@@ -144,41 +181,84 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
       progress.reached('copying');
       // From here on, a request to the old bucket comes from something the run did not stop.
       const copyStarted = new Date().toISOString();
-      const copied = await rb.change('copy-objects', `copy every object s3://${p.source} -> s3://${p.target} (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)})`,
-        () => bulk.copyBucketObjects({ ...copy, concurrency: p.concurrency }), {
+      const copied = await rb.change(
+        'copy-objects',
+        `copy every object s3://${p.source} -> s3://${p.target} (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)})`,
+        () => bulk.copyBucketObjects({ ...copy, concurrency: p.concurrency }),
+        {
           detail: describeCopied,
-          dryResult: { objects: 0, bytes: 0, copied: 0, multipart: 0, alreadyCopied: 0, vanished: 0, pages: 0, attempt: 0, abortedUploads: 0 },
-        });
+          dryResult: {
+            objects: 0,
+            bytes: 0,
+            copied: 0,
+            multipart: 0,
+            alreadyCopied: 0,
+            vanished: 0,
+            pages: 0,
+            attempt: 0,
+            abortedUploads: 0,
+          },
+        },
+      );
 
       progress.reached('copied');
       const check = { ...copy, ...(current ? { checkContent: true } : {}) };
       const verified = rb.dryRun
-        ? skipped<VerifiedCopy>(rb, 'verify', `would compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, { objects: 0, bytes: 0, multipart: 0 })
-        : await rb.read('verify', `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, () => bulk.verifyBucketCopy(check), { detail: describeVerified });
+        ? skipped<VerifiedCopy>(rb, 'verify', `would compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, {
+            objects: 0,
+            bytes: 0,
+            multipart: 0,
+          })
+        : await rb.read(
+            'verify',
+            `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`,
+            () => bulk.verifyBucketCopy(check),
+            { detail: describeVerified },
+          );
       progress.reached('verified');
 
       if (!current) {
         await rb.checkpoint('delete-old', deleteOldPrompt(p, verified));
       } else {
         await startWriters(rb, found.writers);
-        const readers = await rb.read('check-readers', `find what shows whether s3://${p.source} or s3://${p.target} is read, and what the delete would drop`,
-          () => checkReaders(rb, found, copyStarted), { detail: (r) => r.evidence.join('; ') });
+        const readers = await rb.read(
+          'check-readers',
+          `find what shows whether s3://${p.source} or s3://${p.target} is read, and what the delete would drop`,
+          () => checkReaders(rb, found, copyStarted),
+          { detail: (r) => r.evidence.join('; ') },
+        );
         await rb.checkpoint('delete-old', deleteOldPrompt(p, verified, bucket, readers));
         progress.reached('rechecking');
         const rechecked = rb.dryRun
           ? skipped<VerifiedCopy>(rb, 'recheck', `would compare both buckets again and delete nothing if anything changed`, verified)
-          : await rb.read('recheck', `compare s3://${p.target} with s3://${p.source} again: anything changed since the approval and nothing is deleted`,
-            () => bulk.verifyBucketCopy({ ...check, purpose: 'recheck' }), { detail: (v) => `unchanged: ${describeVerified(v)}` });
+          : await rb.read(
+              'recheck',
+              `compare s3://${p.target} with s3://${p.source} again: anything changed since the approval and nothing is deleted`,
+              () => bulk.verifyBucketCopy({ ...check, purpose: 'recheck' }),
+              { detail: (v) => `unchanged: ${describeVerified(v)}` },
+            );
         Object.assign(verified, { newestSourceObject: rechecked.newestSourceObject ?? verified.newestSourceObject });
         rb.commit(`deleting s3://${p.source}: what is deleted cannot be put back`);
       }
 
       progress.reached('deleting');
-      const deleted = await rb.change('delete-old-bucket', `empty s3://${p.source} (every version, 1,000 at a time) and delete it`,
-        () => bulk.deleteBucket({ aws: found.aws, bucket: p.source, ...(verified.newestSourceObject ? { keepNewerThan: verified.newestSourceObject } : {}) }), {
-          detail: (d) => (d.alreadyGone ? `s3://${p.source} was already gone` : `deleted ${formatCount(d.versionsDeleted)} object versions, then the bucket`),
+      const deleted = await rb.change(
+        'delete-old-bucket',
+        `empty s3://${p.source} (every version, 1,000 at a time) and delete it`,
+        () =>
+          bulk.deleteBucket({
+            aws: found.aws,
+            bucket: p.source,
+            ...(verified.newestSourceObject ? { keepNewerThan: verified.newestSourceObject } : {}),
+          }),
+        {
+          detail: (d) =>
+            d.alreadyGone
+              ? `s3://${p.source} was already gone`
+              : `deleted ${formatCount(d.versionsDeleted)} object versions, then the bucket`,
           dryResult: { bucket: p.source, versionsDeleted: 0, alreadyGone: false },
-        });
+        },
+      );
       return { source: p.source, target: p.target, mode: p.mode, bucket, copied, verified, deleted };
     } catch (err) {
       throw progress.explain(err);
@@ -207,11 +287,19 @@ async function stopWriters(rb: Swap, writers: BucketWriter[]): Promise<void> {
     return;
   }
   const stopped = writers.map((w) => ({ cluster: w.cluster, service: w.service, desiredCount: 0 }));
-  await rb.change('stop-writers', `stop ${serviceNames(writers)}: desired count to 0, then wait until no task of theirs runs`, () => setAndWait(rb.params, stopped), {
-    undo: { summary: `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`, run: () => setAndWait(rb.params, asTheyWere(writers)) },
-    detail: () => `no task of ${serviceNames(writers)} runs`,
-    dryResult: [],
-  });
+  await rb.change(
+    'stop-writers',
+    `stop ${serviceNames(writers)}: desired count to 0, then wait until no task of theirs runs`,
+    () => setAndWait(rb.params, stopped),
+    {
+      undo: {
+        summary: `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`,
+        run: () => setAndWait(rb.params, asTheyWere(writers)),
+      },
+      detail: () => `no task of ${serviceNames(writers)} runs`,
+      dryResult: [],
+    },
+  );
 }
 
 /** The copy is verified: the writers run again, so the approver can see what they read; from here nothing is undone. */
@@ -219,8 +307,12 @@ async function startWriters(rb: Swap, writers: BucketWriter[]): Promise<void> {
   if (!writers.length) {
     rb.skip('start-writers', 'no writer services configured');
   } else {
-    await rb.change('start-writers', `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`,
-      () => setAndWait(rb.params, asTheyWere(writers)), { detail: (r) => r.map((w) => `${w.service} ${w.running} running`).join(', '), dryResult: [] });
+    await rb.change(
+      'start-writers',
+      `start ${serviceNames(writers)} again as they were (desired counts ${writers.map((w) => w.desiredCount).join(', ')})`,
+      () => setAndWait(rb.params, asTheyWere(writers)),
+      { detail: (r) => r.map((w) => `${w.service} ${w.running} running`).join(', '), dryResult: [] },
+    );
   }
   rb.commit(`the writers run again${writers.length ? '' : ' (none configured)'}; the buckets are kept as they are`);
 }
@@ -247,7 +339,10 @@ async function checkReaders(rb: Swap, found: Found, since: string): Promise<Read
   const logging = found.source.settings.logging;
   const [evidence, dropped, writers] = await Promise.all([
     s3.readBucketEvidence({
-      aws: found.aws, source: p.source, target: p.target, since,
+      aws: found.aws,
+      source: p.source,
+      target: p.target,
+      since,
       ...(logging?.TargetBucket ? { logging: { bucket: logging.TargetBucket, prefix: logging.TargetPrefix ?? '' } } : {}),
     }),
     found.source.settings.versioning === 'Off' ? undefined : bulk.findDroppedVersions({ aws: found.aws, bucket: p.source }),
@@ -270,11 +365,15 @@ async function createWithApi(rb: Swap, found: SwapFindings, progress: Progress):
   const p = rb.params;
   for (const step of TERRAFORM_STEPS) rb.skip(step, 'mode aws: the bucket is created through the S3 API');
   progress.reached('creating');
-  return rb.change('create-bucket', `create s3://${p.target} in ${found.source.settings.region} like s3://${p.source} (${describeSettings(found.source.settings)})`,
-    () => s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'apply' }), {
+  return rb.change(
+    'create-bucket',
+    `create s3://${p.target} in ${found.source.settings.region} like s3://${p.source} (${describeSettings(found.source.settings)})`,
+    () => s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'apply' }),
+    {
       detail: describeCreated,
       dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] },
-    });
+    },
+  );
 }
 
 /**
@@ -291,37 +390,68 @@ async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Prog
   rb.skip('create-bucket', `mode terraform: Terraform creates the bucket (${t.address})`);
 
   progress.reached('detaching');
-  await rb.change('detach-old-state', `terraform state rm ${t.address} in workspace ${t.workspace}, so Terraform never deletes s3://${p.source}`,
-    () => terraform.terraformStateRm({ ...where, address: t.address }), {
-      detail: (r) => (r.removed ? `removed ${t.address} from the ${t.workspace} state` : `${t.address} was not in the ${t.workspace} state (detached before)`),
+  await rb.change(
+    'detach-old-state',
+    `terraform state rm ${t.address} in workspace ${t.workspace}, so Terraform never deletes s3://${p.source}`,
+    () => terraform.terraformStateRm({ ...where, address: t.address }),
+    {
+      detail: (r) =>
+        r.removed
+          ? `removed ${t.address} from the ${t.workspace} state`
+          : `${t.address} was not in the ${t.workspace} state (detached before)`,
       dryResult: { removed: false },
-    });
+    },
+  );
   progress.reached('planning');
 
   try {
-    const plan = await rb.change('plan-new-bucket', `terraform plan -target=${t.address} -out=${planFile}`,
-      () => terraform.terraformPlan({ ...where, targets: [t.address], planFile }), { detail: describePlan, dryResult: { changes: [], outputs: {}, planFile, sha256: '' } });
+    const plan = await rb.change(
+      'plan-new-bucket',
+      `terraform plan -target=${t.address} -out=${planFile}`,
+      () => terraform.terraformPlan({ ...where, targets: [t.address], planFile }),
+      { detail: describePlan, dryResult: { changes: [], outputs: {}, planFile, sha256: '' } },
+    );
 
     if (rb.dryRun) {
       rb.skip('guard-plan', `would refuse the plan if it destroyed or replaced anything but ${t.address}`);
     } else {
-      await rb.read('guard-plan', `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
-        () => terraform.terraformGuardPlan({ ...where, planFile, allow: [t.address], require: [t.address], expectOutput: { name: t.output, value: p.target } }), {
+      await rb.read(
+        'guard-plan',
+        `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
+        () =>
+          terraform.terraformGuardPlan({
+            ...where,
+            planFile,
+            allow: [t.address],
+            require: [t.address],
+            expectOutput: { name: t.output, value: p.target },
+          }),
+        {
           detail: (checked) => `accepted: ${describePlan(checked)}`,
-        });
+        },
+      );
     }
 
     progress.reached('applying');
-    return await rb.change('apply-plan', `terraform apply ${planFile}, then check that output ${t.output} names s3://${p.target}`, async () => {
-      await terraform.terraformApply({ ...where, planFile, sha256: plan.sha256 });
-      const { values } = await terraform.terraformOutputs(where);
-      if (values[t.output] !== p.target) {
-        throw ApplicationFailure.create({ type: 'UnexpectedBucketName', message: `terraform output ${t.output} is '${String(values[t.output])}', not the target '${p.target}'`, nonRetryable: true });
-      }
-      // A bucket Terraform made is left as Terraform made it; where none exists (a
-      // terraform_data stand-in for the bucket), it is made like the source.
-      return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'keep' });
-    }, { detail: describeCreated, dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] } });
+    return await rb.change(
+      'apply-plan',
+      `terraform apply ${planFile}, then check that output ${t.output} names s3://${p.target}`,
+      async () => {
+        await terraform.terraformApply({ ...where, planFile, sha256: plan.sha256 });
+        const { values } = await terraform.terraformOutputs(where);
+        if (values[t.output] !== p.target) {
+          throw ApplicationFailure.create({
+            type: 'UnexpectedBucketName',
+            message: `terraform output ${t.output} is '${String(values[t.output])}', not the target '${p.target}'`,
+            nonRetryable: true,
+          });
+        }
+        // A bucket Terraform made is left as Terraform made it; where none exists (a
+        // terraform_data stand-in for the bucket), it is made like the source.
+        return s3.createBucketLike({ aws: found.aws, bucket: p.target, like: found.source.settings, source: p.source, whenExists: 'keep' });
+      },
+      { detail: describeCreated, dryResult: { bucket: p.target, created: false, applied: [], notCopied: [] } },
+    );
   } finally {
     // The saved plan holds every variable's value: never left behind, whether applied, refused or cancelled.
     if (!rb.dryRun) await CancellationScope.nonCancellable(() => terraform.terraformDiscardPlan({ planFile }));
@@ -333,7 +463,12 @@ function terraformDir(t: TerraformParams) {
 }
 
 function requireTerraform(p: BucketSwapParams): TerraformParams {
-  if (!p.terraform) throw ApplicationFailure.create({ type: FailureType.invalidInput, message: 'terraform: required in mode terraform', nonRetryable: true });
+  if (!p.terraform)
+    throw ApplicationFailure.create({
+      type: FailureType.invalidInput,
+      message: 'terraform: required in mode terraform',
+      nonRetryable: true,
+    });
   return p.terraform;
 }
 
@@ -342,7 +477,9 @@ function requireTerraform(p: BucketSwapParams): TerraformParams {
  * their type (a rejection stays a rejection); cancellation passes untouched.
  */
 class Progress {
-  private stage: 'checked' | 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'rechecking' | 'deleting' = 'checked';
+  private stage:
+    'checked' | 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'rechecking' | 'deleting' =
+    'checked';
 
   constructor(private readonly p: BucketSwapParams) {}
 
@@ -352,13 +489,19 @@ class Progress {
 
   explain(err: unknown): unknown {
     if (isCancellation(err) || this.stage === 'checked') return err;
-    return ApplicationFailure.create({ type: failureType(err) ?? FailureType.failed, message: `${describeError(err).replace(/\.$/, '')}. ${this.kept()}`, nonRetryable: true });
+    return ApplicationFailure.create({
+      type: failureType(err) ?? FailureType.failed,
+      message: `${describeError(err).replace(/\.$/, '')}. ${this.kept()}`,
+      nonRetryable: true,
+    });
   }
 
   private kept(): string {
     const { source, target, terraform: t } = this.p;
     // Before apply, the old bucket's address is out of the state; after it, the address is the new bucket.
-    const detached = t ? ` ${t.address} stays out of the Terraform state (${t.workspace}), so Terraform cannot delete s3://${source}; \`terraform import\` it to take it back.` : '';
+    const detached = t
+      ? ` ${t.address} stays out of the Terraform state (${t.workspace}), so Terraform cannot delete s3://${source}; \`terraform import\` it to take it back.`
+      : '';
     const managed = t ? ` Terraform manages s3://${target} as ${t.address}; s3://${source} is out of its state.` : '';
     switch (this.stage) {
       case 'checked':
@@ -380,8 +523,10 @@ class Progress {
         return `Nothing was deleted: both buckets are kept as they are now; s3://${target} may no longer match s3://${source} (empty it before running again).${managed}`;
       case 'deleting':
         // The point of no return: part of the old bucket may be gone, so the run is failed, never rolled back.
-        return `s3://${target} holds the verified copy, checked again just before deleting; s3://${source} may be partly emptied: ` +
-          `only versions that were verified were deleted, anything written later is kept in it. See what is left with \`aws s3api list-object-versions --bucket ${source}\`, then run again or delete it by hand.${managed}`;
+        return (
+          `s3://${target} holds the verified copy, checked again just before deleting; s3://${source} may be partly emptied: ` +
+          `only versions that were verified were deleted, anything written later is kept in it. See what is left with \`aws s3api list-object-versions --bucket ${source}\`, then run again or delete it by hand.${managed}`
+        );
     }
   }
 }
@@ -399,7 +544,9 @@ function preflightSummary(p: BucketSwapParams): string {
 function describeSettings(s: BucketSettings): string {
   const parts = [
     `versioning ${s.versioning.toLowerCase()}`,
-    s.encryption ? `encryption ${s.encryption.map((r) => r.ApplyServerSideEncryptionByDefault?.SSEAlgorithm ?? '?').join('+')}` : 'no default encryption',
+    s.encryption
+      ? `encryption ${s.encryption.map((r) => r.ApplyServerSideEncryptionByDefault?.SSEAlgorithm ?? '?').join('+')}`
+      : 'no default encryption',
     s.publicAccessBlock ? 'public access blocked' : 'no public access block',
     `${s.tags.length} tags`,
     s.policy ? 'a bucket policy' : '',
@@ -427,8 +574,10 @@ function describeCopied(c: CopyResult): string {
     c.alreadyCopied ? `${formatCount(c.alreadyCopied)} found copied by an earlier attempt` : '',
     c.vanished ? `${formatCount(c.vanished)} deleted from the source meanwhile` : '',
   ].filter(Boolean);
-  return `${formatCount(c.objects)} objects (${formatBytes(c.bytes)}): ${formatCount(c.copied)} copied whole, ${formatCount(c.multipart)} in parts` +
-    `${resumed.map((r) => `, ${r}`).join('')}${c.attempt > 1 ? `; resumed at attempt ${c.attempt} from the last checkpoint` : ''}`;
+  return (
+    `${formatCount(c.objects)} objects (${formatBytes(c.bytes)}): ${formatCount(c.copied)} copied whole, ${formatCount(c.multipart)} in parts` +
+    `${resumed.map((r) => `, ${r}`).join('')}${c.attempt > 1 ? `; resumed at attempt ${c.attempt} from the last checkpoint` : ''}`
+  );
 }
 
 function describeVerified(v: VerifiedCopy): string {
@@ -447,20 +596,26 @@ function deleteOldPrompt(p: BucketSwapParams, v: VerifiedCopy, bucket?: CreatedB
   ];
   if (readers) {
     const d = readers.dropped;
-    lines.push(d && (d.noncurrent || d.deleteMarkers)
-      ? `Dropped by the delete: s3://${p.source} also holds ${formatCount(d.noncurrent)} older versions (of keys such as ${d.keys.map((k) => `'${k}'`).join(', ')}) and ${formatCount(d.deleteMarkers)} delete markers; the copy carries only the current version of each object.`
-      : `Dropped by the delete: nothing; s3://${p.source} holds no older versions.`);
+    lines.push(
+      d && (d.noncurrent || d.deleteMarkers)
+        ? `Dropped by the delete: s3://${p.source} also holds ${formatCount(d.noncurrent)} older versions (of keys such as ${d.keys.map((k) => `'${k}'`).join(', ')}) and ${formatCount(d.deleteMarkers)} delete markers; the copy carries only the current version of each object.`
+        : `Dropped by the delete: nothing; s3://${p.source} holds no older versions.`,
+    );
   }
   if (bucket) {
-    lines.push(bucket.notCopied.length
-      ? `Not carried to s3://${p.target}: ${bucket.notCopied.join('; ')}.`
-      : `s3://${p.target} has every setting of s3://${p.source}${bucket.applied.length ? ` (${bucket.applied.join(', ')})` : ''}.`);
+    lines.push(
+      bucket.notCopied.length
+        ? `Not carried to s3://${p.target}: ${bucket.notCopied.join('; ')}.`
+        : `s3://${p.target} has every setting of s3://${p.source}${bucket.applied.length ? ` (${bucket.applied.join(', ')})` : ''}.`,
+    );
   }
   if (readers) {
     const writers = readers.writers;
-    lines.push(writers.length
-      ? `Writers ${serviceNames(writers)} were stopped for the copy and run again as before; their configuration names: ${writers.map((w) => describeNames(w, p)).join('; ')}.`
-      : 'No writer services were configured (writers), so none was stopped or checked.');
+    lines.push(
+      writers.length
+        ? `Writers ${serviceNames(writers)} were stopped for the copy and run again as before; their configuration names: ${writers.map((w) => describeNames(w, p)).join('; ')}.`
+        : 'No writer services were configured (writers), so none was stopped or checked.',
+    );
     lines.push(`Do the application and the CDN now read s3://${p.target}? Evidence the runbook can read: ${readers.evidence.join('; ')}.`);
     lines.push(`Right before deleting, both buckets are compared again: if anything changed since this approval, nothing is deleted.`);
   }

@@ -97,8 +97,12 @@ interface Found extends MigrationSetup {
 export async function ecsMigration(input: RunbookInput): Promise<EcsMigrationResult> {
   return runRunbook(input, ecsMigrationPlan, async (rb: Migration) => {
     const p = rb.params;
-    const found = await rb.read('preflight', `pin the newest ${p.taskDefinition} revision, check its ${p.container} container, the network and ${p.cluster}, read schema_migration`,
-      () => preflight(rb), { detail: preflightDetail });
+    const found = await rb.read(
+      'preflight',
+      `pin the newest ${p.taskDefinition} revision, check its ${p.container} container, the network and ${p.cluster}, read schema_migration`,
+      () => preflight(rb),
+      { detail: preflightDetail },
+    );
     await approveMigration(rb, found);
     rb.commit('a migration cannot be undone: the schema stands as the migration task left it');
     // A cancel must not stop a migration half-way: the task is started, followed and checked to its end regardless.
@@ -114,54 +118,71 @@ export async function ecsMigration(input: RunbookInput): Promise<EcsMigrationRes
 async function approveMigration(rb: Migration, found: Found): Promise<void> {
   const p = rb.params;
   if (!p.protectedEnv) return rb.skip('run-migration', `${rb.env} is not protected: no approval needed`);
-  await rb.checkpoint('run-migration',
+  await rb.checkpoint(
+    'run-migration',
     `run \`${p.command.join(' ')}\` on ${rb.env} with ${found.taskDefinitionArn.split('/').at(-1)} (image ${found.image}); ` +
-    `schema_migration has ${found.before.count} rows, newest ${found.before.newest ?? 'none'}; a migration cannot be undone`);
+      `schema_migration has ${found.before.count} rows, newest ${found.before.newest ?? 'none'}; a migration cannot be undone`,
+  );
 }
 
 async function runTask(rb: Migration, found: Found): Promise<StartedTask> {
   const p = rb.params;
   const { workflowId, runId } = workflowInfo();
-  return rb.change('run-task', `run ${found.taskDefinitionArn.split('/').at(-1)} on Fargate in ${p.cluster} (${found.subnets.length} private subnets, ${found.securityGroup.id}, no public IP) with ${p.container} running \`${p.command.join(' ')}\``,
-    () => aws.runMigrationTask({
-      aws: p.aws,
-      cluster: p.cluster,
-      taskDefinitionArn: found.taskDefinitionArn,
-      container: p.container,
-      command: p.command,
-      subnets: found.subnets.map((s) => s.id),
-      securityGroup: found.securityGroup.id,
-      logStreamPrefix: found.log.streamPrefix,
-      workflowId,
-      runId,
-    }), {
+  return rb.change(
+    'run-task',
+    `run ${found.taskDefinitionArn.split('/').at(-1)} on Fargate in ${p.cluster} (${found.subnets.length} private subnets, ${found.securityGroup.id}, no public IP) with ${p.container} running \`${p.command.join(' ')}\``,
+    () =>
+      aws.runMigrationTask({
+        aws: p.aws,
+        cluster: p.cluster,
+        taskDefinitionArn: found.taskDefinitionArn,
+        container: p.container,
+        command: p.command,
+        subnets: found.subnets.map((s) => s.id),
+        securityGroup: found.securityGroup.id,
+        logStreamPrefix: found.log.streamPrefix,
+        workflowId,
+        runId,
+      }),
+    {
       detail: (t) => `${t.started ? 'started' : 'found already started'} ${t.taskArn}`,
       dryResult: { taskArn: '(dry run)', logStream: '(dry run)', started: false },
-    });
+    },
+  );
 }
 
 async function followTask(rb: Migration, found: Found, task: StartedTask): Promise<MigrationOutcome> {
   const p = rb.params;
   const deadline = new Date(Date.now() + p.timeoutMs).toISOString();
-  return rb.change('follow-task', `follow ${task.logStream} in ${found.log.group} until the task stops; success only on exit code 0`,
-    () => followActivities(p.timeoutMs).followMigrationTask({
-      aws: p.aws,
-      cluster: p.cluster,
-      taskArn: task.taskArn,
-      container: p.container,
-      log: { group: found.log.group, stream: task.logStream },
-      deadline,
-    }), {
+  return rb.change(
+    'follow-task',
+    `follow ${task.logStream} in ${found.log.group} until the task stops; success only on exit code 0`,
+    () =>
+      followActivities(p.timeoutMs).followMigrationTask({
+        aws: p.aws,
+        cluster: p.cluster,
+        taskArn: task.taskArn,
+        container: p.container,
+        log: { group: found.log.group, stream: task.logStream },
+        deadline,
+      }),
+    {
       detail: (o) => `exit code ${o.exitCode} after ${o.lines} log lines; last:\n${o.tail.slice(-5).join('\n')}`,
       dryResult: { taskArn: task.taskArn, exitCode: 0, logGroup: found.log.group, logStream: task.logStream, lines: 0, tail: [] },
-    });
+    },
+  );
 }
 
 async function verify(rb: Migration, found: Found): Promise<SchemaMigrations> {
   const p = rb.params;
-  return rb.read('verify', 'read schema_migration after the migration', () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }), {
-    detail: (after) => `${after.count} rows (${after.count - found.before.count} new), newest ${after.newest ?? 'none'}`,
-  });
+  return rb.read(
+    'verify',
+    'read schema_migration after the migration',
+    () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }),
+    {
+      detail: (after) => `${after.count} rows (${after.count - found.before.count} new), newest ${after.newest ?? 'none'}`,
+    },
+  );
 }
 
 function summarize(rb: Migration, found: Found, task: StartedTask, outcome: MigrationOutcome, after: SchemaMigrations): EcsMigrationResult {
@@ -187,23 +208,46 @@ function summarize(rb: Migration, found: Found, task: StartedTask, outcome: Migr
 async function preflight(rb: Migration): Promise<Found> {
   const p = rb.params;
   const [setup, before] = await Promise.all([
-    aws.inspectMigrationSetup({ aws: p.aws, cluster: p.cluster, taskDefinition: p.taskDefinition, container: p.container, vpc: p.vpc, subnetName: p.subnetName, securityGroup: p.securityGroup }),
+    aws.inspectMigrationSetup({
+      aws: p.aws,
+      cluster: p.cluster,
+      taskDefinition: p.taskDefinition,
+      container: p.container,
+      vpc: p.vpc,
+      subnetName: p.subnetName,
+      securityGroup: p.securityGroup,
+    }),
     aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }),
   ]);
   const revision = `${p.taskDefinition}:${setup.revision}`;
   refuseIf(!setup.hasContainer || !setup.image, 'container', `${revision} has no container '${p.container}'`);
   refuseIf(!setup.log, 'container', `${p.container} of ${revision} does not log with awslogs: its migration output could not be followed`);
   refuseIf(!setup.log!.groupExists, 'container', `log group ${setup.log!.group} of ${revision} does not exist`);
-  refuseIf(!setup.launchTypes.includes('FARGATE'), 'taskDefinition', `${revision} is not compatible with Fargate (requires ${setup.launchTypes.join(', ') || 'nothing'})`);
-  refuseIf(p.expectedImageTag !== undefined && setup.imageTag !== p.expectedImageTag, 'expectedImageTag',
-    `${revision} runs ${setup.image}, not tag ${p.expectedImageTag}`);
+  refuseIf(
+    !setup.launchTypes.includes('FARGATE'),
+    'taskDefinition',
+    `${revision} is not compatible with Fargate (requires ${setup.launchTypes.join(', ') || 'nothing'})`,
+  );
+  refuseIf(
+    p.expectedImageTag !== undefined && setup.imageTag !== p.expectedImageTag,
+    'expectedImageTag',
+    `${revision} runs ${setup.image}, not tag ${p.expectedImageTag}`,
+  );
   refuseIf(!setup.vpcExists, 'vpc', `no VPC ${p.vpc}`);
   refuseIf(!setup.subnets.length, 'subnetName', `no subnet named ${p.subnetName} in ${p.vpc}`);
   const open = setup.subnets.filter((s) => s.public).map((s) => s.id);
-  refuseIf(open.length > 0, 'subnetName', `${open.join(', ')} named ${p.subnetName} route to the internet or assign public IPs; the migration runs in private subnets only`);
+  refuseIf(
+    open.length > 0,
+    'subnetName',
+    `${open.join(', ')} named ${p.subnetName} route to the internet or assign public IPs; the migration runs in private subnets only`,
+  );
   refuseIf(!setup.securityGroup, 'securityGroup', `no security group ${p.securityGroup}`);
   refuseIf(setup.securityGroup!.vpc !== p.vpc, 'securityGroup', `${p.securityGroup} is in ${setup.securityGroup!.vpc}, not in ${p.vpc}`);
-  refuseIf(setup.runningMigrations.length > 0, 'cluster', `a migration task is already running in ${p.cluster} (${setup.runningMigrations.join(', ')}); one at a time`);
+  refuseIf(
+    setup.runningMigrations.length > 0,
+    'cluster',
+    `a migration task is already running in ${p.cluster} (${setup.runningMigrations.join(', ')}); one at a time`,
+  );
   const staging = await stagingRule(rb, setup.imageTag);
   return { ...setup, image: setup.image!, log: setup.log!, securityGroup: setup.securityGroup!, before, staging };
 }
@@ -214,14 +258,23 @@ async function stagingRule(rb: Migration, imageTag: string | undefined): Promise
   if (!p.stagingEnv) return null;
   if (!p.requireStagingRun) return { waived: p.stagingOverrideReason ?? '' };
   const found = imageTag ? await aws.findSucceededMigration({ env: p.stagingEnv, imageTag }) : null;
-  refuseIf(!found, 'requireStagingRun',
+  refuseIf(
+    !found,
+    'requireStagingRun',
     `${rb.env} migrates an image only after it migrated on ${p.stagingEnv}: no succeeded ecs-migration run on ${p.stagingEnv} with image tag ${imageTag ?? '(none)'}` +
-    ' (run it there first, or set requireStagingRun=false with a stagingOverrideReason)');
+      ' (run it there first, or set requireStagingRun=false with a stagingOverrideReason)',
+  );
   return found;
 }
 
 function preflightDetail(found: Found): string {
-  const staging = !found.staging ? '' : 'waived' in found.staging ? `; staging rule waived: ${found.staging.waived}` : `; migrated on staging by ${found.staging.workflowId}`;
-  return `pinned ${found.taskDefinitionArn.split('/').at(-1)} (${found.image}); subnets ${found.subnets.map((s) => s.id).join(', ')}; ` +
-    `schema_migration: ${found.before.count} rows, newest ${found.before.newest ?? 'none'}${staging}`;
+  const staging = !found.staging
+    ? ''
+    : 'waived' in found.staging
+      ? `; staging rule waived: ${found.staging.waived}`
+      : `; migrated on staging by ${found.staging.workflowId}`;
+  return (
+    `pinned ${found.taskDefinitionArn.split('/').at(-1)} (${found.image}); subnets ${found.subnets.map((s) => s.id).join(', ')}; ` +
+    `schema_migration: ${found.before.count} rows, newest ${found.before.newest ?? 'none'}${staging}`
+  );
 }

@@ -105,15 +105,24 @@ interface Found {
 export async function prodTagDeploy(input: RunbookInput): Promise<ProdTagDeployResult> {
   return runRunbook(input, prodTagDeployPlan, async (rb: Deploy) => {
     const p = rb.params;
-    const found = await rb.read('preflight', `read ${p.repository}:${p.commit} and :${p.prodTag}, ${p.service}, schema_migration and the runs on ${p.service}`,
-      () => preflight(rb), { detail: preflightDetail(p) });
+    const found = await rb.read(
+      'preflight',
+      `read ${p.repository}:${p.commit} and :${p.prodTag}, ${p.service}, schema_migration and the runs on ${p.service}`,
+      () => preflight(rb),
+      { detail: preflightDetail(p) },
+    );
     await approve(rb, found);
     await retag(rb, found);
     await redeploy(rb);
     const canary = await watchCanary(rb, found);
-    const after = await rb.read('read-schema', 'read schema_migration after the deploy', () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }), {
-      detail: (s) => `${s.count} rows, newest ${s.newest ?? 'none'}`,
-    });
+    const after = await rb.read(
+      'read-schema',
+      'read schema_migration after the deploy',
+      () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }),
+      {
+        detail: (s) => `${s.count} rows, newest ${s.newest ?? 'none'}`,
+      },
+    );
     const freeze = await setFreeze(rb, found);
     return {
       mode: p.mode,
@@ -136,7 +145,10 @@ async function approve(rb: Deploy, found: Found): Promise<void> {
   const what = `${p.service} on ${rb.env}: prod ${found.previousCommit ?? found.images.prodDigest} -> ${p.commit} (${found.images.commitDigest})`;
   if (p.mode === 'rollback') {
     rb.skip('deploy', 'rollback mode');
-    await rb.checkpoint('rollback', `roll back ${what}; afterwards deploys are frozen until one names fixesCommit=${found.previousCommit ?? '(the bad commit)'}`);
+    await rb.checkpoint(
+      'rollback',
+      `roll back ${what}; afterwards deploys are frozen until one names fixesCommit=${found.previousCommit ?? '(the bad commit)'}`,
+    );
     return;
   }
   rb.skip('rollback', 'deploy mode');
@@ -146,39 +158,63 @@ async function approve(rb: Deploy, found: Found): Promise<void> {
 
 async function retag(rb: Deploy, found: Found): Promise<void> {
   const p = rb.params;
-  await rb.change('retag', `tag ${p.repository}:${p.commit} (${found.images.commitDigest}) as ${p.prodTag}`,
-    () => aws.moveTag({ aws: p.aws, repository: p.repository, tag: p.prodTag, digest: found.images.commitDigest }), {
+  await rb.change(
+    'retag',
+    `tag ${p.repository}:${p.commit} (${found.images.commitDigest}) as ${p.prodTag}`,
+    () => aws.moveTag({ aws: p.aws, repository: p.repository, tag: p.prodTag, digest: found.images.commitDigest }),
+    {
       // Runs on a failed canary (unless the schema moved: see watchCanary), and on a cancel.
       undo: {
         summary: `tag ${found.previousCommit ?? found.images.prodDigest} as ${p.prodTag} again, redeploy ${p.service} and wait until it serves`,
         run: () => restorePrevious(rb, found),
       },
-      detail: (r) => (r.moved ? `${p.prodTag} now points at ${found.images.commitDigest}` : `${p.prodTag} already pointed at ${found.images.commitDigest}`),
+      detail: (r) =>
+        r.moved
+          ? `${p.prodTag} now points at ${found.images.commitDigest}`
+          : `${p.prodTag} already pointed at ${found.images.commitDigest}`,
       dryResult: { moved: false },
-    });
+    },
+  );
 }
 
 async function redeploy(rb: Deploy): Promise<void> {
   const p = rb.params;
-  await rb.change('redeploy', `force a new deployment of ${p.service} (one task at a time: minimum healthy 100%, maximum 125%; ECS circuit-breaker rollback off)`,
-    () => aws.forceNewDeployment(serviceOf(p)));
+  await rb.change(
+    'redeploy',
+    `force a new deployment of ${p.service} (one task at a time: minimum healthy 100%, maximum 125%; ECS circuit-breaker rollback off)`,
+    () => aws.forceNewDeployment(serviceOf(p)),
+  );
 }
 
 async function watchCanary(rb: Deploy, found: Found): Promise<CanaryResult> {
   const p = rb.params;
   try {
-    return await rb.change('watch-canary',
+    return await rb.change(
+      'watch-canary',
       `watch the new tasks of ${p.service} running ${found.images.commitDigest}: done when all ${found.service.desiredCount} serve; stop at failure ${p.toleratedFailures + 1}`,
-      () => watchActivities(p.healthTimeoutMs).watchCanary({ ...serviceOf(p), container: p.container, digest: found.images.commitDigest, targetGroupArn: found.targetGroupArn,
-        toleratedFailures: p.toleratedFailures, deadline: new Date(Date.now() + p.healthTimeoutMs).toISOString() }), {
-        detail: (c) => `${c.newTaskArns.length} tasks run ${p.commit}; never fewer than ${c.minHealthy} serving; ${c.failures.length} failures`,
+      () =>
+        watchActivities(p.healthTimeoutMs).watchCanary({
+          ...serviceOf(p),
+          container: p.container,
+          digest: found.images.commitDigest,
+          targetGroupArn: found.targetGroupArn,
+          toleratedFailures: p.toleratedFailures,
+          deadline: new Date(Date.now() + p.healthTimeoutMs).toISOString(),
+        }),
+      {
+        detail: (c) =>
+          `${c.newTaskArns.length} tasks run ${p.commit}; never fewer than ${c.minHealthy} serving; ${c.failures.length} failures`,
         dryResult: { newTaskArns: [], failures: [], minHealthy: found.service.desiredCount, polls: 0 },
-      });
+      },
+    );
   } catch (err) {
     // Putting the old image back is only safe on the schema it ran with.
     const now = await aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } });
     const added = now.versions.filter((v) => !found.schema.versions.includes(v));
-    if (added.length) rb.commit(`schema_migration changed during the deploy (${added.join(', ')}), so ${found.previousCommit ?? 'the old image'} may not fit it: roll forward with a fixed commit`);
+    if (added.length)
+      rb.commit(
+        `schema_migration changed during the deploy (${added.join(', ')}), so ${found.previousCommit ?? 'the old image'} may not fit it: roll forward with a fixed commit`,
+      );
     throw err;
   }
 }
@@ -189,15 +225,25 @@ async function setFreeze(rb: Deploy, found: Found): Promise<DeployFreeze | null>
     rb.skip('set-freeze', p.fixesCommit ? `deploy of a fix for ${p.fixesCommit}: the freeze is lifted` : 'deploy mode');
     return null;
   }
-  const freeze: DeployFreeze = { badCommit: found.previousCommit ?? found.images.prodDigest, since: new Date().toISOString(), byRun: workflowInfo().workflowId };
-  await rb.change('set-freeze', `freeze deploys of ${p.service} on ${rb.env} until one names fixesCommit=${freeze.badCommit}`, () => Promise.resolve(freeze), {
-    detail: (f) => `deploys frozen since ${f.since}: the next deploy must set fixesCommit=${f.badCommit}`,
-    dryResult: freeze,
-  });
+  const freeze: DeployFreeze = {
+    badCommit: found.previousCommit ?? found.images.prodDigest,
+    since: new Date().toISOString(),
+    byRun: workflowInfo().workflowId,
+  };
+  await rb.change(
+    'set-freeze',
+    `freeze deploys of ${p.service} on ${rb.env} until one names fixesCommit=${freeze.badCommit}`,
+    () => Promise.resolve(freeze),
+    {
+      detail: (f) => `deploys frozen since ${f.since}: the next deploy must set fixesCommit=${f.badCommit}`,
+      dryResult: freeze,
+    },
+  );
   // The seed: after a rollback "we also need to let everyone know to stop them from deploying newer commits".
   if (!rb.dryRun && patched(ANNOUNCE_FREEZE)) {
     await rb.notify('frozen', {
-      detail: `${p.commit} is prod again on ${p.service} (${rb.env}); ${freeze.badCommit} was rolled back. Do not deploy newer commits: ` +
+      detail:
+        `${p.commit} is prod again on ${p.service} (${rb.env}); ${freeze.badCommit} was rolled back. Do not deploy newer commits: ` +
         `the next deploy must fix ${freeze.badCommit} and say so with --set fixesCommit=${freeze.badCommit}`,
     });
   }
@@ -212,8 +258,14 @@ async function restorePrevious(rb: Deploy, found: Found): Promise<void> {
   const p = rb.params;
   await aws.moveTag({ aws: p.aws, repository: p.repository, tag: p.prodTag, digest: found.images.prodDigest });
   await aws.forceNewDeployment(serviceOf(p));
-  await watchActivities(p.healthTimeoutMs).watchCanary({ ...serviceOf(p), container: p.container, digest: found.images.prodDigest, targetGroupArn: found.targetGroupArn,
-    toleratedFailures: 1, deadline: new Date(Date.now() + p.healthTimeoutMs).toISOString() });
+  await watchActivities(p.healthTimeoutMs).watchCanary({
+    ...serviceOf(p),
+    container: p.container,
+    digest: found.images.prodDigest,
+    targetGroupArn: found.targetGroupArn,
+    toleratedFailures: 1,
+    deadline: new Date(Date.now() + p.healthTimeoutMs).toISOString(),
+  });
 }
 
 function serviceOf(p: ProdTagDeployParams) {
@@ -236,7 +288,11 @@ async function preflight(rb: Deploy): Promise<Found> {
   refuseIf(images.commitDigest === images.prodDigest, 'commit', `${p.commit} (${images.commitDigest}) is already ${p.prodTag}`);
   const wanted = `${images.repositoryUri}:${p.prodTag}`;
   const image = service.images.find((i) => i.container === p.container)?.image;
-  refuseIf(image !== wanted, 'service', `${p.container} of ${service.taskDefinitionArn.split('/').at(-1)} runs ${image ?? 'nothing'}, not ${wanted}: moving the tag would deploy nothing`);
+  refuseIf(
+    image !== wanted,
+    'service',
+    `${p.container} of ${service.taskDefinitionArn.split('/').at(-1)} runs ${image ?? 'nothing'}, not ${wanted}: moving the tag would deploy nothing`,
+  );
   refuseIf(service.deploymentInProgress, 'service', `a deployment of ${p.service} is in progress; start once it has finished`);
   refuseIf(!service.targetGroupArns.length, 'service', `${p.service} has no target group: the canary's health could not be watched`);
   const previousCommit = images.prodTags.find((t) => t !== p.prodTag) ?? null;
@@ -258,9 +314,12 @@ function checkFreeze(rb: Deploy, deploys: SucceededDeploy[]): void {
   const last = deploys[0]?.result as ProdTagDeployResult | undefined;
   const freeze = last?.mode === 'rollback' ? last.freeze : null;
   if (!freeze) return;
-  refuseIf(p.fixesCommit !== freeze.badCommit, 'fixesCommit',
+  refuseIf(
+    p.fixesCommit !== freeze.badCommit,
+    'fixesCommit',
     `deploys of ${p.service} on ${rb.env} are frozen since ${freeze.since} (${freeze.byRun} rolled back ${freeze.badCommit}); ` +
-    `deploy a commit that fixes it with fixesCommit=${freeze.badCommit}`);
+      `deploy a commit that fixes it with fixesCommit=${freeze.badCommit}`,
+  );
 }
 
 /**
@@ -271,20 +330,27 @@ function rollbackBasis(rb: Deploy, digest: string, schema: SchemaMigrations, dep
   const p = rb.params;
   const record = deploys.find((d) => (d.result as ProdTagDeployResult | null)?.digest === digest);
   if (!record) {
-    refuseIf(!p.rollbackOverrideReason, 'commit',
+    refuseIf(
+      !p.rollbackOverrideReason,
+      'commit',
       `no prod-tag-deploy run on ${rb.env} recorded ${p.commit} (${digest}) as prod, so whether a migration ran since is unknown; ` +
-      'refusing (set rollbackOverrideReason to roll back anyway; it is recorded)');
+        'refusing (set rollbackOverrideReason to roll back anyway; it is recorded)',
+    );
     return { override: p.rollbackOverrideReason! };
   }
   const then = new Set((record.result as ProdTagDeployResult).schemaAfter.versions);
   const added = schema.versions.filter((v) => !then.has(v));
-  refuseIf(added.length > 0, 'commit',
+  refuseIf(
+    added.length > 0,
+    'commit',
     `${added.length} migration(s) ran since ${p.commit} was prod (${record.workflowId}, ${record.closedAt}): ${added.join(', ')}; ` +
-    `${p.commit} may not fit the schema: roll forward with a fix instead`);
+      `${p.commit} may not fit the schema: roll forward with a fix instead`,
+  );
   return { workflowId: record.workflowId, closedAt: record.closedAt };
 }
 
 function preflightDetail(p: ProdTagDeployParams) {
-  return (f: Found) => `${p.commit} is ${f.images.commitDigest}; prod is ${f.previousCommit ?? '?'} (${f.images.prodDigest}); ${f.service.desiredCount} tasks; ` +
+  return (f: Found) =>
+    `${p.commit} is ${f.images.commitDigest}; prod is ${f.previousCommit ?? '?'} (${f.images.prodDigest}); ${f.service.desiredCount} tasks; ` +
     `schema_migration ${f.schema.count} rows${f.basis ? `; ${'override' in f.basis ? `override: ${f.basis.override}` : `${p.commit} was prod after ${f.basis.workflowId}`}` : ''}`;
 }

@@ -74,8 +74,15 @@ export const regionDataUpdatePlan = definePlan({
 });
 
 /** Copies heartbeat every 2 s; the heartbeat timeout bounds how soon a cancel reaches a copy (the worker sends at most one per 0.8 of it). */
-const regionData = stepActivities<RegionDataActivities>({ startToCloseTimeout: '30 minutes', heartbeatTimeout: '20 seconds', retry: { maximumInterval: '30 seconds', maximumAttempts: 10 } });
-const regionConfig = stepActivities<RegionConfigActivities>({ startToCloseTimeout: '1 minute', retry: { maximumInterval: '10 seconds', maximumAttempts: 10 } });
+const regionData = stepActivities<RegionDataActivities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '20 seconds',
+  retry: { maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+const regionConfig = stepActivities<RegionConfigActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumInterval: '10 seconds', maximumAttempts: 10 },
+});
 const runs = stepActivities<RunsActivities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 5 } });
 
 interface Preflight {
@@ -108,21 +115,34 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
     const scoped = patched(SCOPED_AND_SEED_ORDER);
     const all = scoped ? settleAll : <T>(work: Promise<T>[]) => Promise.all(work);
 
-    const found = await rb.read('preflight', `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
-      () => preflight(rb, scoped), { detail: (f) => preflightDetail(f) });
+    const found = await rb.read(
+      'preflight',
+      `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
+      () => preflight(rb, scoped),
+      { detail: (f) => preflightDetail(f) },
+    );
     const { existing, added } = found;
     const existingIds = existing.map((r) => r.id).join(', ') || 'none';
 
-    await rb.checkpoint('test-maps', `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`);
+    await rb.checkpoint(
+      'test-maps',
+      `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`,
+    );
 
     const date = new Date().toISOString().slice(0, 10);
     const seedBackupUri = (uri: string) => `${scoped ? uri.replace(/\/+$/, '') : uri}-backup-${date}`;
     let backups: Backup[] = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: seedBackupUri(r.row.s3Uri) }));
     const overwrite = p.mode === 's3-overwrite';
     if (overwrite && backups.length) {
-      backups = await rb.change('back-up-data', `back up the data of ${existingIds} to <uri>-backup-${date}${scoped ? ' (or the first free -2, -3, ...)' : ''}`,
+      backups = await rb.change(
+        'back-up-data',
+        `back up the data of ${existingIds} to <uri>-backup-${date}${scoped ? ' (or the first free -2, -3, ...)' : ''}`,
         () => backUp(rb, backups, date, scoped),
-        { detail: (done) => done.map((b) => `${b.backupUri} (${b.copied} objects)`).join('; '), dryResult: backups.map((b) => ({ ...b, copied: 0 })) });
+        {
+          detail: (done) => done.map((b) => `${b.backupUri} (${b.copied} objects)`).join('; '),
+          dryResult: backups.map((b) => ({ ...b, copied: 0 })),
+        },
+      );
     } else {
       rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
     }
@@ -132,8 +152,11 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
       rb.skip('replace-data', 'no existing region to update');
     } else if (overwrite) {
       const exact = scoped ? p.exact === true : true;
-      await rb.change('replace-data', `copy the new data over the data of ${existingIds}${exact ? ', deleting files the new data lacks' : ''}`,
-        () => all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact }))), {
+      await rb.change(
+        'replace-data',
+        `copy the new data over the data of ${existingIds}${exact ? ', deleting files the new data lacks' : ''}`,
+        () => all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact }))),
+        {
           undo: {
             summary: `restore ${existingIds} from their backups and restart ${p.restart.service}`,
             run: async () => {
@@ -142,46 +165,80 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
               await restartAfterUndo();
             },
           },
-        });
+        },
+      );
     } else {
       const changes = existing.map((r) => ({ id: r.id, from: r.row.s3Uri, to: r.newDataUri }));
-      await rb.change('replace-data', `point region_config.s3_uri of ${existingIds} at the new data`, () => regionConfig.setRegionUris({ db, changes }), {
-        undo: {
-          summary: `point ${existingIds} back at their old data and restart ${p.restart.service}`,
-          run: async () => {
-            await regionConfig.setRegionUris({ db, changes: changes.map((c) => ({ id: c.id, from: c.to, to: c.from })) });
-            await restartAfterUndo();
+      await rb.change(
+        'replace-data',
+        `point region_config.s3_uri of ${existingIds} at the new data`,
+        () => regionConfig.setRegionUris({ db, changes }),
+        {
+          undo: {
+            summary: `point ${existingIds} back at their old data and restart ${p.restart.service}`,
+            run: async () => {
+              await regionConfig.setRegionUris({ db, changes: changes.map((c) => ({ id: c.id, from: c.to, to: c.from })) });
+              await restartAfterUndo();
+            },
           },
         },
-      });
+      );
     }
 
     if (added.length) {
       const addedIds = added.map((r) => r.id).join(', ');
-      await rb.change('add-new-regions', `add ${addedIds} to region_config at version 1`,
+      await rb.change(
+        'add-new-regions',
+        `add ${addedIds} to region_config at version 1`,
         () => regionConfig.addRegions({ db, regions: added.map((r) => ({ id: r.id, s3Uri: r.newDataUri })) }),
-        { undo: { summary: `remove ${addedIds} from region_config`, run: () => regionConfig.removeRegions({ db, ids: added.map((r) => r.id) }) } });
+        {
+          undo: {
+            summary: `remove ${addedIds} from region_config`,
+            run: () => regionConfig.removeRegions({ db, ids: added.map((r) => r.id) }),
+          },
+        },
+      );
     } else {
       rb.skip('add-new-regions', 'no new region');
     }
 
-    const restart = await rb.change('restart-services', `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
-      () => restartServices(rb, 'load the new data'), {
+    const restart = await rb.change(
+      'restart-services',
+      `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
+      () => restartServices(rb, 'load the new data'),
+      {
         detail: (r) => `${r.newTaskArns.length} new tasks serving, ${r.stoppedTaskArns.length} old tasks stopped`,
         dryResult: { newTaskArns: [], stoppedTaskArns: [] },
-      });
+      },
+    );
 
     const bumps = existing.map((r) => ({ id: r.id, from: r.row.version }));
-    const bumpVersions = () => existing.length
-      ? rb.change('bump-versions', `bump region_config.version of ${existingIds} by one so cached maps refresh`,
-          () => regionConfig.bumpVersions({ db, bumps }), {
-            detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '),
-            dryResult: [],
-            // Only runs since the marker bump before QA, where a rejection must put the versions back too.
-            ...(scoped ? { undo: { summary: `put region_config.version of ${existingIds} back`, run: () => regionConfig.restoreVersions({ db, bumps }) } } : {}),
-          })
-      : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), Promise.resolve([]));
-    const qa = () => rb.checkpoint('qa', `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`);
+    const bumpVersions = () =>
+      existing.length
+        ? rb.change(
+            'bump-versions',
+            `bump region_config.version of ${existingIds} by one so cached maps refresh`,
+            () => regionConfig.bumpVersions({ db, bumps }),
+            {
+              detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '),
+              dryResult: [],
+              // Only runs since the marker bump before QA, where a rejection must put the versions back too.
+              ...(scoped
+                ? {
+                    undo: {
+                      summary: `put region_config.version of ${existingIds} back`,
+                      run: () => regionConfig.restoreVersions({ db, bumps }),
+                    },
+                  }
+                : {}),
+            },
+          )
+        : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), Promise.resolve([]));
+    const qa = () =>
+      rb.checkpoint(
+        'qa',
+        `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`,
+      );
 
     let bumped: RegionRow[];
     if (scoped) {
@@ -207,7 +264,15 @@ export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataU
           newVersion: bumped.find((b) => b.id === r.id)?.version ?? r.row.version,
           isNew: false,
         })),
-        ...added.map((r) => ({ id: r.id, uri: r.newDataUri, newDataUri: r.newDataUri, backupUri: null, oldVersion: null, newVersion: 1, isNew: true })),
+        ...added.map((r) => ({
+          id: r.id,
+          uri: r.newDataUri,
+          newDataUri: r.newDataUri,
+          backupUri: null,
+          oldVersion: null,
+          newVersion: 1,
+          isNew: true,
+        })),
       ],
     };
   });
@@ -220,7 +285,9 @@ async function backUp(rb: Update, planned: Backup[], date: string, scoped: boole
     const copies = await Promise.all(planned.map((b) => regionData.copyRegionData({ aws, from: b.uri, to: b.backupUri, exact: true })));
     return planned.map((b, i) => ({ ...b, copied: copies[i]!.copied }));
   }
-  const backups = await settleAll(planned.map(async (b) => ({ ...b, backupUri: await regionData.freeBackupUri({ aws, uri: b.uri, date }) })));
+  const backups = await settleAll(
+    planned.map(async (b) => ({ ...b, backupUri: await regionData.freeBackupUri({ aws, uri: b.uri, date }) })),
+  );
   const copies = await settleAll(backups.map((b) => regionData.copyRegionData({ aws, from: b.uri, to: b.backupUri, exact: false })));
   return backups.map((b, i) => ({ ...b, copied: copies[i]!.copied }));
 }
@@ -252,10 +319,17 @@ async function preflight(rb: Update, scoped: boolean): Promise<Preflight> {
     stagingRequired ? runs.findSucceededRun({ runbook: rb.runbook, env: p.stagingEnv!, regionIds: ids }) : Promise.resolve(null),
   ]);
   refuseIf(otherRuns.length > 0, 'regions', `another region data update is running on ${rb.env} (${otherRuns.join(', ')}); one at a time`);
-  refuseIf(restartHeldBy, 'restart.service', `${p.restart.service} is being restarted by ${restartWorkflowId(rb)}; start once it has finished`);
-  refuseIf(stagingRequired && !stagingRun, 'requireStagingRun',
+  refuseIf(
+    restartHeldBy,
+    'restart.service',
+    `${p.restart.service} is being restarted by ${restartWorkflowId(rb)}; start once it has finished`,
+  );
+  refuseIf(
+    stagingRequired && !stagingRun,
+    'requireStagingRun',
     `${rb.env} takes region data only after it succeeded on ${p.stagingEnv}: no succeeded, non-dry region-data-update run on ${p.stagingEnv} covers ${ids.join(', ')}` +
-    ` (run it there first, or set requireStagingRun=false with a stagingOverrideReason)`);
+      ` (run it there first, or set requireStagingRun=false with a stagingOverrideReason)`,
+  );
   p.regions.forEach((region, i) => {
     const row = rows.find((r) => r.id === region.id);
     refuseIf(region.isNew && Boolean(row), `regions.${i}.new`, `${region.id} is marked new but region_config already has it`);
@@ -263,7 +337,9 @@ async function preflight(rb: Update, scoped: boolean): Promise<Preflight> {
     refuseIf(Boolean(row) && row!.s3Uri === region.newDataUri, `regions.${i}.newDataUri`, `${region.id} already uses ${region.newDataUri}`);
     if (scoped && row) refuseOverlaps(i, region, row, rows, p.mode);
   });
-  await Promise.all(p.regions.map((r, i) => regionData.inspectRegionData({ aws: p.aws, uri: r.newDataUri, field: `regions.${i}.newDataUri` })));
+  await Promise.all(
+    p.regions.map((r, i) => regionData.inspectRegionData({ aws: p.aws, uri: r.newDataUri, field: `regions.${i}.newDataUri` })),
+  );
   return {
     existing: p.regions.filter((r) => !r.isNew).map((r) => ({ ...r, row: rows.find((row) => row.id === r.id)! })),
     added: p.regions.filter((r) => r.isNew),
@@ -283,15 +359,33 @@ const within = (inner: string, outer: string) => folder(inner).startsWith(folder
  */
 function refuseOverlaps(i: number, region: RegionUpdate, row: RegionRow, rows: RegionRow[], mode: RegionDataUpdateParams['mode']): void {
   if (mode !== 's3-overwrite') return;
-  refuseIf(/^s3:\/\/[^/]+\/*$/.test(row.s3Uri), `regions.${i}.id`, `${region.id}'s data is the whole bucket ${row.s3Uri}: only data in a folder can be backed up beside it and overwritten`);
-  refuseIf(within(region.newDataUri, row.s3Uri) || within(row.s3Uri, region.newDataUri), `regions.${i}.newDataUri`,
-    `${region.newDataUri} and ${region.id}'s data ${row.s3Uri} lie inside one another: copying one over the other would overwrite what it reads`);
+  refuseIf(
+    /^s3:\/\/[^/]+\/*$/.test(row.s3Uri),
+    `regions.${i}.id`,
+    `${region.id}'s data is the whole bucket ${row.s3Uri}: only data in a folder can be backed up beside it and overwritten`,
+  );
+  refuseIf(
+    within(region.newDataUri, row.s3Uri) || within(row.s3Uri, region.newDataUri),
+    `regions.${i}.newDataUri`,
+    `${region.newDataUri} and ${region.id}'s data ${row.s3Uri} lie inside one another: copying one over the other would overwrite what it reads`,
+  );
   const nested = rows.find((other) => other.id !== row.id && (within(other.s3Uri, row.s3Uri) || within(row.s3Uri, other.s3Uri)));
-  refuseIf(Boolean(nested), `regions.${i}.id`, `${region.id}'s data ${row.s3Uri} and ${nested?.id}'s data ${nested?.s3Uri} lie inside one another: update them one at a time`);
+  refuseIf(
+    Boolean(nested),
+    `regions.${i}.id`,
+    `${region.id}'s data ${row.s3Uri} and ${nested?.id}'s data ${nested?.s3Uri} lie inside one another: update them one at a time`,
+  );
 }
 
 function preflightDetail(found: Preflight): string {
-  const regions = [...found.existing.map((r) => `${r.id} v${r.row.version} at ${r.row.s3Uri}`), ...found.added.map((r) => `${r.id} (new)`)].join('; ');
-  const staging = !found.staging ? '' : 'waived' in found.staging ? `; staging rule waived: ${found.staging.waived}` : `; staging run ${found.staging.workflowId} succeeded at ${found.staging.closedAt}`;
+  const regions = [
+    ...found.existing.map((r) => `${r.id} v${r.row.version} at ${r.row.s3Uri}`),
+    ...found.added.map((r) => `${r.id} (new)`),
+  ].join('; ');
+  const staging = !found.staging
+    ? ''
+    : 'waived' in found.staging
+      ? `; staging rule waived: ${found.staging.waived}`
+      : `; staging run ${found.staging.workflowId} succeeded at ${found.staging.closedAt}`;
   return `${regions}${staging}`;
 }

@@ -116,10 +116,16 @@ interface Restart {
 export async function rollingRestart(input: RunbookInput): Promise<RollingRestartResult> {
   return runRunbook(input, rollingRestartPlan, async (rb: RestartRun) => {
     const p = rb.params;
-    const before = await rb.read('preflight', `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`, () => preflight(rb), {
-      detail: (b) => `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}` +
-        (b.capacity ? `; room for ${b.capacity.placeable} more tasks at the maximum` : ''),
-    });
+    const before = await rb.read(
+      'preflight',
+      `read ${p.service} in ${p.cluster}, group ${p.autoScalingGroup} and target group ${p.targetGroup}`,
+      () => preflight(rb),
+      {
+        detail: (b) =>
+          `${b.oldTasks.length} tasks running, ${b.healthyTargets} healthy targets; desired count ${b.serviceDesired}; ASG desired ${b.asg.desired} of max ${b.asg.max}` +
+          (b.capacity ? `; room for ${b.capacity.placeable} more tasks at the maximum` : ''),
+      },
+    );
     const newTasks = p.newTasks ?? before.oldTasks.length;
     const restart: Restart = {
       rb,
@@ -144,84 +150,119 @@ export async function rollingRestart(input: RunbookInput): Promise<RollingRestar
 
 async function raiseAsgToMax({ rb, p, before, raisesAsg }: Restart): Promise<void> {
   if (!raisesAsg) return rb.skip('raise-asg', `${p.autoScalingGroup} is already at its maximum (${before.asg.max})`);
-  await rb.change('raise-asg', `raise desired capacity of ${p.autoScalingGroup} ${before.asg.desired} -> ${before.asg.max} (its maximum)`,
-    () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.max }), {
+  await rb.change(
+    'raise-asg',
+    `raise desired capacity of ${p.autoScalingGroup} ${before.asg.desired} -> ${before.asg.max} (its maximum)`,
+    () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.max }),
+    {
       undo: {
         summary: `restore desired capacity of ${p.autoScalingGroup} to ${before.asg.desired}`,
         run: () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.desired }),
       },
       dryResult: { desiredCapacity: before.asg.max },
-    });
+    },
+  );
 }
 
 async function raiseDesiredCount({ rb, p, before, raisedDesired }: Restart): Promise<void> {
-  await rb.change('raise-desired', `raise desired count of ${p.service} ${before.serviceDesired} -> ${raisedDesired}`,
-    () => aws.setServiceDesiredCount({ ...serviceOf(p), desiredCount: raisedDesired }), {
+  await rb.change(
+    'raise-desired',
+    `raise desired count of ${p.service} ${before.serviceDesired} -> ${raisedDesired}`,
+    () => aws.setServiceDesiredCount({ ...serviceOf(p), desiredCount: raisedDesired }),
+    {
       undo: {
         summary: `restore desired count of ${p.service} to ${before.serviceDesired}`,
         run: () => aws.setServiceDesiredCount({ ...serviceOf(p), desiredCount: before.serviceDesired }),
       },
       dryResult: { desiredCount: raisedDesired },
-    });
+    },
+  );
 }
 
 async function waitForHealthyNewTasks({ rb, p, before, oldTaskArns, newTasks }: Restart): Promise<HealthyNewTasks> {
   const deadline = new Date(Date.now() + p.healthTimeoutMs).toISOString();
-  return rb.change<HealthyNewTasks>('wait-healthy',
+  return rb.change<HealthyNewTasks>(
+    'wait-healthy',
     `wait until ${newTasks} new tasks of ${p.service} are RUNNING and healthy in ${before.targetGroupName} (up to ${formatDuration(p.healthTimeoutMs)})`,
-    () => healthActivities(p.healthTimeoutMs).waitForHealthyNewTasks({
-      ...serviceOf(p),
-      targetGroupArn: before.targetGroupArn,
-      oldTaskArns,
-      count: newTasks,
-      deadline,
-      toleratedFailures: TOLERATED_FAILURES,
-    }), {
+    () =>
+      healthActivities(p.healthTimeoutMs).waitForHealthyNewTasks({
+        ...serviceOf(p),
+        targetGroupArn: before.targetGroupArn,
+        oldTaskArns,
+        count: newTasks,
+        deadline,
+        toleratedFailures: TOLERATED_FAILURES,
+      }),
+    {
       // Registered before the wait, so it runs when the wait fails, times out or is cancelled (no result).
       // Once the new tasks were healthy it does nothing: they serve, and stopping them could leave nothing running.
       undo: {
         summary: `stop the new tasks of ${p.service} unless they became healthy, and restore its desired count to ${before.serviceDesired}`,
-        run: (healthy) => healthy ? Promise.resolve() : aws.stopNewTasksAndRestoreCount({
-          ...serviceOf(p),
-          keepTaskArns: oldTaskArns,
-          desiredCount: before.serviceDesired,
-          reason: 'rolling restart rolled back: new tasks did not become healthy',
-        }),
+        run: (healthy) =>
+          healthy
+            ? Promise.resolve()
+            : aws.stopNewTasksAndRestoreCount({
+                ...serviceOf(p),
+                keepTaskArns: oldTaskArns,
+                desiredCount: before.serviceDesired,
+                reason: 'rolling restart rolled back: new tasks did not become healthy',
+              }),
       },
-      detail: (h) => `${h.newTaskArns.length} new tasks healthy after ${h.polls} polls${h.failures.length ? `; tolerated: ${h.failures.map((f) => f.why).join('; ')}` : ''}`,
+      detail: (h) =>
+        `${h.newTaskArns.length} new tasks healthy after ${h.polls} polls${h.failures.length ? `; tolerated: ${h.failures.map((f) => f.why).join('; ')}` : ''}`,
       dryResult: { newTaskArns: [], failures: [], polls: 0 },
-    });
+    },
+  );
 }
 
 async function stopOldTasks({ rb, p, oldTaskArns }: Restart): Promise<{ stopped: string[]; alreadyStopped: string[] }> {
-  return rb.change('stop-old-tasks', `stop the ${oldTaskArns.length} tasks of ${p.service} that ran before the restart`,
-    () => aws.stopTasks({ aws: p.aws, cluster: p.cluster, taskArns: oldTaskArns, reason: 'rolling restart: replaced by healthy new tasks' }), {
+  return rb.change(
+    'stop-old-tasks',
+    `stop the ${oldTaskArns.length} tasks of ${p.service} that ran before the restart`,
+    () =>
+      aws.stopTasks({ aws: p.aws, cluster: p.cluster, taskArns: oldTaskArns, reason: 'rolling restart: replaced by healthy new tasks' }),
+    {
       detail: (s) => `stopped ${s.stopped.length}${s.alreadyStopped.length ? `, ${s.alreadyStopped.length} had already stopped` : ''}`,
       dryResult: { stopped: [], alreadyStopped: [] },
-    });
+    },
+  );
 }
 
 async function restoreDesiredCount({ rb, p, before, raisedDesired }: Restart): Promise<void> {
-  await rb.change('restore-desired', `restore desired count of ${p.service} ${raisedDesired} -> ${before.serviceDesired}`,
-    () => aws.setServiceDesiredCount({ ...serviceOf(p), desiredCount: before.serviceDesired }), { dryResult: { desiredCount: before.serviceDesired } });
+  await rb.change(
+    'restore-desired',
+    `restore desired count of ${p.service} ${raisedDesired} -> ${before.serviceDesired}`,
+    () => aws.setServiceDesiredCount({ ...serviceOf(p), desiredCount: before.serviceDesired }),
+    { dryResult: { desiredCount: before.serviceDesired } },
+  );
 }
 
 /** The seed leaves the group to scale in by itself; `restoreAsg` puts it back at once. */
 async function restoreAsg({ rb, p, before, raisesAsg }: Restart): Promise<void> {
   if (!raisesAsg) return rb.skip('restore-asg', 'nothing to restore');
   if (!p.restoreAsg) return rb.skip('restore-asg', `left at ${before.asg.max} for the group to scale in by itself (restoreAsg is false)`);
-  await rb.change('restore-asg', `restore desired capacity of ${p.autoScalingGroup} ${before.asg.max} -> ${before.asg.desired}`,
-    () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.desired }), { dryResult: { desiredCapacity: before.asg.desired } });
+  await rb.change(
+    'restore-asg',
+    `restore desired capacity of ${p.autoScalingGroup} ${before.asg.max} -> ${before.asg.desired}`,
+    () => aws.setDesiredCapacity({ ...asgOf(p), desiredCapacity: before.asg.desired }),
+    { dryResult: { desiredCapacity: before.asg.desired } },
+  );
 }
 
 /** What stands, and where, should anything fail once old tasks start stopping. */
 function pointOfNoReturn({ p, before, oldTaskArns, raisedDesired, raisesAsg }: Restart, healthy: HealthyNewTasks): string {
-  return `old tasks were being stopped: ${healthy.newTaskArns.length} new tasks of ${p.service} serve; ` +
+  return (
+    `old tasks were being stopped: ${healthy.newTaskArns.length} new tasks of ${p.service} serve; ` +
     `check which of the ${oldTaskArns.length} old tasks still run and stop them, then set its desired count ${raisedDesired} -> ${before.serviceDesired}` +
-    (raisesAsg && p.restoreAsg ? ` and the desired capacity of ${p.autoScalingGroup} ${before.asg.max} -> ${before.asg.desired}` : '');
+    (raisesAsg && p.restoreAsg ? ` and the desired capacity of ${p.autoScalingGroup} ${before.asg.max} -> ${before.asg.desired}` : '')
+  );
 }
 
-function summarize({ rb, p, before, oldTaskArns, newTasks, raisesAsg }: Restart, healthy: HealthyNewTasks, stopped: { stopped: string[]; alreadyStopped: string[] }): RollingRestartResult {
+function summarize(
+  { rb, p, before, oldTaskArns, newTasks, raisesAsg }: Restart,
+  healthy: HealthyNewTasks,
+  stopped: { stopped: string[]; alreadyStopped: string[] },
+): RollingRestartResult {
   return {
     oldTaskArns,
     newTaskArns: healthy.newTaskArns,
@@ -262,12 +303,18 @@ async function preflight(rb: RestartRun): Promise<Before> {
     aws.inspectTargetGroup({ aws: p.aws, targetGroup: p.targetGroup }),
     // Runs started before the service lock did not look; their histories must replay as they ran.
     rb.legacy ? Promise.resolve([]) : aws.findServiceHolders({ env: rb.env, service: p.service, except: workflowInfo().workflowId }),
-    checksCapacity ? aws.inspectPlacementCapacity({ aws: p.aws, cluster: p.cluster, service: p.service, autoScalingGroup: p.autoScalingGroup }) : Promise.resolve(null),
+    checksCapacity
+      ? aws.inspectPlacementCapacity({ aws: p.aws, cluster: p.cluster, service: p.service, autoScalingGroup: p.autoScalingGroup })
+      : Promise.resolve(null),
   ]);
   refuseIfHeld(holders, 'service', p.service);
   refuseIf(service.deploymentInProgress, 'service', `a deployment of ${p.service} is in progress; restart once it has finished`);
   refuseIf(!service.targetGroupArns.includes(targetGroup.arn), 'targetGroup', `${targetGroup.name} is not a target group of ${p.service}`);
-  refuseIf(targetGroup.targetType !== 'ip', 'targetGroup', `${targetGroup.name} registers targets by ${targetGroup.targetType}; this runbook follows tasks by IP (awsvpc)`);
+  refuseIf(
+    targetGroup.targetType !== 'ip',
+    'targetGroup',
+    `${targetGroup.name} registers targets by ${targetGroup.targetType}; this runbook follows tasks by IP (awsvpc)`,
+  );
   refuseIf(service.tasks.length === 0, 'service', `${p.service} runs no tasks: there is nothing to restart`);
   const newTasks = p.newTasks ?? service.tasks.length;
   if (capacity) refuseIf(capacity.placeable < newTasks, 'newTasks', cannotPlace(p, newTasks, capacity));
@@ -284,9 +331,10 @@ async function preflight(rb: RestartRun): Promise<Before> {
 
 function cannotPlace(p: RollingRestartParams, newTasks: number, c: PlacementCapacity): string {
   const added = Math.max(0, c.asgMax - c.registeredInstances);
-  return `the restart needs room for ${newTasks} new tasks of ${p.service} (${c.task.cpu} CPU units, ${c.task.memory} MiB each), ` +
+  return (
+    `the restart needs room for ${newTasks} new tasks of ${p.service} (${c.task.cpu} CPU units, ${c.task.memory} MiB each), ` +
     `but with ${p.autoScalingGroup} at its maximum of ${c.asgMax} the cluster can place ${c.placeable}: ` +
     `${c.onRegistered} in the free room of its container instances and ${c.onNewInstances} on the ${added} ${c.instanceType} instance(s) ` +
-    `(${c.instance.cpu} CPU units, ${c.instance.memory} MiB each) the group adds; raise the group's maximum or set newTasks to at most ${c.placeable}`;
+    `(${c.instance.cpu} CPU units, ${c.instance.memory} MiB each) the group adds; raise the group's maximum or set newTasks to at most ${c.placeable}`
+  );
 }
-

@@ -75,31 +75,59 @@ export async function terraformApply(input: RunbookInput): Promise<TerraformAppl
   return runRunbook(input, terraformApplyPlan, async (rb: Apply) => {
     const p = rb.params;
     const where: TerraformDir = { dir: p.dir, workspace: p.workspace, ...(p.cliConfig ? { cliConfig: p.cliConfig } : {}) };
-    const { tool } = await rb.read('init', `terraform init in ${p.dirName} (${p.dir}), lock file read-only`, () => tf.terraformInit(where), { detail: (r) => `initialised with ${r.tool}` });
+    const { tool } = await rb.read(
+      'init',
+      `terraform init in ${p.dirName} (${p.dir}), lock file read-only`,
+      () => tf.terraformInit(where),
+      { detail: (r) => `initialised with ${r.tool}` },
+    );
     await rb.read('workspace', `select workspace ${p.workspace} (refused unless it exists)`, () => tf.terraformStateList(where), {
       detail: (state) => `workspace ${p.workspace}: ${state.length} resources in its state`,
     });
     const varFiles = await fetchVarFiles(rb);
     try {
-      const plan = await rb.read('plan', `terraform plan -out into this run's folder${describeInputs(p)}`,
-        () => tf.terraformPlan({ ...where, planFile: PLAN_FILE, varFiles, vars: p.vars, secretVars: p.secretVars, aws: p.aws }), {
+      const plan = await rb.read(
+        'plan',
+        `terraform plan -out into this run's folder${describeInputs(p)}`,
+        () => tf.terraformPlan({ ...where, planFile: PLAN_FILE, varFiles, vars: p.vars, secretVars: p.secretVars, aws: p.aws }),
+        {
           detail: (s) => `${describeCounts(planCounts(s))}: ${describeChanges(s)}; saved as ${s.planFile} (sha256 ${s.sha256})`,
-        });
-      await rb.read('guard', `refuse destroys and replaces outside allow (${p.allow.join(', ') || 'none allowed'})`, async () => guard(plan, p.allow), {
-        detail: () => `accepted: ${describeCounts(planCounts(plan))}${plan.changes.length ? `: ${describeChanges(plan)}` : ''}`,
-      });
-      if (!plan.changes.length) return finish(rb, tool, plan, { applied: false, alreadyApplied: false }, 'no changes: nothing to review or apply');
+        },
+      );
+      await rb.read(
+        'guard',
+        `refuse destroys and replaces outside allow (${p.allow.join(', ') || 'none allowed'})`,
+        async () => guard(plan, p.allow),
+        {
+          detail: () => `accepted: ${describeCounts(planCounts(plan))}${plan.changes.length ? `: ${describeChanges(plan)}` : ''}`,
+        },
+      );
+      if (!plan.changes.length)
+        return finish(rb, tool, plan, { applied: false, alreadyApplied: false }, 'no changes: nothing to review or apply');
 
       await rb.checkpoint('review', reviewPrompt(p, plan));
-      const applied = await rb.change('apply', `terraform apply the reviewed plan (sha256 ${plan.sha256.slice(0, 12)}…), exactly as saved`,
-        () => tf.terraformApply({ ...where, planFile: PLAN_FILE, sha256: plan.sha256 }), {
-          detail: (r) => (r.alreadyApplied ? 'the plan had been applied by an attempt whose result was lost (its changes are in the state)' : `applied: ${describeChanges(plan)}`),
+      const applied = await rb.change(
+        'apply',
+        `terraform apply the reviewed plan (sha256 ${plan.sha256.slice(0, 12)}…), exactly as saved`,
+        () => tf.terraformApply({ ...where, planFile: PLAN_FILE, sha256: plan.sha256 }),
+        {
+          detail: (r) =>
+            r.alreadyApplied
+              ? 'the plan had been applied by an attempt whose result was lost (its changes are in the state)'
+              : `applied: ${describeChanges(plan)}`,
           dryResult: { alreadyApplied: false },
-        });
+        },
+      );
       return finish(rb, tool, plan, { applied: !rb.dryRun, alreadyApplied: applied.alreadyApplied });
     } finally {
-      await CancellationScope.nonCancellable(() => rb.read('clean-up', 'delete the saved plan and downloaded var files (they hold variable values)',
-        () => tf.terraformDiscardPlan({ planFile: PLAN_FILE }), { detail: (r) => (r.removed ? 'deleted the saved plan' : 'no saved plan left') }));
+      await CancellationScope.nonCancellable(() =>
+        rb.read(
+          'clean-up',
+          'delete the saved plan and downloaded var files (they hold variable values)',
+          () => tf.terraformDiscardPlan({ planFile: PLAN_FILE }),
+          { detail: (r) => (r.removed ? 'deleted the saved plan' : 'no saved plan left') },
+        ),
+      );
     }
   });
 }
@@ -110,8 +138,12 @@ async function fetchVarFiles(rb: Apply): Promise<string[]> {
     rb.skip('var-files', 'no var files');
     return [];
   }
-  const { paths } = await rb.read('var-files', `read var files ${p.varFiles.join(', ')} (s3:// ones into this run's folder)`,
-    () => tf.terraformFetchVarFiles({ dir: p.dir, varFiles: p.varFiles, aws: p.aws }), { detail: (r) => `${r.paths.length} var files ready` });
+  const { paths } = await rb.read(
+    'var-files',
+    `read var files ${p.varFiles.join(', ')} (s3:// ones into this run's folder)`,
+    () => tf.terraformFetchVarFiles({ dir: p.dir, varFiles: p.varFiles, aws: p.aws }),
+    { detail: (r) => `${r.paths.length} var files ready` },
+  );
   return paths;
 }
 
@@ -121,18 +153,34 @@ async function guard(plan: SavedPlan, allow: string[]): Promise<void> {
   refuseIf(problems.length > 0, 'allow', `the plan was refused before review, nothing applied: ${problems.join('; ')}`);
 }
 
-function finish(rb: Apply, tool: string, plan: SavedPlan, outcome: { applied: boolean; alreadyApplied: boolean }, why?: string): TerraformApplyResult {
+function finish(
+  rb: Apply,
+  tool: string,
+  plan: SavedPlan,
+  outcome: { applied: boolean; alreadyApplied: boolean },
+  why?: string,
+): TerraformApplyResult {
   if (why) {
     rb.skip('review', why);
     rb.skip('apply', why);
   }
-  return { dir: rb.params.dirName, workspace: rb.params.workspace, tool, counts: planCounts(plan), changes: describeChanges(plan), sha256: plan.sha256, ...outcome };
+  return {
+    dir: rb.params.dirName,
+    workspace: rb.params.workspace,
+    tool,
+    counts: planCounts(plan),
+    changes: describeChanges(plan),
+    sha256: plan.sha256,
+    ...outcome,
+  };
 }
 
 /** What the approver decides on: the counts, every address, and which file exactly will be applied. */
 function reviewPrompt(p: TerraformApplyParams, plan: SavedPlan): string {
-  return `terraform plan of ${p.dirName}, workspace ${p.workspace}: ${describeCounts(planCounts(plan))}: ${describeChanges(plan)}. ` +
-    `Plan sha256 ${plan.sha256}. Approve to apply exactly this plan; reject to apply nothing (the plan is deleted).`;
+  return (
+    `terraform plan of ${p.dirName}, workspace ${p.workspace}: ${describeCounts(planCounts(plan))}: ${describeChanges(plan)}. ` +
+    `Plan sha256 ${plan.sha256}. Approve to apply exactly this plan; reject to apply nothing (the plan is deleted).`
+  );
 }
 
 function describeInputs(p: TerraformApplyParams): string {

@@ -21,7 +21,10 @@ export async function runbook(args: string[], options: { as?: string; env?: Reco
 }
 
 /** Runs the CLI with --json and parses what it printed. */
-export async function runbookJson<T>(args: string[], options: { as?: string } = {}): Promise<{ exitCode: number; json: T; stderr: string }> {
+export async function runbookJson<T>(
+  args: string[],
+  options: { as?: string } = {},
+): Promise<{ exitCode: number; json: T; stderr: string }> {
   const result = await runbook(['--json', ...args], options);
   const lastLine = result.stdout.trim().split('\n').at(-1) ?? '';
   let json: T;

@@ -61,7 +61,12 @@ export function useStubWorker(activityNames: string[]): { serve(activities: obje
 
   before(async () => {
     const { env, workflowBundlePath } = workflowTier();
-    worker = await Worker.create({ connection: env.nativeConnection, taskQueue, workflowBundle: { codePath: workflowBundlePath }, activities: dispatch });
+    worker = await Worker.create({
+      connection: env.nativeConnection,
+      taskQueue,
+      workflowBundle: { codePath: workflowBundlePath },
+      activities: dispatch,
+    });
     running = worker.run();
   });
   after(async () => {
@@ -82,7 +87,15 @@ function startOn(client: Client, taskQueue: string, workflowType: string, input:
   return client.workflow.start(workflowType, { taskQueue, workflowId: `${input.runbook}:${input.env}:one:${randomUUID()}`, args: [input] });
 }
 
-export const anyoneMayApprove: RunPolicy = { approvers: ['*'], allowSelfApproval: true, protected: false, timeoutMs: 3_600_000, timeoutsMs: {}, notify: false, notifications: [] };
+export const anyoneMayApprove: RunPolicy = {
+  approvers: ['*'],
+  allowSelfApproval: true,
+  protected: false,
+  timeoutMs: 3_600_000,
+  timeoutsMs: {},
+  notify: false,
+  notifications: [],
+};
 
 /** The policy each stub run resolves to, by request ID (the real worker reads it from its config). */
 const policies = new Map<string, RunPolicy>();
@@ -95,7 +108,14 @@ const services = new Map<string, string[]>();
  * step is tested end to end (test/trust-boundary.test.ts).
  */
 async function resolveAsGiven({ input }: { workflowId: string; input: RunbookInput }): Promise<ResolvedRun> {
-  return { target: 'one', params: input.params, policy: policies.get(input.requestId) ?? anyoneMayApprove, envHash: 'stub', services: services.get(input.requestId) ?? [], startedBy: input.startedBy };
+  return {
+    target: 'one',
+    params: input.params,
+    policy: policies.get(input.requestId) ?? anyoneMayApprove,
+    envHash: 'stub',
+    services: services.get(input.requestId) ?? [],
+    startedBy: input.startedBy,
+  };
 }
 
 type PolicyOverride = Partial<Omit<RunPolicy, 'timeoutsMs'>> & { timeoutsMs?: Record<string, number> };
@@ -114,12 +134,17 @@ export function runbookInput<P>(
 }
 
 /** Polls the run's status query until the predicate holds. */
-export async function statusWhen(handle: WorkflowHandle, predicate: (status: RunStatus) => boolean, timeoutMs = 20_000): Promise<RunStatus> {
+export async function statusWhen(
+  handle: WorkflowHandle,
+  predicate: (status: RunStatus) => boolean,
+  timeoutMs = 20_000,
+): Promise<RunStatus> {
   let seen: RunStatus | undefined;
-  await waitUntil(
-    async () => predicate((seen = await handle.query(statusQuery))),
-    { timeoutMs, intervalMs: 50, what: () => `${handle.workflowId} to reach the state (last phase ${seen?.phase}, step ${seen?.currentStep})` },
-  );
+  await waitUntil(async () => predicate((seen = await handle.query(statusQuery))), {
+    timeoutMs,
+    intervalMs: 50,
+    what: () => `${handle.workflowId} to reach the state (last phase ${seen?.phase}, step ${seen?.currentStep})`,
+  });
   return seen!;
 }
 

@@ -1,5 +1,8 @@
 /** Waiting on a condition, never on a fixed sleep; needs no server, so every tier uses it. */
-export async function waitUntil(check: () => Promise<boolean> | boolean, options: { timeoutMs: number; what: string | (() => string); intervalMs?: number }): Promise<void> {
+export async function waitUntil(
+  check: () => Promise<boolean> | boolean,
+  options: { timeoutMs: number; what: string | (() => string); intervalMs?: number },
+): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -9,7 +12,9 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, options
       lastError = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${typeof options.what === 'function' ? options.what() : options.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`);
+      throw new Error(
+        `timed out after ${options.timeoutMs} ms waiting for ${typeof options.what === 'function' ? options.what() : options.what}${lastError ? ` (last error: ${(lastError as Error).message})` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 200));
   }

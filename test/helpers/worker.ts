@@ -22,7 +22,9 @@ export async function startSharedWorker(): Promise<void> {
       log.write(chunk);
       if (seen.includes('worker polling')) resolve();
     });
-    void child.then((result) => reject(new Error(`worker exited before polling (code ${result.exitCode}); see ${join(stack.dir, `worker-${started}.log`)}`)));
+    void child.then((result) =>
+      reject(new Error(`worker exited before polling (code ${result.exitCode}); see ${join(stack.dir, `worker-${started}.log`)}`)),
+    );
   });
 }
 

@@ -12,12 +12,16 @@ describe('adaptive concurrency', () => {
     let most = 0;
     await Promise.all(
       Array.from({ length: 100 }, () =>
-        limit.run(async () => {
-          most = Math.max(most, ++running);
-          await new Promise((resolve) => setImmediate(resolve));
-          running--;
-          return { attempts: 1 };
-        }, attempts, isThrottling),
+        limit.run(
+          async () => {
+            most = Math.max(most, ++running);
+            await new Promise((resolve) => setImmediate(resolve));
+            running--;
+            return { attempts: 1 };
+          },
+          attempts,
+          isThrottling,
+        ),
       ),
     );
     assert.equal(most, 8);
@@ -27,7 +31,9 @@ describe('adaptive concurrency', () => {
   it('halves once per round trip on throttling, then grows back one at a time to the ceiling and no further', async () => {
     const limit = new AdaptiveConcurrency(16);
     // A burst of throttled answers at once counts as one signal: halved once, not sixteen times.
-    await Promise.all(Array.from({ length: 16 }, () => limit.run(() => Promise.reject(new Throttled()), attempts, isThrottling).catch(() => {})));
+    await Promise.all(
+      Array.from({ length: 16 }, () => limit.run(() => Promise.reject(new Throttled()), attempts, isThrottling).catch(() => {})),
+    );
     assert.equal(limit.current, 8);
     assert.deepEqual({ ...limit.snapshot(), current: undefined }, { current: undefined, lowest: 8, throttled: 16, decreases: 1 });
     // A success the SDK only got by retrying is throttling too.
@@ -40,7 +46,10 @@ describe('adaptive concurrency', () => {
       await limit.run(() => Promise.resolve({ attempts: 1 }), attempts, isThrottling);
       seen.add(limit.current);
     }
-    assert.deepEqual([...seen].sort((a, b) => a - b), [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
+    assert.deepEqual(
+      [...seen].sort((a, b) => a - b),
+      [4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16],
+    );
     assert.equal(limit.current, 16);
   });
 
@@ -48,7 +57,12 @@ describe('adaptive concurrency', () => {
     const limit = new AdaptiveConcurrency(8);
     await limit.run(() => Promise.reject(new Throttled()), attempts, isThrottling).catch(() => {});
     assert.equal(limit.current, 4);
-    const answerAfter = (ms: number) => limit.run(() => new Promise<{ attempts: number }>((resolve) => setTimeout(() => resolve({ attempts: 1 }), ms)), attempts, isThrottling);
+    const answerAfter = (ms: number) =>
+      limit.run(
+        () => new Promise<{ attempts: number }>((resolve) => setTimeout(() => resolve({ attempts: 1 }), ms)),
+        attempts,
+        isThrottling,
+      );
     const answerAtOnce = () => limit.run(() => Promise.resolve({ attempts: 1 }), attempts, isThrottling);
     await answerAtOnce(); // the best latency: well under a millisecond
     for (let i = 0; i < 20; i++) await answerAfter(100);

@@ -25,7 +25,12 @@ const state = (overrides: Partial<ApprovalState> = {}): ApprovalState => ({
   ...overrides,
 });
 
-const approve = (by: string, checkpoint = 'delete-old', binding: { waitId?: string; runId?: string } = {}): DecideArgs => ({ decision: 'approved', by, checkpoint, ...binding });
+const approve = (by: string, checkpoint = 'delete-old', binding: { waitId?: string; runId?: string } = {}): DecideArgs => ({
+  decision: 'approved',
+  by,
+  checkpoint,
+  ...binding,
+});
 const reject = (by: string, reason = 'no'): DecideArgs => ({ decision: 'rejected', by, reason, checkpoint: 'delete-old' });
 
 describe('approval rule', () => {
@@ -83,25 +88,40 @@ describe('approval rule', () => {
       refusalReason(state(), approve('bob', 'delete-old', { waitId: 'cutover#1' })),
       'the decision is for wait cutover#1, but the run now waits at delete-old#1',
     );
-    assert.equal(refusalReason(state(), approve('bob', 'delete-old', { runId: 'run-0' })), 'the decision is for run run-0, but this is run run-1');
+    assert.equal(
+      refusalReason(state(), approve('bob', 'delete-old', { runId: 'run-0' })),
+      'the decision is for run run-0, but this is run run-1',
+    );
   });
 
   it('compares identities trimmed and case-folded', () => {
     assert.equal(refusalReason(state(), approve(' Bob ')), null);
     assert.equal(refusalReason(state(), approve('ALICE')), "'alice' started this run and production requires approval by someone else");
-    assert.equal(refusalReason(state({ startedBy: 'Alice' }), approve('alice')), "'alice' started this run and production requires approval by someone else");
+    assert.equal(
+      refusalReason(state({ startedBy: 'Alice' }), approve('alice')),
+      "'alice' started this run and production requires approval by someone else",
+    );
   });
 
   it('accepts a request ID once', () => {
     const decided = { checkpoint: 'cutover', decision: 'approved' as const, by: 'bob', at: '2026-01-01T01:00:00.000Z', requestId: 'r-1' };
-    assert.match(refusalReason(state({ decisions: [decided] }), { ...approve('bob'), requestId: 'r-1' })!, /request r-1 was already recorded/);
+    assert.match(
+      refusalReason(state({ decisions: [decided] }), { ...approve('bob'), requestId: 'r-1' })!,
+      /request r-1 was already recorded/,
+    );
   });
 });
 
 describe('decision signal payloads', () => {
   it('accepts well-formed payloads and keeps only known fields', () => {
-    const parsed = parseDecision({ checkpoint: 'qa', by: 'bob', comment: 'ok', waitId: 'qa#2', runId: 'r', requestId: 'q', extra: { a: 1 } }, 'approved');
-    assert.deepEqual(parsed, { ok: true, args: { decision: 'approved', by: 'bob', checkpoint: 'qa', waitId: 'qa#2', runId: 'r', requestId: 'q', comment: 'ok' } });
+    const parsed = parseDecision(
+      { checkpoint: 'qa', by: 'bob', comment: 'ok', waitId: 'qa#2', runId: 'r', requestId: 'q', extra: { a: 1 } },
+      'approved',
+    );
+    assert.deepEqual(parsed, {
+      ok: true,
+      args: { decision: 'approved', by: 'bob', checkpoint: 'qa', waitId: 'qa#2', runId: 'r', requestId: 'q', comment: 'ok' },
+    });
   });
 
   it('refuses wrong types and oversized fields, naming them, and never throws', () => {
@@ -115,4 +135,3 @@ describe('decision signal payloads', () => {
     for (const junk of [null, 'approve', 42, [1, 2], undefined]) assert.equal(parseDecision(junk, 'approved').ok, false);
   });
 });
-

@@ -16,7 +16,18 @@ import { parseBytes } from '../../src/bytes.js';
 describe('bucket-swap rules', () => {
   it('knows S3 bucket names', () => {
     for (const good of ['abc', 'sandbox-uploads-v2', 'my.bucket.name', 'a'.repeat(63)]) assert.equal(bucketNameProblem(good), null, good);
-    for (const bad of ['ab', 'a'.repeat(64), 'Upper', 'under_score', '-dash', 'dot.', 'two..dots', '192.168.5.4', 'xn--punycode', 'name-s3alias']) {
+    for (const bad of [
+      'ab',
+      'a'.repeat(64),
+      'Upper',
+      'under_score',
+      '-dash',
+      'dot.',
+      'two..dots',
+      '192.168.5.4',
+      'xn--punycode',
+      'name-s3alias',
+    ]) {
       assert.notEqual(bucketNameProblem(bad), null, bad);
     }
   });
@@ -47,37 +58,67 @@ describe('bucket-swap rules', () => {
   it('refuses plans that destroy or replace anything but the target', () => {
     const target = 'aws_s3_bucket.static';
     const only = { allow: [target], require: [target] };
-    assert.deepEqual(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'new' } }, { ...only, expectOutput: { name: 'bucket_name', value: 'new' } }), []);
     assert.deepEqual(
-      planProblems({ changes: [{ address: target, actions: ['create'] }, { address: 'aws_kms_key.k', actions: ['delete', 'create'] }, { address: 'aws_s3_bucket.logs', actions: ['delete'] }], outputs: {} }, only),
+      planProblems(
+        { changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'new' } },
+        { ...only, expectOutput: { name: 'bucket_name', value: 'new' } },
+      ),
+      [],
+    );
+    assert.deepEqual(
+      planProblems(
+        {
+          changes: [
+            { address: target, actions: ['create'] },
+            { address: 'aws_kms_key.k', actions: ['delete', 'create'] },
+            { address: 'aws_s3_bucket.logs', actions: ['delete'] },
+          ],
+          outputs: {},
+        },
+        only,
+      ),
       [`it would replace aws_kms_key.k, destroy aws_s3_bucket.logs, not only ${target}`],
     );
     assert.deepEqual(planProblems({ changes: [], outputs: {} }, only), [`it does not create ${target} (check the resource address)`]);
-    assert.match(planProblems({ changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'other' } }, { ...only, expectOutput: { name: 'bucket_name', value: 'new' } })[0] ?? '', /output bucket_name would be 'other', not 'new'/);
+    assert.match(
+      planProblems(
+        { changes: [{ address: target, actions: ['create'] }], outputs: { bucket_name: 'other' } },
+        { ...only, expectOutput: { name: 'bucket_name', value: 'new' } },
+      )[0] ?? '',
+      /output bucket_name would be 'other', not 'new'/,
+    );
     assert.equal(isWithin('module.site.aws_s3_bucket.static[0]', 'module.site'), true);
     assert.equal(isWithin('aws_s3_bucket.static_logs', target), false);
   });
 
-  it('rewrites every ARN of the old bucket in its policy, and no other bucket\'s', () => {
+  it("rewrites every ARN of the old bucket in its policy, and no other bucket's", () => {
     const policy = JSON.stringify({
       Statement: [
-        { Effect: 'Deny', Resource: ['arn:aws:s3:::old-site', 'arn:aws:s3:::old-site/*'], Condition: { Bool: { 'aws:SecureTransport': 'false' } } },
+        {
+          Effect: 'Deny',
+          Resource: ['arn:aws:s3:::old-site', 'arn:aws:s3:::old-site/*'],
+          Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+        },
         { Effect: 'Allow', Resource: 'arn:aws-cn:s3:::old-site/uploads/*' },
         { Effect: 'Allow', Resource: ['arn:aws:s3:::old-site-logs/*', 'arn:aws:s3:::other/old-site/*'] },
       ],
     });
     const rewritten = JSON.parse(rewriteBucketPolicy(policy, 'old-site', 'new-site')) as { Statement: { Resource: string | string[] }[] };
-    assert.deepEqual(rewritten.Statement.map((s) => s.Resource), [
-      ['arn:aws:s3:::new-site', 'arn:aws:s3:::new-site/*'],
-      'arn:aws-cn:s3:::new-site/uploads/*',
-      ['arn:aws:s3:::old-site-logs/*', 'arn:aws:s3:::other/old-site/*'],
-    ]);
+    assert.deepEqual(
+      rewritten.Statement.map((s) => s.Resource),
+      [
+        ['arn:aws:s3:::new-site', 'arn:aws:s3:::new-site/*'],
+        'arn:aws-cn:s3:::new-site/uploads/*',
+        ['arn:aws:s3:::old-site-logs/*', 'arn:aws:s3:::other/old-site/*'],
+      ],
+    );
     // Dots in a name are literal, not "any character".
     assert.equal(rewriteBucketPolicy('"arn:aws:s3:::a.b/*" "arn:aws:s3:::axb/*"', 'a.b', 'c'), '"arn:aws:s3:::c/*" "arn:aws:s3:::axb/*"');
   });
 
   it('finds a bucket named in a container variable, as a name, URL or ARN, and not a longer name', () => {
-    for (const value of ['site', 's3://site', 's3://site/uploads/', 'arn:aws:s3:::site', 'https://s3.amazonaws.com/site/x']) assert.equal(namesBucket(value, 'site'), true, value);
+    for (const value of ['site', 's3://site', 's3://site/uploads/', 'arn:aws:s3:::site', 'https://s3.amazonaws.com/site/x'])
+      assert.equal(namesBucket(value, 'site'), true, value);
     for (const value of ['site-v2', 's3://site-v2/x', 'website', 'mysite']) assert.equal(namesBucket(value, 'site'), false, value);
   });
 
@@ -92,7 +133,12 @@ describe('bucket-swap rules', () => {
     assert.equal(await etagOf(chunks(), undefined), md5(bytes).toString('hex'));
     const part = 5 * 2 ** 20;
     const parts = [bytes.subarray(0, part), bytes.subarray(part, 2 * part), bytes.subarray(2 * part)];
-    assert.equal(await etagOf(chunks(), part), `${createHash('md5').update(Buffer.concat(parts.map(md5))).digest('hex')}-3`);
+    assert.equal(
+      await etagOf(chunks(), part),
+      `${createHash('md5')
+        .update(Buffer.concat(parts.map(md5)))
+        .digest('hex')}-3`,
+    );
     const changed = Buffer.from(bytes);
     changed[2 * part + 5] = 8;
     assert.notEqual(await etagOf([changed], part), await etagOf([bytes], part), 'one changed byte in the last part changes the ETag');
@@ -100,12 +146,27 @@ describe('bucket-swap rules', () => {
 
   it('names what a bucket made by Terraform lacks compared with the old one', () => {
     const old: BucketSettings = {
-      region: 'us-east-1', versioning: 'Enabled', tags: [], unreadable: [],
-      policy: '{}', cors: [{ AllowedMethods: ['GET'], AllowedOrigins: ['*'] }], publicAccessBlock: { BlockPublicAcls: true, BlockPublicPolicy: true },
+      region: 'us-east-1',
+      versioning: 'Enabled',
+      tags: [],
+      unreadable: [],
+      policy: '{}',
+      cors: [{ AllowedMethods: ['GET'], AllowedOrigins: ['*'] }],
+      publicAccessBlock: { BlockPublicAcls: true, BlockPublicPolicy: true },
     };
-    const made: BucketSettings = { region: 'us-east-1', versioning: 'Off', tags: [], unreadable: [], cors: [], publicAccessBlock: { BlockPublicAcls: true } };
+    const made: BucketSettings = {
+      region: 'us-east-1',
+      versioning: 'Off',
+      tags: [],
+      unreadable: [],
+      cors: [],
+      publicAccessBlock: { BlockPublicAcls: true },
+    };
     const missing = missingSettings(old, { ...made, cors: undefined });
-    assert.deepEqual(missing.map((m) => m.split(':')[0]), ['versioning', 'public access block BlockPublicPolicy', 'bucket policy', 'CORS rules']);
+    assert.deepEqual(
+      missing.map((m) => m.split(':')[0]),
+      ['versioning', 'public access block BlockPublicPolicy', 'bucket policy', 'CORS rules'],
+    );
     assert.deepEqual(missingSettings(old, old), []);
   });
 
@@ -119,11 +180,19 @@ environments:
 `);
     const sandbox = environment(config, 'sandbox');
     const run = { startedBy: 'alice', dryRun: false };
-    const terraformMode = (dir: string) => ['source=old-site', 'target=new-site', 'mode=terraform', `terraform.dir=${dir}`, 'terraform.address=aws_s3_bucket.static'];
+    const terraformMode = (dir: string) => [
+      'source=old-site',
+      'target=new-site',
+      'mode=terraform',
+      `terraform.dir=${dir}`,
+      'terraform.address=aws_s3_bucket.static',
+    ];
 
-    it('is a name from the environment\'s terraform.dirs, prepared into its path', () => {
+    it("is a name from the environment's terraform.dirs, prepared into its path", () => {
       const request = buildStartRequest(bucketSwapRunbook, sandbox, { sets: terraformMode('infra') }, run);
-      const prepared = bucketSwapRunbook.prepare!(bucketSwapRunbook.params.parse(request.input.params), sandbox) as { terraform: { dir: string; dirName: string } };
+      const prepared = bucketSwapRunbook.prepare!(bucketSwapRunbook.params.parse(request.input.params), sandbox) as {
+        terraform: { dir: string; dirName: string };
+      };
       assert.equal(prepared.terraform.dir, '/srv/infra');
       assert.equal(prepared.terraform.dirName, 'infra');
     });
@@ -134,7 +203,11 @@ environments:
         ['../infra', /terraform\.dir: must be the name of a Terraform directory/],
         ['other', /terraform\.dir: 'other' is not a Terraform directory of sandbox \(allowed: infra\)/],
       ] as const) {
-        assert.throws(() => buildStartRequest(bucketSwapRunbook, sandbox, { sets: terraformMode(dir) }, run), (err: Error) => err instanceof InputError && rule.test(err.message), dir);
+        assert.throws(
+          () => buildStartRequest(bucketSwapRunbook, sandbox, { sets: terraformMode(dir) }, run),
+          (err: Error) => err instanceof InputError && rule.test(err.message),
+          dir,
+        );
       }
     });
   });

@@ -46,15 +46,18 @@ environments:
     aws: { regoin: us-east-1 }
     approvals: { approvers: [], timeout: soon }
 `;
-    assert.throws(() => parseConfig(broken, 'c.yaml'), (err: Error) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /^config c\.yaml: /);
-      assert.match(err.message, /environments\.production\.aws\.region: Required/);
-      assert.match(err.message, /environments\.production\.aws: Unrecognized key\(s\) in object: 'regoin'/);
-      assert.match(err.message, /environments\.production\.approvals\.approvers: Array must contain at least 1 element/);
-      assert.match(err.message, /environments\.production\.approvals\.timeout: 'soon' is not a duration/);
-      return true;
-    });
+    assert.throws(
+      () => parseConfig(broken, 'c.yaml'),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.message, /^config c\.yaml: /);
+        assert.match(err.message, /environments\.production\.aws\.region: Required/);
+        assert.match(err.message, /environments\.production\.aws: Unrecognized key\(s\) in object: 'regoin'/);
+        assert.match(err.message, /environments\.production\.approvals\.approvers: Array must contain at least 1 element/);
+        assert.match(err.message, /environments\.production\.approvals\.timeout: 'soon' is not a duration/);
+        return true;
+      },
+    );
   });
 
   it('refuses a protected environment that anyone, or the requester alone, may approve', () => {
@@ -65,13 +68,23 @@ environments:
     aws: { region: us-east-1 }
     approvals: { approvers: ['*', alice], allowSelfApproval: true }
 `;
-    assert.throws(() => parseConfig(loose, 'loose.yaml'), (err: Error) => {
-      assert.ok(err instanceof ConfigError);
-      assert.match(err.message, /environments\.production\.approvals\.approvers: a protected environment needs named approvers, not '\*'/);
-      assert.match(err.message, /environments\.production\.approvals\.allowSelfApproval: must be false on a protected environment/);
-      return true;
-    });
-    assert.deepEqual(runPolicy(environment(parseConfig(valid), 'staging')).approvers, ['*'], 'unprotected environments may leave approval open');
+    assert.throws(
+      () => parseConfig(loose, 'loose.yaml'),
+      (err: Error) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(
+          err.message,
+          /environments\.production\.approvals\.approvers: a protected environment needs named approvers, not '\*'/,
+        );
+        assert.match(err.message, /environments\.production\.approvals\.allowSelfApproval: must be false on a protected environment/);
+        return true;
+      },
+    );
+    assert.deepEqual(
+      runPolicy(environment(parseConfig(valid), 'staging')).approvers,
+      ['*'],
+      'unprotected environments may leave approval open',
+    );
   });
 
   it('routes run events to named webhooks, and refuses a route to a webhook it does not name', () => {
@@ -89,11 +102,15 @@ environments:
       - { webhook: pager, events: [failed, rolled-back] }
 `);
     assert.deepEqual(runPolicy(environment(routed, 'production')).notifications, [
-      { webhook: 'chat', events: ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled', 'frozen'] },
+      {
+        webhook: 'chat',
+        events: ['started', 'waiting', 'reminder', 'decided', 'succeeded', 'failed', 'rolled-back', 'cancelled', 'frozen'],
+      },
       { webhook: 'pager', events: ['failed', 'rolled-back'] },
     ]);
     assert.throws(
-      () => parseConfig(`
+      () =>
+        parseConfig(`
 environments:
   staging:
     aws: { region: us-east-1 }
@@ -104,12 +121,16 @@ environments:
         return true;
       },
     );
-    assert.throws(() => parseConfig(`
+    assert.throws(
+      () =>
+        parseConfig(`
 environments:
   staging:
     aws: { region: us-east-1 }
     notify: [{ webhook: chat }]
-`), /environments\.staging\.notify\.0\.webhook: no webhook named 'chat' under webhooks \(known: none\)/);
+`),
+      /environments\.staging\.notify\.0\.webhook: no webhook named 'chat' under webhooks \(known: none\)/,
+    );
   });
 
   it('refuses an empty file and YAML that does not parse', () => {
@@ -118,7 +139,10 @@ environments:
   });
 
   it('names the known environments when asked for another', () => {
-    assert.throws(() => environment(parseConfig(valid, 'x.yaml'), 'prod'), /unknown environment 'prod' \(known in .*x\.yaml: staging, production\)/);
+    assert.throws(
+      () => environment(parseConfig(valid, 'x.yaml'), 'prod'),
+      /unknown environment 'prod' \(known in .*x\.yaml: staging, production\)/,
+    );
   });
 
   it('reads durations as operators write them', () => {

@@ -14,7 +14,11 @@ const protection: InstanceProtection = {
   iamAuth: true,
 };
 
-const instance = (identifier: string, overrides: Partial<InstanceInfo> = {}, protectionOverrides: Partial<InstanceProtection> = {}): InstanceInfo => ({
+const instance = (
+  identifier: string,
+  overrides: Partial<InstanceInfo> = {},
+  protectionOverrides: Partial<InstanceProtection> = {},
+): InstanceInfo => ({
   identifier,
   status: 'available',
   engine: 'postgres',
@@ -40,14 +44,18 @@ describe('protectionGaps', () => {
   it('names each protection the new instance lacks, with both values', () => {
     const gaps = protectionGaps(
       instance('old'),
-      instance('new', { securityGroupIds: ['sg-1'], subnetGroup: 'default' }, {
-        kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:key/other',
-        deletionProtection: false,
-        multiAz: false,
-        parameterGroup: 'default.postgres16',
-        backupRetentionDays: 1,
-        iamAuth: false,
-      }),
+      instance(
+        'new',
+        { securityGroupIds: ['sg-1'], subnetGroup: 'default' },
+        {
+          kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:key/other',
+          deletionProtection: false,
+          multiAz: false,
+          parameterGroup: 'default.postgres16',
+          backupRetentionDays: 1,
+          iamAuth: false,
+        },
+      ),
     );
     assert.deepEqual(gaps, [
       'the KMS key arn:aws:kms:us-east-1:123456789012:key/old (new uses arn:aws:kms:us-east-1:123456789012:key/other)',
@@ -59,12 +67,29 @@ describe('protectionGaps', () => {
       'security groups sg-2',
       'subnet group private (new is in default)',
     ]);
-    assert.deepEqual(protectionGaps(instance('old'), instance('new', {}, { storageEncrypted: false, kmsKeyId: null })), ['storage encryption (old has it, new not)']);
+    assert.deepEqual(protectionGaps(instance('old'), instance('new', {}, { storageEncrypted: false, kmsKeyId: null })), [
+      'storage encryption (old has it, new not)',
+    ]);
   });
 
   it('does not count a default group or more protection as a gap', () => {
-    const plain = instance('old', {}, { storageEncrypted: false, kmsKeyId: null, deletionProtection: false, multiAz: false, iamAuth: false, parameterGroup: 'default.postgres15', backupRetentionDays: 1 });
-    assert.deepEqual(protectionGaps(plain, instance('new', {}, { parameterGroup: 'default.postgres16', optionGroup: 'default:postgres-16' })), []);
+    const plain = instance(
+      'old',
+      {},
+      {
+        storageEncrypted: false,
+        kmsKeyId: null,
+        deletionProtection: false,
+        multiAz: false,
+        iamAuth: false,
+        parameterGroup: 'default.postgres15',
+        backupRetentionDays: 1,
+      },
+    );
+    assert.deepEqual(
+      protectionGaps(plain, instance('new', {}, { parameterGroup: 'default.postgres16', optionGroup: 'default:postgres-16' })),
+      [],
+    );
   });
 
   it('compares nothing for instances read before protection was (replayed runs)', () => {

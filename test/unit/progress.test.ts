@@ -9,7 +9,9 @@ import type { RunStatus } from '../../src/messages.js';
 
 const at = (iso: string) => ({ seconds: Math.floor(Date.parse(iso) / 1000), nanos: 0 });
 
-function described(pending: { type: string; details?: unknown; attempt?: number; heartbeatAt?: string }[]): Pick<WorkflowExecutionDescription, 'raw'> {
+function described(
+  pending: { type: string; details?: unknown; attempt?: number; heartbeatAt?: string }[],
+): Pick<WorkflowExecutionDescription, 'raw'> {
   return {
     raw: {
       pendingActivities: pending.map((p) => ({
@@ -51,35 +53,76 @@ const running = (overrides: Partial<RunStatus> = {}): RunStatus => ({
 
 describe('live progress', () => {
   it('reads the progress convention and the heartbeats that predate it', () => {
-    assert.deepEqual(fromDetails({ token: 't', progress: { done: 3, total: 4, unit: 'healthy tasks' } }), { done: 3, total: 4, unit: 'healthy tasks' });
-    assert.deepEqual(fromDetails({ token: 'x', finished: false, pages: 2, objects: 2000, bytes: 4096, copied: 2000 }), { done: 2000, unit: 'objects', bytes: 4096 });
-    assert.deepEqual(fromDetails({ objects: 10, bytes: 1, multipart: 0, mismatches: 2, examples: [] }), { done: 10, unit: 'objects', bytes: 1, note: '2 mismatched' });
+    assert.deepEqual(fromDetails({ token: 't', progress: { done: 3, total: 4, unit: 'healthy tasks' } }), {
+      done: 3,
+      total: 4,
+      unit: 'healthy tasks',
+    });
+    assert.deepEqual(fromDetails({ token: 'x', finished: false, pages: 2, objects: 2000, bytes: 4096, copied: 2000 }), {
+      done: 2000,
+      unit: 'objects',
+      bytes: 4096,
+    });
+    assert.deepEqual(fromDetails({ objects: 10, bytes: 1, multipart: 0, mismatches: 2, examples: [] }), {
+      done: 10,
+      unit: 'objects',
+      bytes: 1,
+      note: '2 mismatched',
+    });
     assert.deepEqual(fromDetails({ newTaskArns: ['a', 'b'], failures: [{ arn: 'c', why: 'x' }], polls: 3, delayMs: 1000 }), {
       done: 2,
       unit: 'new tasks running',
       level: true,
       note: '1 failed',
     });
-    assert.deepEqual(fromDetails({ done: [{}, {}], problems: [], current: { table: 'orders', rows: 5000 } }), { done: 2, unit: 'tables verified', note: 'at orders (5,000 rows)' });
+    assert.deepEqual(fromDetails({ done: [{}, {}], problems: [], current: { table: 'orders', rows: 5000 } }), {
+      done: 2,
+      unit: 'tables verified',
+      note: 'at orders (5,000 rows)',
+    });
     assert.deepEqual(fromDetails(7), { done: 7, unit: 'done' });
     for (const nothing of [undefined, null, 'key', { token: 'only' }]) assert.equal(fromDetails(nothing), undefined);
   });
 
   it('takes progress from the pending activities of a description, skipping those without', () => {
-    const progress = progressOf(described([
-      { type: 'copyObjects', details: { objects: 5, bytes: 10 }, attempt: 2, heartbeatAt: '2026-01-01T00:00:20.000Z' },
-      { type: 'inspectService' },
-    ]));
-    assert.deepEqual(progress, [{ activity: 'copyObjects', attempt: 2, at: '2026-01-01T00:00:20.000Z', done: 5, unit: 'objects', bytes: 10 }]);
+    const progress = progressOf(
+      described([
+        { type: 'copyObjects', details: { objects: 5, bytes: 10 }, attempt: 2, heartbeatAt: '2026-01-01T00:00:20.000Z' },
+        { type: 'inspectService' },
+      ]),
+    );
+    assert.deepEqual(progress, [
+      { activity: 'copyObjects', attempt: 2, at: '2026-01-01T00:00:20.000Z', done: 5, unit: 'objects', bytes: 10 },
+    ]);
     assert.deepEqual(progressOf(described([])), []);
   });
 
   it('says done of total, bytes, rate since the step started and an ETA', () => {
-    const p: ActivityProgress = { activity: 'copyObjects', attempt: 1, at: '2026-01-01T00:00:20.000Z', done: 500, total: 2000, unit: 'objects', bytes: 10 * 2 ** 20 };
-    assert.equal(formatProgress(p, '2026-01-01T00:00:10.000Z'), '500 / 2,000 objects (25%) · 10.0 MiB · 50 objects/s, 1.00 MiB/s · ETA 30s');
+    const p: ActivityProgress = {
+      activity: 'copyObjects',
+      attempt: 1,
+      at: '2026-01-01T00:00:20.000Z',
+      done: 500,
+      total: 2000,
+      unit: 'objects',
+      bytes: 10 * 2 ** 20,
+    };
+    assert.equal(
+      formatProgress(p, '2026-01-01T00:00:10.000Z'),
+      '500 / 2,000 objects (25%) · 10.0 MiB · 50 objects/s, 1.00 MiB/s · ETA 30s',
+    );
     assert.equal(formatProgress({ ...p, total: undefined, bytes: undefined }, '2026-01-01T00:00:10.000Z'), '500 objects · 50 objects/s');
-    assert.equal(formatProgress({ ...p, done: 1, total: 2, unit: 'healthy tasks', bytes: undefined, attempt: 3 }, '2026-01-01T00:00:00.000Z'), '1 / 2 healthy tasks (50%) · 0.1 healthy tasks/s · ETA 20s · attempt 3');
-    assert.equal(formatProgress({ ...p, done: 2, unit: 'new tasks running', level: true, total: undefined, bytes: undefined, note: '1 failed' }, '2026-01-01T00:00:10.000Z'), '2 new tasks running · 1 failed');
+    assert.equal(
+      formatProgress({ ...p, done: 1, total: 2, unit: 'healthy tasks', bytes: undefined, attempt: 3 }, '2026-01-01T00:00:00.000Z'),
+      '1 / 2 healthy tasks (50%) · 0.1 healthy tasks/s · ETA 20s · attempt 3',
+    );
+    assert.equal(
+      formatProgress(
+        { ...p, done: 2, unit: 'new tasks running', level: true, total: undefined, bytes: undefined, note: '1 failed' },
+        '2026-01-01T00:00:10.000Z',
+      ),
+      '2 new tasks running · 1 failed',
+    );
   });
 
   it('draws a bar only when the total is known', () => {
@@ -89,7 +132,9 @@ describe('live progress', () => {
   });
 
   it('shows the progress under the running step in `runbook status`', () => {
-    const progress: ActivityProgress[] = [{ activity: 'copyObjects', attempt: 1, at: '2026-01-01T00:00:20.000Z', done: 100, unit: 'objects', bytes: 2048 }];
+    const progress: ActivityProgress[] = [
+      { activity: 'copyObjects', attempt: 1, at: '2026-01-01T00:00:20.000Z', done: 100, unit: 'objects', bytes: 2048 },
+    ];
     const lines = formatStatus(running(), undefined, progress).split('\n');
     const step = lines.findIndex((l) => l.includes('copy-objects'));
     assert.equal(lines[step + 1], '      100 objects · 2.00 KiB · 10 objects/s, 205 bytes/s');
@@ -113,7 +158,13 @@ describe('live progress', () => {
 
   it('draws a live line with a bar on a terminal, and leaves step lines above it', () => {
     let drawn = '';
-    const stream = Object.assign(new Writable({ write: (chunk: Buffer, _encoding, done) => void ((drawn += chunk.toString()), done()) }), { isTTY: true, columns: 120, cursorTo: () => true, moveCursor: () => true, clearLine: () => true });
+    const stream = Object.assign(new Writable({ write: (chunk: Buffer, _encoding, done) => void ((drawn += chunk.toString()), done()) }), {
+      isTTY: true,
+      columns: 120,
+      cursorTo: () => true,
+      moveCursor: () => true,
+      clearLine: () => true,
+    });
     const printed: string[] = [];
     const live = new LiveProgress({ tty: true, write: (line) => printed.push(line), stream });
     const progress: ActivityProgress[] = [{ activity: 'waitForHealthyNewTasks', attempt: 1, done: 1, total: 2, unit: 'healthy tasks' }];

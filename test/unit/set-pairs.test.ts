@@ -65,7 +65,11 @@ describe('--set pairs', () => {
     assertUsage(['items'], /^--set items: expected key=value/);
     assertUsage(['=1'], /expected key=value/);
     assertUsage(['a..b=1'], /^--set a\.\.b=1: the key has an empty segment/);
-    assertUsage(['regions.id=de'], /^--set regions\.id=de: regions is a list, so the key after it must be an index \(regions\.0\), not 'id'/, { regions: [] });
+    assertUsage(
+      ['regions.id=de'],
+      /^--set regions\.id=de: regions is a list, so the key after it must be an index \(regions\.0\), not 'id'/,
+      { regions: [] },
+    );
     assertUsage(['regions.2.id=de'], /^--set regions\.2\.id=de: regions has 0 item\(s\), so the next index is 0, not 2/);
   });
 

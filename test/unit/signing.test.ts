@@ -17,7 +17,8 @@ import { parseSshSignature, verifySshSignature } from '../../src/signing/sshsig.
 import { verifyDecision, verifyStart } from '../../src/signing/verify.js';
 import { waitUntil } from '../helpers/wait-until.js';
 
-const keygen = (path: string, type: string, comment: string) => execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', comment, '-f', path]);
+const keygen = (path: string, type: string, comment: string) =>
+  execFileSync('ssh-keygen', ['-q', '-t', type, ...(type === 'rsa' ? ['-b', '2048'] : []), '-N', '', '-C', comment, '-f', path]);
 const publicLine = (path: string) => readFileSync(`${path}.pub`, 'utf8').trim().split(' ').slice(0, 2).join(' ');
 
 describe('signed starts and decisions', function () {
@@ -35,13 +36,22 @@ describe('signed starts and decisions', function () {
     keygen(bob, 'ed25519', 'bob');
     keygen(mallory, 'ed25519', 'mallory');
     signersFile = join(dir, 'allowed_signers');
-    writeFileSync(signersFile, `# who may sign here\nalice@example.com ${publicLine(alice)} laptop\nbob@example.com namespaces="temporal-runbooks,git" ${publicLine(bob)}\n`);
+    writeFileSync(
+      signersFile,
+      `# who may sign here\nalice@example.com ${publicLine(alice)} laptop\nbob@example.com namespaces="temporal-runbooks,git" ${publicLine(bob)}\n`,
+    );
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   const soon = () => new Date(Date.now() + 5 * 60_000).toISOString();
   const signers = () => parseAllowedSigners(readFileSync(signersFile, 'utf8'), signersFile);
-  const wait = { workflowId: 'ledger-swap:guarded:books', runId: 'run-1', waitId: 'delete-old#1', decision: 'approved' as const, comment: 'looks right' };
+  const wait = {
+    workflowId: 'ledger-swap:guarded:books',
+    runId: 'run-1',
+    waitId: 'delete-old#1',
+    decision: 'approved' as const,
+    comment: 'looks right',
+  };
 
   for (const type of ['ed25519', 'ecdsa', 'rsa']) {
     it(`verifies an ssh-keygen ${type} signature, and not over another message or namespace`, async () => {
@@ -58,28 +68,66 @@ describe('signed starts and decisions', function () {
   }
 
   it('builds the documented canonical messages', () => {
-    const start = startMessage({ runbook: 'ledger-swap', env: 'guarded', params: { name: 'books', items: 3 }, requestId: 'r1', expiresAt: '2026-01-01T00:00:00.000Z' });
-    assert.match(start, /^\{"env":"guarded","expiresAt":"2026-01-01T00:00:00.000Z","paramsHash":"[0-9a-f]{64}","requestId":"r1","runbook":"ledger-swap"\}$/);
-    assert.equal(start, startMessage({ runbook: 'ledger-swap', env: 'guarded', params: { items: 3, name: 'books' }, requestId: 'r1', expiresAt: '2026-01-01T00:00:00.000Z' }), 'key order does not matter');
+    const start = startMessage({
+      runbook: 'ledger-swap',
+      env: 'guarded',
+      params: { name: 'books', items: 3 },
+      requestId: 'r1',
+      expiresAt: '2026-01-01T00:00:00.000Z',
+    });
+    assert.match(
+      start,
+      /^\{"env":"guarded","expiresAt":"2026-01-01T00:00:00.000Z","paramsHash":"[0-9a-f]{64}","requestId":"r1","runbook":"ledger-swap"\}$/,
+    );
+    assert.equal(
+      start,
+      startMessage({
+        runbook: 'ledger-swap',
+        env: 'guarded',
+        params: { items: 3, name: 'books' },
+        requestId: 'r1',
+        expiresAt: '2026-01-01T00:00:00.000Z',
+      }),
+      'key order does not matter',
+    );
     const decision = decisionMessage({ ...wait, expiresAt: '2026-01-01T00:00:00.000Z' });
-    assert.match(decision, /^\{"commentHash":"[0-9a-f]{64}","decision":"approved","expiresAt":"[^"]+","runId":"run-1","waitId":"delete-old#1","workflowId":"ledger-swap:guarded:books"\}$/);
+    assert.match(
+      decision,
+      /^\{"commentHash":"[0-9a-f]{64}","decision":"approved","expiresAt":"[^"]+","runId":"run-1","waitId":"delete-old#1","workflowId":"ledger-swap:guarded:books"\}$/,
+    );
   });
 
-  it("gives the verified principal of a decision, and refuses it on another wait, run, decision or comment", async () => {
+  it('gives the verified principal of a decision, and refuses it on another wait, run, decision or comment', async () => {
     const expiresAt = soon();
     const signature = await signMessage({ kind: 'file', path: bob }, decisionMessage({ ...wait, expiresAt }));
     assert.equal(verifyDecision(signers(), { ...wait, expiresAt, signature }), 'bob@example.com');
     assert.equal(verifyDecision(signers(), { ...wait, expiresAt, signature, by: 'Bob@Example.com' }), 'bob@example.com');
-    for (const other of [{ waitId: 'delete-old#2' }, { runId: 'run-2' }, { workflowId: 'ledger-swap:guarded:maps' }, { decision: 'rejected' as const }, { comment: 'fine' }]) {
-      assert.throws(() => verifyDecision(signers(), { ...wait, ...other, expiresAt, signature }), /does not verify over this decision/, JSON.stringify(other));
+    for (const other of [
+      { waitId: 'delete-old#2' },
+      { runId: 'run-2' },
+      { workflowId: 'ledger-swap:guarded:maps' },
+      { decision: 'rejected' as const },
+      { comment: 'fine' },
+    ]) {
+      assert.throws(
+        () => verifyDecision(signers(), { ...wait, ...other, expiresAt, signature }),
+        /does not verify over this decision/,
+        JSON.stringify(other),
+      );
     }
-    assert.throws(() => verifyDecision(signers(), { ...wait, expiresAt, signature, by: 'alice@example.com' }), /claims to be by 'alice@example.com' but is signed with the key of bob@example.com/);
+    assert.throws(
+      () => verifyDecision(signers(), { ...wait, expiresAt, signature, by: 'alice@example.com' }),
+      /claims to be by 'alice@example.com' but is signed with the key of bob@example.com/,
+    );
   });
 
   it('refuses a key not in the signers file, a missing, expired or far-future signature', async () => {
     const expiresAt = soon();
     const byMallory = await signMessage({ kind: 'file', path: mallory }, decisionMessage({ ...wait, expiresAt }));
-    assert.throws(() => verifyDecision(signers(), { ...wait, expiresAt, signature: byMallory }), /key SHA256:\S+ is not in the signers file/);
+    assert.throws(
+      () => verifyDecision(signers(), { ...wait, expiresAt, signature: byMallory }),
+      /key SHA256:\S+ is not in the signers file/,
+    );
     assert.throws(() => verifyDecision(signers(), { ...wait, expiresAt }), /unsigned decision/);
     const past = new Date(Date.now() - 1000).toISOString();
     const expired = await signMessage({ kind: 'file', path: bob }, decisionMessage({ ...wait, expiresAt: past }));
@@ -97,7 +145,9 @@ describe('signed starts and decisions', function () {
   });
 
   it('honours namespaces and validity windows in the signers file', async () => {
-    const limited = parseAllowedSigners(`bob@example.com namespaces="git" ${publicLine(bob)}\nalice@example.com valid-before="20200101Z" ${publicLine(alice)}\n`);
+    const limited = parseAllowedSigners(
+      `bob@example.com namespaces="git" ${publicLine(bob)}\nalice@example.com valid-before="20200101Z" ${publicLine(alice)}\n`,
+    );
     const expiresAt = soon();
     const byBob = await signMessage({ kind: 'file', path: bob }, decisionMessage({ ...wait, expiresAt }));
     const byAlice = await signMessage({ kind: 'file', path: alice }, decisionMessage({ ...wait, expiresAt }));
@@ -117,29 +167,53 @@ describe('signed starts and decisions', function () {
       [`alice`, /line 2: expected `principals \[options\] keytype base64-key`/],
     ];
     for (const [line, expected] of cases) {
-      assert.throws(() => parseAllowedSigners(`bob@example.com ${publicLine(bob)}\n${line}\n`, '/etc/signers'), (err: Error) => err instanceof SignersFileError && /^signers file \/etc\/signers line 2: /.test(err.message) && expected.test(err.message), line);
+      assert.throws(
+        () => parseAllowedSigners(`bob@example.com ${publicLine(bob)}\n${line}\n`, '/etc/signers'),
+        (err: Error) =>
+          err instanceof SignersFileError && /^signers file \/etc\/signers line 2: /.test(err.message) && expected.test(err.message),
+        line,
+      );
     }
   });
 
   it('loads the signers file beside the config; a bad one is a config error naming file and line', () => {
     const configPath = join(dir, 'runbooks.config.yaml');
-    writeFileSync(configPath, 'environments:\n  guarded:\n    protected: true\n    aws: { region: us-east-1 }\n    approvals: { approvers: [alice@example.com, bob@example.com], signers: allowed_signers }\n');
+    writeFileSync(
+      configPath,
+      'environments:\n  guarded:\n    protected: true\n    aws: { region: us-east-1 }\n    approvals: { approvers: [alice@example.com, bob@example.com], signers: allowed_signers }\n',
+    );
     const config = loadConfig(configPath);
     const guarded = environment(config, 'guarded');
     assert.equal(guarded.approvals.signers, signersFile, 'relative to the config file');
-    assert.deepEqual(environmentSigners(config, guarded)?.map((s) => s.principals[0]), ['alice@example.com', 'bob@example.com']);
+    assert.deepEqual(
+      environmentSigners(config, guarded)?.map((s) => s.principals[0]),
+      ['alice@example.com', 'bob@example.com'],
+    );
     assert.equal(runPolicy(guarded).signed, true);
 
     writeFileSync(join(dir, 'bad_signers'), `alice@example.com ${publicLine(alice)}\nbob@example.com ssh-ed25519\n`);
-    assert.throws(() => parseConfig('environments:\n  e:\n    aws: { region: us-east-1 }\n    approvals: { signers: bad_signers }\n', configPath), (err: Error) =>
-      err instanceof ConfigError && err.message.includes(`environments.e.approvals.signers: signers file ${join(dir, 'bad_signers')} line 2: expected`));
-    assert.throws(() => parseConfig('environments:\n  e:\n    aws: { region: us-east-1 }\n    approvals: { signers: missing }\n', configPath), (err: Error) =>
-      err instanceof ConfigError && err.message.includes(`signers file ${join(dir, 'missing')}: cannot read it`));
+    assert.throws(
+      () => parseConfig('environments:\n  e:\n    aws: { region: us-east-1 }\n    approvals: { signers: bad_signers }\n', configPath),
+      (err: Error) =>
+        err instanceof ConfigError &&
+        err.message.includes(`environments.e.approvals.signers: signers file ${join(dir, 'bad_signers')} line 2: expected`),
+    );
+    assert.throws(
+      () => parseConfig('environments:\n  e:\n    aws: { region: us-east-1 }\n    approvals: { signers: missing }\n', configPath),
+      (err: Error) => err instanceof ConfigError && err.message.includes(`signers file ${join(dir, 'missing')}: cannot read it`),
+    );
   });
 
   it('refuses a key file that is unreadable or not a private key, naming file and line', async () => {
-    await assert.rejects(findSigningKey(join(dir, 'nope')), (err: Error) => err instanceof ConfigError && err.message.startsWith(`key file ${join(dir, 'nope')}: cannot read it`));
-    await assert.rejects(findSigningKey(`${alice}.pub`), (err: Error) => err instanceof ConfigError && /^key file \S+alice.pub line 1: not an OpenSSH private key.*this is a public key/.test(err.message));
+    await assert.rejects(
+      findSigningKey(join(dir, 'nope')),
+      (err: Error) => err instanceof ConfigError && err.message.startsWith(`key file ${join(dir, 'nope')}: cannot read it`),
+    );
+    await assert.rejects(
+      findSigningKey(`${alice}.pub`),
+      (err: Error) =>
+        err instanceof ConfigError && /^key file \S+alice.pub line 1: not an OpenSSH private key.*this is a public key/.test(err.message),
+    );
   });
 
   it('signs with the first key in ssh-agent when no key file is given', async () => {

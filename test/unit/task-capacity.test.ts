@@ -9,12 +9,27 @@ describe('task placement arithmetic', () => {
     assert.equal(tasksThatFit({ cpu: 2048, memory: 4096 }, { cpu: 256, memory: 1024 }), 4);
     assert.equal(tasksThatFit({ cpu: 100, memory: 4096 }, { cpu: 256, memory: 256 }), 0);
     assert.equal(tasksThatFit({ cpu: -5, memory: 4096 }, { cpu: 256, memory: 256 }), 0, 'an overcommitted instance fits nothing');
-    assert.equal(tasksThatFit({ cpu: 2048, memory: 1000 }, { cpu: 0, memory: 500 }), 2, 'a task with no CPU reservation is bound by memory');
+    assert.equal(
+      tasksThatFit({ cpu: 2048, memory: 1000 }, { cpu: 0, memory: 500 }),
+      2,
+      'a task with no CPU reservation is bound by memory',
+    );
   });
 
   it('reads a task size from the task level, else from the sum of its containers', () => {
-    assert.deepEqual(taskResources({ cpu: '1024', memory: '2048', containerDefinitions: [{ cpu: 10, memory: 20 }] }), { cpu: 1024, memory: 2048 });
-    assert.deepEqual(taskResources({ containerDefinitions: [{ cpu: 256, memory: 512 }, { cpu: 128, memoryReservation: 64 }] }), { cpu: 384, memory: 576 });
+    assert.deepEqual(taskResources({ cpu: '1024', memory: '2048', containerDefinitions: [{ cpu: 10, memory: 20 }] }), {
+      cpu: 1024,
+      memory: 2048,
+    });
+    assert.deepEqual(
+      taskResources({
+        containerDefinitions: [
+          { cpu: 256, memory: 512 },
+          { cpu: 128, memoryReservation: 64 },
+        ],
+      }),
+      { cpu: 384, memory: 576 },
+    );
   });
 });
 

@@ -51,7 +51,8 @@ function stubLedger(options: { failUndoOf?: string } = {}) {
 }
 
 const params = (overrides: Partial<LedgerParams> = {}): LedgerParams => ({ name: 'books', items: 3, slowMs: 0, ...overrides });
-const input = (overrides: Partial<LedgerParams> = {}, run: Parameters<typeof runbookInput>[2] = {}) => runbookInput('ledger-swap', params(overrides), run);
+const input = (overrides: Partial<LedgerParams> = {}, run: Parameters<typeof runbookInput>[2] = {}) =>
+  runbookInput('ledger-swap', params(overrides), run);
 const stepStates = (steps: { name: string; status: string }[]) => steps.map((s) => `${s.name}:${s.status}`);
 
 describe('engine rules, on the workflow tier', () => {
@@ -67,7 +68,14 @@ describe('engine rules, on the workflow tier', () => {
     assert.equal(end.errorType, FailureType.rolledBack);
     assert.match(end.message ?? '', /checkpoint 'delete-old' rejected by bob: copy incomplete; 2 change\(s\) undone/);
     const status = await statusWhen(handle, (s) => s.phase !== 'waiting');
-    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:compensated', 'copy:compensated', 'delete-old:failed', 'delete-source:skipped']);
+    assert.deepEqual(stepStates(status.steps), [
+      'resolve:done',
+      'preflight:done',
+      'stage:compensated',
+      'copy:compensated',
+      'delete-old:failed',
+      'delete-source:skipped',
+    ]);
     assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'undo copy', 'undo stage']);
   });
 
@@ -101,12 +109,18 @@ describe('engine rules, on the workflow tier', () => {
     const policy = { approvers: ['*'], allowSelfApproval: true, timeoutMs: 3_600_000, timeoutsMs: { 'delete-old': 1_000 } };
     const handle = await start('ledgerSwap', input({}, { policy }));
     const waiting = await statusWhen(handle, (s) => s.phase === 'waiting');
-    assert.ok(Date.parse(waiting.waitingFor!.timeoutAt) - Date.parse(waiting.waitingFor!.since) <= 1_000, 'the per-checkpoint timeout applies');
+    assert.ok(
+      Date.parse(waiting.waitingFor!.timeoutAt) - Date.parse(waiting.waitingFor!.since) <= 1_000,
+      'the per-checkpoint timeout applies',
+    );
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.rolledBack);
     assert.match(end.message ?? '', /checkpoint 'delete-old' timed out \(no decision within 1s\)/);
     const status = await statusWhen(handle, () => true);
-    assert.deepEqual(status.decisions.map((d) => [d.decision, d.by]), [['rejected', 'timeout']]);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.decision, d.by]),
+      [['rejected', 'timeout']],
+    );
     assert.equal(ledger.calls.includes('apply delete-source'), false);
   });
 
@@ -118,7 +132,14 @@ describe('engine rules, on the workflow tier', () => {
     const status = await statusWhen(handle, () => true);
     assert.equal(status.phase, 'succeeded');
     assert.equal(status.dryRun, true);
-    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:skipped', 'copy:skipped', 'delete-old:skipped', 'delete-source:skipped']);
+    assert.deepEqual(stepStates(status.steps), [
+      'resolve:done',
+      'preflight:done',
+      'stage:skipped',
+      'copy:skipped',
+      'delete-old:skipped',
+      'delete-source:skipped',
+    ]);
     for (const step of status.steps.slice(2)) assert.match(step.detail ?? '', /^would /, step.name);
     assert.deepEqual(ledger.calls, ['preflight books']);
   });
@@ -136,17 +157,23 @@ describe('engine rules, on the workflow tier', () => {
     await handle.signal(approveSignal, { by: 'bob' });
     const refused = await statusWhen(handle, (s) => s.refusals.length === 5);
     assert.equal(refused.phase, 'waiting', 'refused decisions change nothing');
-    assert.deepEqual(refused.refusals.map((r) => r.reason), [
-      "'mallory' is not an approver in guarded (approvers: alice, bob)",
-      "'alice' started this run and guarded requires approval by someone else",
-      "the run waits at checkpoint 'delete-old', not 'qa'",
-      'a rejection needs a reason',
-      'a decision must name the checkpoint it decides (checkpoint)',
-    ]);
+    assert.deepEqual(
+      refused.refusals.map((r) => r.reason),
+      [
+        "'mallory' is not an approver in guarded (approvers: alice, bob)",
+        "'alice' started this run and guarded requires approval by someone else",
+        "the run waits at checkpoint 'delete-old', not 'qa'",
+        'a rejection needs a reason',
+        'a decision must name the checkpoint it decides (checkpoint)',
+      ],
+    );
     await handle.signal(approveSignal, { by: 'bob', checkpoint: 'delete-old', comment: 'looks right' });
     await handle.result();
     const status = await statusWhen(handle, () => true);
-    assert.deepEqual(status.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.comment]), [['delete-old', 'approved', 'bob', 'looks right']]);
+    assert.deepEqual(
+      status.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.comment]),
+      [['delete-old', 'approved', 'bob', 'looks right']],
+    );
     assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'apply delete-source']);
   });
 
@@ -192,10 +219,20 @@ describe('engine rules, on the workflow tier', () => {
     await handle.signal(rejectSignal, { by: 'bob', checkpoint: 'delete-old', reason: 'copy incomplete' });
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.rejected, 'the cause, not RolledBack');
-    assert.match(end.message ?? '', /rejected by bob: copy incomplete; 1 later change\(s\) undone, the rest stands: the stage of books stays in place/);
+    assert.match(
+      end.message ?? '',
+      /rejected by bob: copy incomplete; 1 later change\(s\) undone, the rest stands: the stage of books stays in place/,
+    );
     const status = await statusWhen(handle, (s) => s.phase !== 'waiting');
     assert.equal(status.phase, 'failed');
-    assert.deepEqual(stepStates(status.steps), ['resolve:done', 'preflight:done', 'stage:done', 'copy:compensated', 'delete-old:failed', 'delete-source:skipped']);
+    assert.deepEqual(stepStates(status.steps), [
+      'resolve:done',
+      'preflight:done',
+      'stage:done',
+      'copy:compensated',
+      'delete-old:failed',
+      'delete-source:skipped',
+    ]);
     assert.deepEqual(ledger.calls, ['preflight books', 'apply stage', 'apply copy', 'undo copy']);
   });
 });

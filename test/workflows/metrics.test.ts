@@ -27,29 +27,56 @@ async function scrape(address: string): Promise<string> {
 
 /** The sample lines of one metric whose labels include all of `labels`. */
 function samples(text: string, metric: string, labels: Record<string, string> = {}): string[] {
-  return text.split('\n').filter((line) => line.startsWith(`${metric}{`) && Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)));
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${metric}{`) && Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)));
 }
 
 describe('metrics', () => {
   it('serves runbook metrics from workflow code beside the SDK worker metrics, during a run', async () => {
     const { metricsAddress } = workflowTier();
     await withStubWorker({}, async ({ client, taskQueue }) => {
-      const handle = await client.workflow.start('metricsProbe', { taskQueue, workflowId: `metrics-probe-${Date.now()}`, args: [{ runbook: 'probe', env: 'metrics-test' }] });
+      const handle = await client.workflow.start('metricsProbe', {
+        taskQueue,
+        workflowId: `metrics-probe-${Date.now()}`,
+        args: [{ runbook: 'probe', env: 'metrics-test' }],
+      });
       const run = { runbook: 'probe', env: 'metrics-test' };
       let text = '';
       await waitUntil(async () => samples((text = await scrape(metricsAddress)), 'runbook_runs_ended_total', run).length > 0, {
         timeoutMs: 20_000,
-        what: () => `runbook metrics on ${metricsAddress}; scraped:\n${text.split('\n').filter((l) => l.includes('runbook')).join('\n')}`,
+        what: () =>
+          `runbook metrics on ${metricsAddress}; scraped:\n${text
+            .split('\n')
+            .filter((l) => l.includes('runbook'))
+            .join('\n')}`,
       });
       assert.match(samples(text, 'runbook_runs_started_total', { ...run, dry_run: 'false' })[0] ?? '', / 1$/);
       assert.match(samples(text, 'runbook_runs_ended_total', { ...run, phase: 'rolled-back' })[0] ?? '', / 1$/);
       assert.match(samples(text, 'runbook_compensation_runs_total', { ...run, outcome: 'undone' })[0] ?? '', / 1$/);
       assert.match(samples(text, 'runbook_step_duration_seconds_sum', { ...run, step: 'copy', status: 'done' })[0] ?? '', / 1\.5$/);
-      assert.match(samples(text, 'runbook_step_duration_seconds_bucket', { ...run, le: '5' })[0] ?? '', / 1$/, 'buckets fit step durations');
-      assert.match(samples(text, 'runbook_checkpoint_wait_seconds_bucket', { ...run, le: '60' })[0] ?? '', / 1$/, 'buckets fit checkpoint waits');
-      assert.match(samples(text, 'runbook_checkpoint_wait_seconds_sum', { ...run, checkpoint: 'delete-old', decision: 'approved' })[0] ?? '', / 42$/);
-      assert.ok(samples(text, 'runbook_runs_started_total', { workflowType: 'metricsProbe', taskQueue, namespace: 'default' }).length, 'the SDK tags them with workflow type and task queue');
-      assert.ok(text.split('\n').some((line) => line.startsWith('temporal_') && line.includes(`"${taskQueue}"`)), 'the SDK worker metrics are served too');
+      assert.match(
+        samples(text, 'runbook_step_duration_seconds_bucket', { ...run, le: '5' })[0] ?? '',
+        / 1$/,
+        'buckets fit step durations',
+      );
+      assert.match(
+        samples(text, 'runbook_checkpoint_wait_seconds_bucket', { ...run, le: '60' })[0] ?? '',
+        / 1$/,
+        'buckets fit checkpoint waits',
+      );
+      assert.match(
+        samples(text, 'runbook_checkpoint_wait_seconds_sum', { ...run, checkpoint: 'delete-old', decision: 'approved' })[0] ?? '',
+        / 42$/,
+      );
+      assert.ok(
+        samples(text, 'runbook_runs_started_total', { workflowType: 'metricsProbe', taskQueue, namespace: 'default' }).length,
+        'the SDK tags them with workflow type and task queue',
+      );
+      assert.ok(
+        text.split('\n').some((line) => line.startsWith('temporal_') && line.includes(`"${taskQueue}"`)),
+        'the SDK worker metrics are served too',
+      );
       await handle.signal(finishProbe);
       await handle.result();
     });
@@ -62,18 +89,30 @@ describe('metrics', () => {
     const address = `127.0.0.1:${port}`;
     // A real worker enforces its own environments file: one environment is enough for this run.
     const configPath = join(dir, 'metrics.config.yaml');
-    writeFileSync(configPath, 'environments:\n  test:\n    aws: { region: us-east-1 }\n    approvals: { approvers: ["*"], allowSelfApproval: true }\n');
+    writeFileSync(
+      configPath,
+      'environments:\n  test:\n    aws: { region: us-east-1 }\n    approvals: { approvers: ["*"], allowSelfApproval: true }\n',
+    );
     const name = `metrics-${Date.now()}`;
     const worker = execa(process.execPath, [cliPath, 'worker', '--metrics', address], {
       cwd: dir,
-      env: { TEMPORAL_ADDRESS: temporalAddress, RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath, RUNBOOK_PLUGINS: fixturePlugin, FIXTURE_LEDGER_DIR: mkdtempSync(join(dir, 'ledger-')), RUNBOOK_CONFIG: configPath },
+      env: {
+        TEMPORAL_ADDRESS: temporalAddress,
+        RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath,
+        RUNBOOK_PLUGINS: fixturePlugin,
+        FIXTURE_LEDGER_DIR: mkdtempSync(join(dir, 'ledger-')),
+        RUNBOOK_CONFIG: configPath,
+      },
       reject: false,
     });
     let output = '';
     worker.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     worker.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     try {
-      await waitUntil(() => output.includes('worker polling'), { timeoutMs: 60_000, what: () => `the worker to start; it printed:\n${output}` });
+      await waitUntil(() => output.includes('worker polling'), {
+        timeoutMs: 60_000,
+        what: () => `the worker to start; it printed:\n${output}`,
+      });
       assert.match(output, new RegExp(`metrics on http://${address}/metrics`));
       const handle = await testEnv.client.workflow.start('ledgerSwap', {
         taskQueue: TASK_QUEUE,
@@ -82,7 +121,10 @@ describe('metrics', () => {
       });
       await statusWhen(handle, (s) => s.phase === 'waiting', 60_000);
       const text = await scrape(address);
-      assert.ok(samples(text, 'temporal_workflow_task_execution_latency_count', { task_queue: TASK_QUEUE, workflow_type: 'ledgerSwap' }).length, text.slice(0, 2000));
+      assert.ok(
+        samples(text, 'temporal_workflow_task_execution_latency_count', { task_queue: TASK_QUEUE, workflow_type: 'ledgerSwap' }).length,
+        text.slice(0, 2000),
+      );
       assert.ok(samples(text, 'temporal_activity_execution_latency_count', { activity_type: 'ledgerApply' }).length, 'activity metrics');
       await handle.signal(rejectSignal, { by: 'alice', checkpoint: 'delete-old', reason: 'metrics seen' });
       await handle.result().catch(() => undefined);
@@ -96,7 +138,11 @@ describe('metrics', () => {
     assert.equal(metricsBindAddress('127.0.0.1:9464'), '127.0.0.1:9464');
     assert.equal(metricsBindAddress('[::1]:9464'), '[::1]:9464');
     for (const bad of ['9464', 'localhost:9464', '127.0.0.1:0', '127.0.0.1:70000', 'http://127.0.0.1:9464']) {
-      assert.throws(() => metricsBindAddress(bad), /--metrics .*: expected an IP address and port to listen on, e\.g\. 127\.0\.0\.1:9464/, bad);
+      assert.throws(
+        () => metricsBindAddress(bad),
+        /--metrics .*: expected an IP address and port to listen on, e\.g\. 127\.0\.0\.1:9464/,
+        bad,
+      );
     }
   });
 });

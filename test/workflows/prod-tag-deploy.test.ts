@@ -36,10 +36,21 @@ function stubAws(options: { deploys?: SucceededDeploy[] } = {}) {
   const notices: RunNotice[] = [];
   const activities = {
     async inspectImages({ commit }: { commit: string }): Promise<RepositoryImages> {
-      return { repositoryUri: 'acct.dkr.ecr/app', commitDigest: `sha256:${commit}`, prodDigest: commit === 'c1' ? 'sha256:c2' : 'sha256:c1', prodTags: ['prod', commit === 'c1' ? 'c2' : 'c1'] };
+      return {
+        repositoryUri: 'acct.dkr.ecr/app',
+        commitDigest: `sha256:${commit}`,
+        prodDigest: commit === 'c1' ? 'sha256:c2' : 'sha256:c1',
+        prodTags: ['prod', commit === 'c1' ? 'c2' : 'c1'],
+      };
     },
     async inspectDeployService(): Promise<DeployService> {
-      return { desiredCount: 4, deploymentInProgress: false, taskDefinitionArn: 'arn:td/app:7', images: [{ container: 'app', image: 'acct.dkr.ecr/app:prod' }], targetGroupArns: ['arn:tg/app'] };
+      return {
+        desiredCount: 4,
+        deploymentInProgress: false,
+        taskDefinitionArn: 'arn:td/app:7',
+        images: [{ container: 'app', image: 'acct.dkr.ecr/app:prod' }],
+        targetGroupArns: ['arn:tg/app'],
+      };
     },
     async readSchemaMigrations(): Promise<SchemaMigrations> {
       return schema;
@@ -70,8 +81,15 @@ function stubAws(options: { deploys?: SucceededDeploy[] } = {}) {
 
 describe('prod-tag-deploy workflow, with stub AWS', () => {
   const stubs = useStubWorker([
-    'inspectImages', 'inspectDeployService', 'readSchemaMigrations', 'findServiceHolders', 'findSucceededDeploys',
-    'moveTag', 'forceNewDeployment', 'watchCanary', 'notifyRun',
+    'inspectImages',
+    'inspectDeployService',
+    'readSchemaMigrations',
+    'findServiceHolders',
+    'findSucceededDeploys',
+    'moveTag',
+    'forceNewDeployment',
+    'watchCanary',
+    'notifyRun',
   ]);
 
   it('a dry run reads the images, the service and the schema, and changes nothing', async () => {
@@ -91,21 +109,39 @@ describe('prod-tag-deploy workflow, with stub AWS', () => {
 
   it('a rollback freezes deploys and tells every route of the `frozen` event who must not deploy what', async () => {
     const madeProd: SucceededDeploy = {
-      workflowId: 'prod-tag-deploy:test:app:c1', runId: 'r1', closedAt: '2026-11-30T10:00:00.000Z',
+      workflowId: 'prod-tag-deploy:test:app:c1',
+      runId: 'r1',
+      closedAt: '2026-11-30T10:00:00.000Z',
       result: { mode: 'deploy', digest: 'sha256:c1', schemaAfter: schema },
     };
     const aws = stubAws({ deploys: [madeProd] });
     const { start } = stubs.serve(aws.activities);
-    const input = runbookInput('prod-tag-deploy', { ...params, mode: 'rollback', commit: 'c1' }, {
-      policy: { notify: true, notifications: [{ webhook: 'ops-chat', events: ['frozen'] }, { webhook: 'pager', events: ['failed'] }] },
-    });
+    const input = runbookInput(
+      'prod-tag-deploy',
+      { ...params, mode: 'rollback', commit: 'c1' },
+      {
+        policy: {
+          notify: true,
+          notifications: [
+            { webhook: 'ops-chat', events: ['frozen'] },
+            { webhook: 'pager', events: ['failed'] },
+          ],
+        },
+      },
+    );
     const handle = await start('prodTagDeploy', input);
     await statusWhen(handle, (s) => s.waitingFor?.checkpoint === 'rollback');
     await handle.signal(approveSignal, { checkpoint: 'rollback', by: 'bob' });
     const result = (await handle.result()) as ProdTagDeployResult;
     assert.equal(result.freeze?.badCommit, 'c2');
     assert.deepEqual(aws.calls, ['tag prod -> sha256:c1', 'redeploy', 'watch sha256:c1']);
-    assert.deepEqual(aws.notices.map((n) => `${n.event} -> ${n.webhook}`), ['frozen -> ops-chat']);
-    assert.match(aws.notices[0]?.detail ?? '', /c2 was rolled back\. Do not deploy newer commits: the next deploy must fix c2 and say so with --set fixesCommit=c2/);
+    assert.deepEqual(
+      aws.notices.map((n) => `${n.event} -> ${n.webhook}`),
+      ['frozen -> ops-chat'],
+    );
+    assert.match(
+      aws.notices[0]?.detail ?? '',
+      /c2 was rolled back\. Do not deploy newer commits: the next deploy must fix c2 and say so with --set fixesCommit=c2/,
+    );
   });
 });

@@ -33,13 +33,15 @@ const params: RollingRestartParams = {
 };
 
 /** A service of two tasks in a group at 2 of 4, and what the run asked AWS to do, in order. */
-function stubAws(options: {
-  service?: Partial<ServiceSnapshot>;
-  wait?: (args: NewTasksWait) => Promise<HealthyNewTasks>;
-  heldBy?: string[];
-  placeable?: number;
-  failStop?: boolean;
-} = {}) {
+function stubAws(
+  options: {
+    service?: Partial<ServiceSnapshot>;
+    wait?: (args: NewTasksWait) => Promise<HealthyNewTasks>;
+    heldBy?: string[];
+    placeable?: number;
+    failStop?: boolean;
+  } = {},
+) {
   const calls: string[] = [];
   const activities = {
     async inspectAutoScalingGroup(): Promise<Capacity> {
@@ -59,8 +61,16 @@ function stubAws(options: {
     },
     async inspectPlacementCapacity(): Promise<PlacementCapacity> {
       const placeable = options.placeable ?? 14;
-      return { task: { cpu: 512, memory: 1024 }, instanceType: 'm5.large', instance: { cpu: 2048, memory: 8192 }, asgMax: 4, registeredInstances: 2,
-        onRegistered: Math.max(0, placeable - 8), onNewInstances: Math.min(8, placeable), placeable };
+      return {
+        task: { cpu: 512, memory: 1024 },
+        instanceType: 'm5.large',
+        instance: { cpu: 2048, memory: 8192 },
+        asgMax: 4,
+        registeredInstances: 2,
+        onRegistered: Math.max(0, placeable - 8),
+        onNewInstances: Math.min(8, placeable),
+        placeable,
+      };
     },
     async findServiceHolders(): Promise<string[]> {
       return options.heldBy ?? [];
@@ -91,7 +101,18 @@ function stubAws(options: {
 }
 
 describe('rolling-restart workflow, with stub AWS', () => {
-  const stubs = useStubWorker(['inspectPlacementCapacity', 'findServiceHolders', 'inspectAutoScalingGroup', 'inspectService', 'inspectTargetGroup', 'setDesiredCapacity', 'setServiceDesiredCount', 'waitForHealthyNewTasks', 'stopTasks', 'stopNewTasksAndRestoreCount']);
+  const stubs = useStubWorker([
+    'inspectPlacementCapacity',
+    'findServiceHolders',
+    'inspectAutoScalingGroup',
+    'inspectService',
+    'inspectTargetGroup',
+    'setDesiredCapacity',
+    'setServiceDesiredCount',
+    'waitForHealthyNewTasks',
+    'stopTasks',
+    'stopNewTasksAndRestoreCount',
+  ]);
 
   it('raises, waits, stops the old tasks and restores, in the order of the seed', async () => {
     const aws = stubAws();
@@ -99,21 +120,39 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const result = (await (await start('rollingRestart', runbookInput('rolling-restart', params))).result()) as RollingRestartResult;
     assert.deepEqual(result.newTaskArns, ['new-1', 'new-2']);
     assert.deepEqual(result.stoppedTaskArns, ['old-1', 'old-2']);
-    assert.deepEqual(aws.calls, ['asg desired 4', 'service desired 4', 'wait for 2 healthy', 'stop old-1 old-2', 'service desired 2', 'asg desired 2']);
+    assert.deepEqual(aws.calls, [
+      'asg desired 4',
+      'service desired 4',
+      'wait for 2 healthy',
+      'stop old-1 old-2',
+      'service desired 2',
+      'asg desired 2',
+    ]);
   });
 
   it('rolls back newest change first when the new tasks never turn healthy; old tasks keep serving', async () => {
-    const aws = stubAws({ wait: async () => Promise.reject(ApplicationFailure.nonRetryable('2 new tasks failed health checks', 'NewTasksUnhealthy')) });
+    const aws = stubAws({
+      wait: async () => Promise.reject(ApplicationFailure.nonRetryable('2 new tasks failed health checks', 'NewTasksUnhealthy')),
+    });
     const { start } = stubs.serve(aws.activities);
     const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.rolledBack);
     assert.match(end.message ?? '', /2 new tasks failed health checks; 3 change\(s\) undone/);
     const status = await statusWhen(handle, () => true);
-    assert.deepEqual(status.steps.map((s) => `${s.name}:${s.status}`), [
-      'resolve:done', 'preflight:done', 'raise-asg:compensated', 'raise-desired:compensated', 'wait-healthy:compensated',
-      'stop-old-tasks:skipped', 'restore-desired:skipped', 'restore-asg:skipped',
-    ]);
+    assert.deepEqual(
+      status.steps.map((s) => `${s.name}:${s.status}`),
+      [
+        'resolve:done',
+        'preflight:done',
+        'raise-asg:compensated',
+        'raise-desired:compensated',
+        'wait-healthy:compensated',
+        'stop-old-tasks:skipped',
+        'restore-desired:skipped',
+        'restore-asg:skipped',
+      ],
+    );
     assert.deepEqual(aws.calls, [
       'asg desired 4',
       'service desired 4',
@@ -129,7 +168,10 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const { start } = stubs.serve(aws.activities);
     const end = await outcome(await start('rollingRestart', runbookInput('rolling-restart', { ...params, newTasks: 5 })));
     assert.equal(end.errorType, FailureType.invalidInput);
-    assert.match(end.message ?? '', /^newTasks: the restart needs room for 5 new tasks of app \(512 CPU units, 1024 MiB each\), but with app-asg at its maximum of 4 the cluster can place 3: 0 in the free room of its container instances and 3 on the 2 m5.large instance\(s\)/);
+    assert.match(
+      end.message ?? '',
+      /^newTasks: the restart needs room for 5 new tasks of app \(512 CPU units, 1024 MiB each\), but with app-asg at its maximum of 4 the cluster can place 3: 0 in the free room of its container instances and 3 on the 2 m5.large instance\(s\)/,
+    );
     assert.deepEqual(aws.calls, []);
   });
 
@@ -139,10 +181,17 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
     const end = await outcome(handle);
     assert.equal(end.errorType, FailureType.failed);
-    assert.match(end.message ?? '', /old-2 could not be stopped: AccessDenied; nothing undone: old tasks were being stopped: 2 new tasks of app serve; check which of the 2 old tasks still run and stop them, then set its desired count 4 -> 2 and the desired capacity of app-asg 4 -> 2/);
+    assert.match(
+      end.message ?? '',
+      /old-2 could not be stopped: AccessDenied; nothing undone: old tasks were being stopped: 2 new tasks of app serve; check which of the 2 old tasks still run and stop them, then set its desired count 4 -> 2 and the desired capacity of app-asg 4 -> 2/,
+    );
     const status = await statusWhen(handle, () => true);
     assert.equal(status.phase, 'failed');
-    assert.deepEqual(aws.calls, ['asg desired 4', 'service desired 4', 'wait for 2 healthy', 'stop old-1 old-2'], 'no count is put back under the new tasks');
+    assert.deepEqual(
+      aws.calls,
+      ['asg desired 4', 'service desired 4', 'wait for 2 healthy', 'stop old-1 old-2'],
+      'no count is put back under the new tasks',
+    );
   });
 
   it('refuses a service whose deployment is in progress, changing nothing', async () => {
@@ -181,7 +230,13 @@ describe('rolling-restart workflow, with stub AWS', () => {
     const aws = stubAws({
       wait: async () => {
         const context = Context.current();
-        const details: WaitProgress & { progress: HeartbeatProgress } = { newTaskArns: ['new-1', 'new-2'], failures: [], polls: 1, delayMs: 1000, progress };
+        const details: WaitProgress & { progress: HeartbeatProgress } = {
+          newTaskArns: ['new-1', 'new-2'],
+          failures: [],
+          polls: 1,
+          delayMs: 1000,
+          progress,
+        };
         while (!release) {
           context.heartbeat(details);
           await context.sleep(100);
@@ -194,21 +249,33 @@ describe('rolling-restart workflow, with stub AWS', () => {
       execa(process.execPath, [cliPath, ...args], { cwd: dir, env: { TEMPORAL_ADDRESS: temporalAddress }, reject: false });
     const { start, client } = stubs.serve(aws.activities);
     const handle = await start('rollingRestart', runbookInput('rolling-restart', params));
-    await waitUntil(async () => (await readRun(client, handle.workflowId)).progress.length > 0, { timeoutMs: 20_000, what: 'the wait to heartbeat its progress' });
+    await waitUntil(async () => (await readRun(client, handle.workflowId)).progress.length > 0, {
+      timeoutMs: 20_000,
+      what: 'the wait to heartbeat its progress',
+    });
     const view = await readRun(client, handle.workflowId);
     assert.equal(view.status.currentStep, 'wait-healthy');
-    assert.deepEqual(view.progress.map((p) => [p.activity, p.done, p.total, p.unit]), [['waitForHealthyNewTasks', 1, 2, 'healthy tasks']]);
+    assert.deepEqual(
+      view.progress.map((p) => [p.activity, p.done, p.total, p.unit]),
+      [['waitForHealthyNewTasks', 1, 2, 'healthy tasks']],
+    );
 
     const status = await cli(['status', handle.workflowId]);
     assert.equal(status.exitCode, 0, status.stderr);
     assert.match(status.stdout, /wait-healthy +running[^\n]*\n {6}1 \/ 2 healthy tasks \(50%\)/);
     const json = await cli(['--json', 'status', handle.workflowId]);
-    assert.deepEqual((JSON.parse(json.stdout) as { progress: { done: number }[] }).progress.map((p) => p.done), [1]);
+    assert.deepEqual(
+      (JSON.parse(json.stdout) as { progress: { done: number }[] }).progress.map((p) => p.done),
+      [1],
+    );
 
     const watch = cli(['watch', handle.workflowId]);
     let watched = '';
     watch.stdout?.on('data', (chunk: Buffer) => (watched += chunk.toString()));
-    await waitUntil(() => watched.includes('… wait-healthy: 1 / 2 healthy tasks (50%)'), { timeoutMs: 30_000, what: () => `watch to show the progress; it printed:\n${watched}` });
+    await waitUntil(() => watched.includes('… wait-healthy: 1 / 2 healthy tasks (50%)'), {
+      timeoutMs: 30_000,
+      what: () => `watch to show the progress; it printed:\n${watched}`,
+    });
     release = true;
     const watchedToEnd = await watch;
     assert.equal(watchedToEnd.exitCode, 0, watchedToEnd.stderr);

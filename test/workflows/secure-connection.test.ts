@@ -38,25 +38,34 @@ describe('secure Temporal connections through a client config profile', function
     const pki = makePki(dir);
     front = await startTlsFront(pki, workflowTier().temporalAddress);
     profileFile = join(dir, 'temporal.toml');
-    writeFileSync(profileFile, [
-      '[profile.secure]',
-      `address = "${front.address}"`,
-      'namespace = "default"',
-      '[profile.secure.tls]',
-      'server_name = "localhost"',
-      `server_ca_cert_path = "${pki.ca}"`,
-      `client_cert_path = "${pki.clientCert}"`,
-      `client_key_path = "${pki.clientKey}"`,
-      '',
-      '[profile.nocert]',
-      `address = "${front.address}"`,
-      '[profile.nocert.tls]',
-      'server_name = "localhost"',
-      `server_ca_cert_path = "${pki.ca}"`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      profileFile,
+      [
+        '[profile.secure]',
+        `address = "${front.address}"`,
+        'namespace = "default"',
+        '[profile.secure.tls]',
+        'server_name = "localhost"',
+        `server_ca_cert_path = "${pki.ca}"`,
+        `client_cert_path = "${pki.clientCert}"`,
+        `client_key_path = "${pki.clientKey}"`,
+        '',
+        '[profile.nocert]',
+        `address = "${front.address}"`,
+        '[profile.nocert.tls]',
+        'server_name = "localhost"',
+        `server_ca_cert_path = "${pki.ca}"`,
+        '',
+      ].join('\n'),
+    );
     configPath = join(dir, 'runbooks.config.yaml');
-    writeFileSync(configPath, stringify({ plugins: [fixturePlugin], environments: { open: { aws: { region: 'us-east-1' }, approvals: { approvers: ['*'], allowSelfApproval: true } } } }));
+    writeFileSync(
+      configPath,
+      stringify({
+        plugins: [fixturePlugin],
+        environments: { open: { aws: { region: 'us-east-1' }, approvals: { approvers: ['*'], allowSelfApproval: true } } },
+      }),
+    );
   });
 
   after(async () => {
@@ -80,7 +89,10 @@ describe('secure Temporal connections through a client config profile', function
   it('the worker and the CLI run a runbook over mTLS, both configured by the profile alone', async () => {
     const target = temporalTarget({ env: { TEMPORAL_CONFIG_FILE: profileFile, TEMPORAL_PROFILE: 'secure' } });
     assert.equal(target.address, front.address);
-    assert.ok(target.secure.tls && typeof target.secure.tls === 'object' && target.secure.tls.clientCertPair, 'TLS with a client certificate');
+    assert.ok(
+      target.secure.tls && typeof target.secure.tls === 'object' && target.secure.tls.clientCertPair,
+      'TLS with a client certificate',
+    );
 
     process.env.FIXTURE_LEDGER_DIR = join(dir, 'ledger');
     ({ worker } = await createWorker({
@@ -104,12 +116,19 @@ describe('secure Temporal connections through a client config profile', function
 
     const approved = await cli(['approve', runWorkflowId('ledger-swap', 'open', name), '--checkpoint', 'delete-old'], 'secure');
     assert.equal(approved.exitCode, 0, approved.stderr);
-    const end = await statusWhen(workflowTier().env.client.workflow.getHandle(runWorkflowId('ledger-swap', 'open', name)), (s) => s.phase !== 'running', 30_000);
+    const end = await statusWhen(
+      workflowTier().env.client.workflow.getHandle(runWorkflowId('ledger-swap', 'open', name)),
+      (s) => s.phase !== 'running',
+      30_000,
+    );
     assert.equal(end.phase, 'succeeded', 'the worker on the TLS connection finished the run');
     const shown = await cli(['--json', 'status', runWorkflowId('ledger-swap', 'open', name)], 'secure');
     assert.equal((JSON.parse(shown.stdout) as RunStatus).phase, 'succeeded', shown.stderr);
     assert.ok(front.accepted.length > sessionsBefore, 'the CLI connected through the TLS front');
-    assert.ok(front.accepted.every((cn) => cn === 'runbook-operator'), `every session presented the client certificate (${front.accepted.join(', ')})`);
+    assert.ok(
+      front.accepted.every((cn) => cn === 'runbook-operator'),
+      `every session presented the client certificate (${front.accepted.join(', ')})`,
+    );
   });
 
   it('refuses a client without the certificate the frontend requires, and a broken profile is a config error', async () => {
@@ -125,6 +144,10 @@ describe('secure Temporal connections through a client config profile', function
 
     const broken = join(dir, 'broken.toml');
     writeFileSync(broken, '[profile.secure]\naddress = "x:1"\ntls = = true\n');
-    assert.throws(() => temporalTarget({ env: { TEMPORAL_CONFIG_FILE: broken, TEMPORAL_PROFILE: 'secure' } }), (err: Error) => err instanceof ConfigError && err.message.startsWith(`Temporal client config ${broken} line 3 (profile 'secure'): Invalid TOML`));
+    assert.throws(
+      () => temporalTarget({ env: { TEMPORAL_CONFIG_FILE: broken, TEMPORAL_PROFILE: 'secure' } }),
+      (err: Error) =>
+        err instanceof ConfigError && err.message.startsWith(`Temporal client config ${broken} line 3 (profile 'secure'): Invalid TOML`),
+    );
   });
 });

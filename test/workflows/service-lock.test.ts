@@ -24,12 +24,18 @@ describe('the service lock across runbooks', () => {
   it('finds the open runs that target a service or list it in their memo, and forgets them once closed', async () => {
     const { start, client } = stubs.serve(ledger);
     const env = `lock-${process.pid}-${Date.now()}`;
-    const holder = await start('ledgerSwap', runbookInput('ledger-swap', { name: 'books', items: 1, slowMs: 0 }, { env, services: ['writer-a', 'writer-b'] }));
+    const holder = await start(
+      'ledgerSwap',
+      runbookInput('ledger-swap', { name: 'books', items: 1, slowMs: 0 }, { env, services: ['writer-a', 'writer-b'] }),
+    );
     await statusWhen(holder, (s) => s.phase === 'waiting');
     const runs = createDeployRunsActivities({ temporal: async () => client });
     const holders = (service: string, except = 'someone-else') => runs.findServiceHolders({ env, service, except });
 
-    await waitUntil(async () => (await holders('writer-b')).includes(holder.workflowId), { timeoutMs: 10_000, what: 'visibility to list the holder with its memo' });
+    await waitUntil(async () => (await holders('writer-b')).includes(holder.workflowId), {
+      timeoutMs: 10_000,
+      what: 'visibility to list the holder with its memo',
+    });
     assert.deepEqual(await holders('one'), [holder.workflowId], 'the target (here "one") is held');
     assert.deepEqual(await holders('writer-a'), [holder.workflowId], 'a service in the memo is held');
     assert.deepEqual(await holders('unrelated'), []);
@@ -37,6 +43,9 @@ describe('the service lock across runbooks', () => {
 
     await holder.signal(rejectSignal, { by: 'alice', checkpoint: 'delete-old', reason: 'lock seen' });
     await outcome(holder);
-    await waitUntil(async () => (await holders('writer-a')).length === 0, { timeoutMs: 10_000, what: 'the closed run to release the service' });
+    await waitUntil(async () => (await holders('writer-a')).length === 0, {
+      timeoutMs: 10_000,
+      what: 'the closed run to release the service',
+    });
   });
 });

@@ -55,7 +55,10 @@ export const mochaHooks = {
     const [started, bundle] = await Promise.all([
       startTemporal({ cli: temporalCli, port: temporalPort!, uiPort: uiPort!, logFile: join(dir, 'temporal.log') }),
       loadPlugins([fixturePlugin]).then((plugins) =>
-        bundleWorkflowCode({ workflowsPath: workflowsEntry([...plugins, { runbooks: [], workflowsPath: testWorkflows }]), logger: quietBundlerLogger }),
+        bundleWorkflowCode({
+          workflowsPath: workflowsEntry([...plugins, { runbooks: [], workflowsPath: testWorkflows }]),
+          logger: quietBundlerLogger,
+        }),
       ),
     ]);
     server = started;

@@ -14,7 +14,15 @@ import type { Worker } from '@temporalio/worker';
 import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config.js';
-import { TASK_QUEUE, approveSignal, runWorkflowId, type ApproveArgs, type Decision, type Refusal, type RunStatus } from '../../src/messages.js';
+import {
+  TASK_QUEUE,
+  approveSignal,
+  runWorkflowId,
+  type ApproveArgs,
+  type Decision,
+  type Refusal,
+  type RunStatus,
+} from '../../src/messages.js';
 import { loadPlugins } from '../../src/plugins.js';
 import { createWorker } from '../../src/worker.js';
 import { statusWhen } from '../helpers/stub-worker.js';
@@ -42,16 +50,19 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
     }
     writeFileSync(join(dir, 'allowed_signers'), `${signers.join('\n')}\n`);
     configPath = join(dir, 'runbooks.config.yaml');
-    writeFileSync(configPath, stringify({
-      plugins: [fixturePlugin],
-      environments: {
-        guarded: {
-          protected: true,
-          aws: { region: 'us-east-1' },
-          approvals: { approvers: ['alice@example.com', 'bob@example.com'], signers: 'allowed_signers' },
+    writeFileSync(
+      configPath,
+      stringify({
+        plugins: [fixturePlugin],
+        environments: {
+          guarded: {
+            protected: true,
+            aws: { region: 'us-east-1' },
+            approvals: { approvers: ['alice@example.com', 'bob@example.com'], signers: 'allowed_signers' },
+          },
         },
-      },
-    }));
+      }),
+    );
     process.env.FIXTURE_LEDGER_DIR = join(dir, 'ledger');
     ({ worker } = await createWorker({
       address: tier.temporalAddress,
@@ -70,14 +81,22 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
 
   const cli = async (args: string[], env: Record<string, string> = {}) => {
     const result = await execa(process.execPath, [cliPath, ...args], {
-      env: { TEMPORAL_ADDRESS: workflowTier().temporalAddress, RUNBOOK_CONFIG: configPath, RUNBOOK_USER: 'someone', SSH_AUTH_SOCK: '', RUNBOOK_SIGNING_KEY: '', ...env },
+      env: {
+        TEMPORAL_ADDRESS: workflowTier().temporalAddress,
+        RUNBOOK_CONFIG: configPath,
+        RUNBOOK_USER: 'someone',
+        SSH_AUTH_SOCK: '',
+        RUNBOOK_SIGNING_KEY: '',
+        ...env,
+      },
       extendEnv: true,
       reject: false,
       timeout: 90_000,
     });
     return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr };
   };
-  const status = (workflowId: string, predicate: (s: RunStatus) => boolean = () => true) => statusWhen(workflowTier().env.client.workflow.getHandle(workflowId), predicate, 30_000);
+  const status = (workflowId: string, predicate: (s: RunStatus) => boolean = () => true) =>
+    statusWhen(workflowTier().env.client.workflow.getHandle(workflowId), predicate, 30_000);
   const refusedWith = (s: RunStatus, why: RegExp): Refusal | undefined => s.refusals.find((r) => why.test(r.reason));
 
   /** The approve payloads a run received, as its history holds them. */
@@ -97,7 +116,18 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
     assert.equal(unsigned.exitCode, 2, unsigned.stderr);
     assert.match(unsigned.stderr, /guarded requires signed starts: pass --key/);
 
-    const started = await cli(['--json', 'start', 'ledger-swap', '--env', 'guarded', '--set', `name=${name}`, '--key', key('alice'), '--wait']);
+    const started = await cli([
+      '--json',
+      'start',
+      'ledger-swap',
+      '--env',
+      'guarded',
+      '--set',
+      `name=${name}`,
+      '--key',
+      key('alice'),
+      '--wait',
+    ]);
     assert.equal(started.exitCode, 0, started.stderr);
     const first = JSON.parse(started.stdout.trim().split('\n').at(-1)!) as { runId: string; status: RunStatus };
     assert.equal(first.status.phase, 'waiting');
@@ -120,16 +150,40 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
     assert.equal(afterUi.phase, 'waiting');
     assert.deepEqual(afterUi.decisions, []);
 
-    const approved = await cli(['--json', 'approve', workflowId, '--checkpoint', 'delete-old', '--key', key('bob'), '--comment', 'copy checked']);
+    const approved = await cli([
+      '--json',
+      'approve',
+      workflowId,
+      '--checkpoint',
+      'delete-old',
+      '--key',
+      key('bob'),
+      '--comment',
+      'copy checked',
+    ]);
     assert.equal(approved.exitCode, 0, approved.stderr);
     assert.equal((JSON.parse(approved.stdout) as Decision).by, 'bob@example.com');
     const done = await status(workflowId, (s) => s.phase === 'succeeded');
-    assert.deepEqual(done.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.waitId]), [['delete-old', 'approved', 'bob@example.com', 'delete-old#1']]);
+    assert.deepEqual(
+      done.decisions.map((d) => [d.checkpoint, d.decision, d.by, d.waitId]),
+      [['delete-old', 'approved', 'bob@example.com', 'delete-old#1']],
+    );
 
     // Bob's signed approval, taken from the first run's history and replayed on a second run of the same target.
     const signed = (await approvePayloads(workflowId, first.runId)).find((p) => p.requestId === done.decisions[0]!.requestId);
-    assert.ok(signed, 'the first run received bob\'s signed approval');
-    const again = await cli(['--json', 'start', 'ledger-swap', '--env', 'guarded', '--set', `name=${name}`, '--key', key('alice'), '--wait']);
+    assert.ok(signed, "the first run received bob's signed approval");
+    const again = await cli([
+      '--json',
+      'start',
+      'ledger-swap',
+      '--env',
+      'guarded',
+      '--set',
+      `name=${name}`,
+      '--key',
+      key('alice'),
+      '--wait',
+    ]);
     assert.equal(again.exitCode, 0, again.stderr);
     const second = JSON.parse(again.stdout.trim().split('\n').at(-1)!) as { runId: string; status: RunStatus };
     assert.notEqual(second.runId, first.runId);
@@ -140,7 +194,10 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
     await handle.signal(approveSignal, { ...signed, runId: second.runId, requestId: 'replay-again' });
     const replayed = await status(workflowId, (s) => s.refusals.filter((r) => r.requestId?.startsWith('replay-')).length === 3);
     assert.match(replayed.refusals.find((r) => r.requestId === 'replay-again')!.reason, /this signature was already used/);
-    assert.match(replayed.refusals.find((r) => r.requestId === 'replay-as-is')!.reason, new RegExp(`the decision is for run ${first.runId}, but this is run ${second.runId}`));
+    assert.match(
+      replayed.refusals.find((r) => r.requestId === 'replay-as-is')!.reason,
+      new RegExp(`the decision is for run ${first.runId}, but this is run ${second.runId}`),
+    );
     assert.match(replayed.refusals.find((r) => r.requestId === 'replay-rebound')!.reason, /does not verify over this decision/);
     assert.equal(replayed.phase, 'waiting');
     assert.deepEqual(replayed.decisions, []);
@@ -158,7 +215,16 @@ describe('signed starts and decisions (alice and bob in the signers file)', func
     const handle = await client.workflow.start('ledgerSwap', {
       taskQueue: TASK_QUEUE,
       workflowId: runWorkflowId('ledger-swap', 'guarded', name),
-      args: [{ runbook: 'ledger-swap', env: 'guarded', params: { name }, dryRun: false, startedBy: 'bob@example.com', requestId: `raw-${Date.now()}` }],
+      args: [
+        {
+          runbook: 'ledger-swap',
+          env: 'guarded',
+          params: { name },
+          dryRun: false,
+          startedBy: 'bob@example.com',
+          requestId: `raw-${Date.now()}`,
+        },
+      ],
     });
     await assert.rejects(handle.result());
     const s = await status(handle.workflowId);

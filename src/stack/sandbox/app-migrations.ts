@@ -37,7 +37,10 @@ export class AppMigrations {
   }
 
   remove(tag: string, version: string): void {
-    this.byTag.set(tag, this.of(tag).filter((m) => m.version !== version));
+    this.byTag.set(
+      tag,
+      this.of(tag).filter((m) => m.version !== version),
+    );
   }
 
   /** Runs the image's pending migrations against the database, as the app's migration command would. */
@@ -61,7 +64,10 @@ export class AppMigrations {
           lines.push(`Migration ${migration.version} has been executed successfully.`);
         } catch (err) {
           await client.query('ROLLBACK');
-          lines.push(`Migration "${migration.version}" failed, error: ${(err as Error).message}`, `QueryFailedError: ${(err as Error).message}`);
+          lines.push(
+            `Migration "${migration.version}" failed, error: ${(err as Error).message}`,
+            `QueryFailedError: ${(err as Error).message}`,
+          );
           return { lines, exitCode: 1, applied };
         }
       }
@@ -102,7 +108,10 @@ export async function seedSchemaMigration(databaseUrl: string, owner: string, mi
     await client.query(`ALTER TABLE schema_migration OWNER TO ${pg.escapeIdentifier(owner)}`);
     for (const [i, m] of migrations.of(SANDBOX_COMMITS.current).entries()) {
       await client.query(m.sql);
-      await client.query(`INSERT INTO schema_migration (version, applied_at) VALUES ($1, '2024-01-01T00:00:00Z'::timestamptz + $2 * interval '1 day')`, [m.version, i]);
+      await client.query(
+        `INSERT INTO schema_migration (version, applied_at) VALUES ($1, '2024-01-01T00:00:00Z'::timestamptz + $2 * interval '1 day')`,
+        [m.version, i],
+      );
     }
   } finally {
     await client.end();

@@ -19,7 +19,14 @@
 import type { CredentialConfig } from '../../config.js';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { CreateDBInstanceCommand, RDSClient, type CreateDBInstanceCommandInput } from '@aws-sdk/client-rds';
-import { CreateClusterCommand, CreateServiceCommand, DescribeTasksCommand, ECSClient, ListTasksCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import {
+  CreateClusterCommand,
+  CreateServiceCommand,
+  DescribeTasksCommand,
+  ECSClient,
+  ListTasksCommand,
+  RegisterTaskDefinitionCommand,
+} from '@aws-sdk/client-ecs';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { randomBytes } from 'node:crypto';
@@ -78,7 +85,8 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
   const server = new URL(options.postgresUrl);
   const adminPassword = decodeURIComponent(server.password);
   const appPassword = randomBytes(18).toString('base64url');
-  const databaseUrl = (instance: string) => Object.assign(new URL(options.postgresUrl), { pathname: `/${encodeURIComponent(instance)}` }).toString();
+  const databaseUrl = (instance: string) =>
+    Object.assign(new URL(options.postgresUrl), { pathname: `/${encodeURIComponent(instance)}` }).toString();
 
   const secrets = new SecretsManagerClient(config);
   const s3 = new S3Client({ ...config, forcePathStyle: true });
@@ -91,14 +99,21 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
     createSecret(secrets, 'sandbox/appdb/admin', 'postgres', adminPassword),
     createSecret(secrets, 'sandbox/appdb/app', APP_ROLE, appPassword),
   ]);
-  await withClient(options.postgresUrl, (client) => client.query(`CREATE ROLE ${pg.escapeIdentifier(APP_ROLE)} LOGIN PASSWORD ${pg.escapeLiteral(scramSha256Verifier(appPassword))}`));
+  await withClient(options.postgresUrl, (client) =>
+    client.query(`CREATE ROLE ${pg.escapeIdentifier(APP_ROLE)} LOGIN PASSWORD ${pg.escapeLiteral(scramSha256Verifier(appPassword))}`),
+  );
   await s3.send(new CreateBucketCommand({ Bucket: BACKUP_BUCKET }));
   await keepTasksRunning(options.awsEndpoint);
   await ecs.send(new CreateClusterCommand({ clusterName: WRITERS_CLUSTER }));
   const network = await defaultNetwork(ec2);
   simulator.start();
 
-  const seedAppDatabase = async ({ instance, writerService, orders = DEFAULT_ORDERS, settings = {} }: AppDatabaseOptions): Promise<SeededAppDatabase> => {
+  const seedAppDatabase = async ({
+    instance,
+    writerService,
+    orders = DEFAULT_ORDERS,
+    settings = {},
+  }: AppDatabaseOptions): Promise<SeededAppDatabase> => {
     const { DBInstance } = await rds.send(
       new CreateDBInstanceCommand({
         DBInstanceIdentifier: instance,
@@ -115,9 +130,14 @@ export async function seedDatabases(options: { awsEndpoint: string; postgresUrl:
       }),
     );
     const endpoint = DBInstance!.Endpoint!.Address!;
-    await withClient(options.postgresUrl, (client) => client.query(`CREATE DATABASE ${pg.escapeIdentifier(instance)} OWNER ${pg.escapeIdentifier(APP_ROLE)}`));
+    await withClient(options.postgresUrl, (client) =>
+      client.query(`CREATE DATABASE ${pg.escapeIdentifier(instance)} OWNER ${pg.escapeIdentifier(APP_ROLE)}`),
+    );
     // As the app role, so it owns what it creates, as an application's migrations would.
-    const asApp = Object.assign(new URL(databaseUrl(instance)), { username: APP_ROLE, password: encodeURIComponent(appPassword) }).toString();
+    const asApp = Object.assign(new URL(databaseUrl(instance)), {
+      username: APP_ROLE,
+      password: encodeURIComponent(appPassword),
+    }).toString();
     await withClient(asApp, async (client) => {
       await client.query(SCHEMA);
       await client.query(dataFor(orders));
@@ -298,12 +318,17 @@ async function startWriter(ecs: ECSClient, service: string, databaseHost: string
 async function waitForTasks(ecs: ECSClient, service: string, count: number, simulatorError: () => string | undefined): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster: WRITERS_CLUSTER, serviceName: service, desiredStatus: 'RUNNING' }));
+    const { taskArns = [] } = await ecs.send(
+      new ListTasksCommand({ cluster: WRITERS_CLUSTER, serviceName: service, desiredStatus: 'RUNNING' }),
+    );
     if (taskArns.length >= count) {
       const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster: WRITERS_CLUSTER, tasks: taskArns }));
       if (tasks.filter((t) => t.group === `service:${service}` && t.lastStatus === 'RUNNING').length >= count) return;
     }
-    if (Date.now() > deadline) throw new Error(`the ECS simulator did not start ${count} tasks of ${service} within 30 s (${simulatorError() ?? 'no error reported'})`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the ECS simulator did not start ${count} tasks of ${service} within 30 s (${simulatorError() ?? 'no error reported'})`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -49,18 +49,26 @@ export async function seedDeploys(options: {
   const elbv2 = new ElasticLoadBalancingV2Client(config);
   const digests: Record<string, string> = {};
   const commitOf = (digest: string) => Object.entries(digests).find(([, d]) => d === digest)?.[0];
-  const images = new ServiceImages({ ecr: new ECRClient(config), s3: new S3Client({ ...config, forcePathStyle: true }) }, TASK_RECORDS_BUCKET, {
-    catalog: options.migrations,
-    databaseUrl: options.databaseUrl,
-    commitOf,
-  });
+  const images = new ServiceImages(
+    { ecr: new ECRClient(config), s3: new S3Client({ ...config, forcePathStyle: true }) },
+    TASK_RECORDS_BUCKET,
+    {
+      catalog: options.migrations,
+      databaseUrl: options.databaseUrl,
+      commitOf,
+    },
+  );
   try {
     const { repository } = await ecr.send(new CreateRepositoryCommand({ repositoryName: APP_REPOSITORY }));
     for (const commit of Object.values(SANDBOX_COMMITS)) {
-      const { image } = await ecr.send(new PutImageCommand({ repositoryName: APP_REPOSITORY, imageTag: commit, imageManifest: manifest(commit) }));
+      const { image } = await ecr.send(
+        new PutImageCommand({ repositoryName: APP_REPOSITORY, imageTag: commit, imageManifest: manifest(commit) }),
+      );
       digests[commit] = image!.imageId!.imageDigest!;
     }
-    await ecr.send(new PutImageCommand({ repositoryName: APP_REPOSITORY, imageTag: 'prod', imageManifest: manifest(SANDBOX_COMMITS.current) }));
+    await ecr.send(
+      new PutImageCommand({ repositoryName: APP_REPOSITORY, imageTag: 'prod', imageManifest: manifest(SANDBOX_COMMITS.current) }),
+    );
 
     await ecs.send(
       new RegisterTaskDefinitionCommand({
@@ -69,19 +77,31 @@ export async function seedDeploys(options: {
         requiresCompatibilities: ['FARGATE'],
         cpu: '256',
         memory: '512',
-        containerDefinitions: [{
-          name: 'app',
-          image: `${repository!.repositoryUri}:prod`,
-          cpu: 256,
-          memory: 512,
-          essential: true,
-          portMappings: [{ containerPort: PORT }],
-          logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': APP_LOG_GROUP, 'awslogs-region': options.region, 'awslogs-stream-prefix': DEPLOY_SERVICE } },
-        }],
+        containerDefinitions: [
+          {
+            name: 'app',
+            image: `${repository!.repositoryUri}:prod`,
+            cpu: 256,
+            memory: 512,
+            essential: true,
+            portMappings: [{ containerPort: PORT }],
+            logConfiguration: {
+              logDriver: 'awslogs',
+              options: { 'awslogs-group': APP_LOG_GROUP, 'awslogs-region': options.region, 'awslogs-stream-prefix': DEPLOY_SERVICE },
+            },
+          },
+        ],
       }),
     );
     const { TargetGroups = [] } = await elbv2.send(
-      new CreateTargetGroupCommand({ Name: TARGET_GROUP, Protocol: 'HTTP', Port: PORT, VpcId: options.network.vpc, TargetType: 'ip', HealthCheckPath: '/health' }),
+      new CreateTargetGroupCommand({
+        Name: TARGET_GROUP,
+        Protocol: 'HTTP',
+        Port: PORT,
+        VpcId: options.network.vpc,
+        TargetType: 'ip',
+        HealthCheckPath: '/health',
+      }),
     );
     const targetGroupArn = TargetGroups[0]!.TargetGroupArn!;
     const { service } = await ecs.send(
@@ -92,16 +112,30 @@ export async function seedDeploys(options: {
         desiredCount: TASKS,
         launchType: 'FARGATE',
         loadBalancers: [{ targetGroupArn, containerName: 'app', containerPort: PORT }],
-        networkConfiguration: { awsvpcConfiguration: { subnets: options.network.privateSubnets, securityGroups: [options.network.securityGroup], assignPublicIp: 'DISABLED' } },
+        networkConfiguration: {
+          awsvpcConfiguration: {
+            subnets: options.network.privateSubnets,
+            securityGroups: [options.network.securityGroup],
+            assignPublicIp: 'DISABLED',
+          },
+        },
       }),
     );
     // The steady state before anyone deploys: four tasks of the prod image, serving.
     const rollout = (await images.rolloutOf(ecs, service!))!;
     const tasks = await launchServiceTasks(ecs, SANDBOX_CLUSTER, service!, TASKS, 'healthy', rollout.digest);
     for (const task of tasks) await images.record(task.taskArn!, rollout);
-    await elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: targetGroupArn, Targets: tasks.map((t) => ({ Id: taskAddress(t)!, Port: PORT })) }));
+    await elbv2.send(
+      new RegisterTargetsCommand({ TargetGroupArn: targetGroupArn, Targets: tasks.map((t) => ({ Id: taskAddress(t)!, Port: PORT })) }),
+    );
     return {
-      defaults: { cluster: SANDBOX_CLUSTER, service: DEPLOY_SERVICE, repository: APP_REPOSITORY, commit: SANDBOX_COMMITS.plain, database: options.database },
+      defaults: {
+        cluster: SANDBOX_CLUSTER,
+        service: DEPLOY_SERVICE,
+        repository: APP_REPOSITORY,
+        commit: SANDBOX_COMMITS.plain,
+        database: options.database,
+      },
       digests,
       images,
       targetGroup: TARGET_GROUP,

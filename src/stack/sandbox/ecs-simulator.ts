@@ -29,7 +29,12 @@ import {
   type Service,
   type Task,
 } from '@aws-sdk/client-ecs';
-import { DeregisterTargetsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
+import {
+  DeregisterTargetsCommand,
+  DescribeTargetHealthCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
 import { START_TIME_TAG } from '../../activities/ecs.js';
 import type { OneOffTasks } from './one-off-tasks.js';
 import { DIGEST_TAG, type Rollout, type ServiceImages } from './service-images.js';
@@ -79,7 +84,12 @@ export class EcsSimulator {
   /** The last reconciliation error, for a test or `runbook dev` to show; reconciling goes on regardless. */
   lastError: Error | undefined;
 
-  constructor(endpoint: string, region: string, private readonly cluster: string, options: EcsSimulatorOptions = {}) {
+  constructor(
+    endpoint: string,
+    region: string,
+    private readonly cluster: string,
+    options: EcsSimulatorOptions = {},
+  ) {
     const config = { endpoint, region, credentials: MOTO_CREDENTIALS };
     this.ecs = new ECSClient(config);
     this.elbv2 = new ElasticLoadBalancingV2Client(config);
@@ -142,7 +152,10 @@ export class EcsSimulator {
     const now = Date.now();
     for (const task of tasks.filter((t) => t.checkedAt <= now && !isServing(t))) {
       if (task.planned === 'failing') {
-        await this.stopTask(task.arn, `Task failed ELB health checks in ${targetGroups.map((g) => g.name).join(', ') || 'its target group'} (simulated)`);
+        await this.stopTask(
+          task.arn,
+          `Task failed ELB health checks in ${targetGroups.map((g) => g.name).join(', ') || 'its target group'} (simulated)`,
+        );
         tasks = tasks.filter((t) => t !== task);
       } else if (task.ip) {
         for (const group of targetGroups.filter((g) => !g.registered.has(task.ip!))) {
@@ -170,7 +183,10 @@ export class EcsSimulator {
     const running = new Set(tasks.flatMap((t) => (t.ip ? [t.ip] : [])));
     for (const group of targetGroups) {
       const gone = [...group.registered].filter((ip) => !running.has(ip));
-      if (gone.length) await this.elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: group.arn, Targets: gone.map((Id) => ({ Id, Port: group.port })) }));
+      if (gone.length)
+        await this.elbv2.send(
+          new DeregisterTargetsCommand({ TargetGroupArn: group.arn, Targets: gone.map((Id) => ({ Id, Port: group.port })) }),
+        );
     }
   }
 
@@ -181,7 +197,12 @@ export class EcsSimulator {
    * count (never below 100%). Returns the tasks left, or undefined when there
    * is nothing to replace.
    */
-  private async replaceOneAtATime(service: Service, tasks: SimulatedTask[], rollout: Rollout, isServing: (t: SimulatedTask) => boolean): Promise<SimulatedTask[] | undefined> {
+  private async replaceOneAtATime(
+    service: Service,
+    tasks: SimulatedTask[],
+    rollout: Rollout,
+    isServing: (t: SimulatedTask) => boolean,
+  ): Promise<SimulatedTask[] | undefined> {
     const old = tasks.filter((t) => t.digest !== rollout.digest);
     if (!old.length) return undefined;
     const desired = service.desiredCount ?? 0;
@@ -202,7 +223,9 @@ export class EcsSimulator {
     const groups: SimulatedTargetGroup[] = [];
     for (const lb of service.loadBalancers ?? []) {
       if (!lb.targetGroupArn) continue;
-      const { TargetHealthDescriptions = [] } = await this.elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: lb.targetGroupArn }));
+      const { TargetHealthDescriptions = [] } = await this.elbv2.send(
+        new DescribeTargetHealthCommand({ TargetGroupArn: lb.targetGroupArn }),
+      );
       groups.push({
         arn: lb.targetGroupArn,
         name: lb.targetGroupArn.split('/')[1] ?? lb.targetGroupArn,
@@ -237,9 +260,7 @@ export class EcsSimulator {
     const { taskArns = [] } = await this.ecs.send(new ListTasksCommand({ cluster: this.cluster, desiredStatus: 'RUNNING' }));
     if (!taskArns.length) return [];
     const { tasks = [] } = await this.ecs.send(new DescribeTasksCommand({ cluster: this.cluster, tasks: taskArns, include: ['TAGS'] }));
-    return tasks
-      .filter((t) => t.group === `service:${serviceName}` && t.lastStatus !== 'STOPPED')
-      .map((t) => this.simulated(t));
+    return tasks.filter((t) => t.group === `service:${serviceName}` && t.lastStatus !== 'STOPPED').map((t) => this.simulated(t));
   }
 
   private simulated(task: Task): SimulatedTask {
@@ -280,7 +301,14 @@ interface SimulatedTask {
 }
 
 /** Starts tasks for a service as its scheduler would: in the service's group, on its network, tagged with their start. */
-export async function launchServiceTasks(ecs: ECSClient, cluster: string, service: Service, count: number, planned: PlannedHealth, digest?: string): Promise<Task[]> {
+export async function launchServiceTasks(
+  ecs: ECSClient,
+  cluster: string,
+  service: Service,
+  count: number,
+  planned: PlannedHealth,
+  digest?: string,
+): Promise<Task[]> {
   const { tasks = [], failures = [] } = await ecs.send(
     new RunTaskCommand({
       cluster,
@@ -298,13 +326,13 @@ export async function launchServiceTasks(ecs: ECSClient, cluster: string, servic
     }),
   );
   if (tasks.length < count) {
-    throw new Error(`ECS placed ${tasks.length} of ${count} tasks for ${service.serviceName}${failures.length ? `: ${failures.map((f) => f.reason).join(', ')}` : ''}`);
+    throw new Error(
+      `ECS placed ${tasks.length} of ${count} tasks for ${service.serviceName}${failures.length ? `: ${failures.map((f) => f.reason).join(', ')}` : ''}`,
+    );
   }
   return tasks;
 }
 
 export function taskAddress(task: Task): string | undefined {
-  return task.attachments
-    ?.find((a) => a.type === 'ElasticNetworkInterface')
-    ?.details?.find((d) => d.name === 'privateIPv4Address')?.value;
+  return task.attachments?.find((a) => a.type === 'ElasticNetworkInterface')?.details?.find((d) => d.name === 'privateIPv4Address')?.value;
 }

@@ -11,8 +11,20 @@ import {
   CreateLaunchConfigurationCommand,
   DescribeAutoScalingGroupsCommand,
 } from '@aws-sdk/client-auto-scaling';
-import { DescribeImagesCommand, DescribeSecurityGroupsCommand, DescribeSubnetsCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { CreateClusterCommand, CreateServiceCommand, ECSClient, RegisterContainerInstanceCommand, RegisterTaskDefinitionCommand } from '@aws-sdk/client-ecs';
+import {
+  DescribeImagesCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSubnetsCommand,
+  DescribeVpcsCommand,
+  EC2Client,
+} from '@aws-sdk/client-ec2';
+import {
+  CreateClusterCommand,
+  CreateServiceCommand,
+  ECSClient,
+  RegisterContainerInstanceCommand,
+  RegisterTaskDefinitionCommand,
+} from '@aws-sdk/client-ecs';
 import { CreateTargetGroupCommand, ElasticLoadBalancingV2Client, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { RollingRestartInputs } from '../../catalog/rolling-restart.js';
 import { launchServiceTasks, taskAddress } from './ecs-simulator.js';
@@ -43,18 +55,29 @@ export async function seedEcs(endpoint: string, region: string): Promise<Rolling
     await ecs.send(new CreateClusterCommand({ clusterName: SANDBOX_CLUSTER }));
     // EC2 launch type: moto places tasks only on registered container instances, as ECS does.
     for (const instanceId of instanceIds) {
-      await ecs.send(new RegisterContainerInstanceCommand({ cluster: SANDBOX_CLUSTER, instanceIdentityDocument: JSON.stringify({ instanceId }) }));
+      await ecs.send(
+        new RegisterContainerInstanceCommand({ cluster: SANDBOX_CLUSTER, instanceIdentityDocument: JSON.stringify({ instanceId }) }),
+      );
     }
     await ecs.send(
       new RegisterTaskDefinitionCommand({
         family: SERVICE,
         networkMode: 'awsvpc',
         requiresCompatibilities: ['EC2'],
-        containerDefinitions: [{ name: SERVICE, image: 'sandbox/app:latest', cpu: 256, memory: 256, portMappings: [{ containerPort: CONTAINER_PORT }] }],
+        containerDefinitions: [
+          { name: SERVICE, image: 'sandbox/app:latest', cpu: 256, memory: 256, portMappings: [{ containerPort: CONTAINER_PORT }] },
+        ],
       }),
     );
     const { TargetGroups = [] } = await elbv2.send(
-      new CreateTargetGroupCommand({ Name: TARGET_GROUP, Protocol: 'HTTP', Port: CONTAINER_PORT, VpcId: network.vpcId, TargetType: 'ip', HealthCheckPath: '/health' }),
+      new CreateTargetGroupCommand({
+        Name: TARGET_GROUP,
+        Protocol: 'HTTP',
+        Port: CONTAINER_PORT,
+        VpcId: network.vpcId,
+        TargetType: 'ip',
+        HealthCheckPath: '/health',
+      }),
     );
     const targetGroupArn = TargetGroups[0]!.TargetGroupArn!;
     const { service } = await ecs.send(
@@ -65,13 +88,20 @@ export async function seedEcs(endpoint: string, region: string): Promise<Rolling
         desiredCount: INITIAL_TASKS,
         launchType: 'EC2',
         loadBalancers: [{ targetGroupArn, containerName: SERVICE, containerPort: CONTAINER_PORT }],
-        networkConfiguration: { awsvpcConfiguration: { subnets: network.subnetIds.slice(0, 2), securityGroups: [network.securityGroupId] } },
+        networkConfiguration: {
+          awsvpcConfiguration: { subnets: network.subnetIds.slice(0, 2), securityGroups: [network.securityGroupId] },
+        },
       }),
     );
 
     // The service's steady state before anyone restarts it: its tasks run and serve.
     const tasks = await launchServiceTasks(ecs, SANDBOX_CLUSTER, service!, INITIAL_TASKS, 'healthy');
-    await elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: targetGroupArn, Targets: tasks.map((t) => ({ Id: taskAddress(t)!, Port: CONTAINER_PORT })) }));
+    await elbv2.send(
+      new RegisterTargetsCommand({
+        TargetGroupArn: targetGroupArn,
+        Targets: tasks.map((t) => ({ Id: taskAddress(t)!, Port: CONTAINER_PORT })),
+      }),
+    );
 
     return { cluster: SANDBOX_CLUSTER, service: SERVICE, autoScalingGroup: AUTO_SCALING_GROUP, targetGroup: TARGET_GROUP };
   } finally {
@@ -94,7 +124,9 @@ async function keepTasksRunning(endpoint: string): Promise<void> {
 }
 
 async function createAutoScalingGroup(autoScaling: AutoScalingClient, imageId: string, subnetIds: string[]): Promise<string[]> {
-  await autoScaling.send(new CreateLaunchConfigurationCommand({ LaunchConfigurationName: AUTO_SCALING_GROUP, ImageId: imageId, InstanceType: 't3.medium' }));
+  await autoScaling.send(
+    new CreateLaunchConfigurationCommand({ LaunchConfigurationName: AUTO_SCALING_GROUP, ImageId: imageId, InstanceType: 't3.medium' }),
+  );
   await autoScaling.send(
     new CreateAutoScalingGroupCommand({
       AutoScalingGroupName: AUTO_SCALING_GROUP,
@@ -105,7 +137,9 @@ async function createAutoScalingGroup(autoScaling: AutoScalingClient, imageId: s
       VPCZoneIdentifier: subnetIds.join(','),
     }),
   );
-  const { AutoScalingGroups = [] } = await autoScaling.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [AUTO_SCALING_GROUP] }));
+  const { AutoScalingGroups = [] } = await autoScaling.send(
+    new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [AUTO_SCALING_GROUP] }),
+  );
   return (AutoScalingGroups[0]?.Instances ?? []).flatMap((i) => (i.InstanceId ? [i.InstanceId] : []));
 }
 
@@ -116,7 +150,9 @@ export async function defaultNetwork(ec2: EC2Client): Promise<{ vpcId: string; s
   if (!vpcId) throw new Error('moto has no default VPC');
   const inVpc = { Name: 'vpc-id', Values: [vpcId] };
   const { Subnets = [] } = await ec2.send(new DescribeSubnetsCommand({ Filters: [inVpc] }));
-  const { SecurityGroups = [] } = await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [inVpc, { Name: 'group-name', Values: ['default'] }] }));
+  const { SecurityGroups = [] } = await ec2.send(
+    new DescribeSecurityGroupsCommand({ Filters: [inVpc, { Name: 'group-name', Values: ['default'] }] }),
+  );
   const subnetIds = Subnets.flatMap((s) => (s.SubnetId ? [s.SubnetId] : []));
   const securityGroupId = SecurityGroups[0]?.GroupId;
   if (!subnetIds.length || !securityGroupId) throw new Error(`moto's default VPC ${vpcId} lacks subnets or a default security group`);

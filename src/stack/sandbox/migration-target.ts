@@ -80,7 +80,10 @@ export async function seedMigrationTarget(options: {
             memory: 512,
             essential: true,
             portMappings: [{ containerPort: 8080 }],
-            logConfiguration: { logDriver: 'awslogs', options: { 'awslogs-group': APP_LOG_GROUP, 'awslogs-region': options.region, 'awslogs-stream-prefix': 'app' } },
+            logConfiguration: {
+              logDriver: 'awslogs',
+              options: { 'awslogs-group': APP_LOG_GROUP, 'awslogs-region': options.region, 'awslogs-stream-prefix': 'app' },
+            },
           },
         ],
       }),
@@ -89,7 +92,13 @@ export async function seedMigrationTarget(options: {
     const catalog = sandboxAppMigrations();
     await seedSchemaMigration(options.databaseUrl, options.databaseOwner, catalog);
     return {
-      defaults: { cluster: SANDBOX_CLUSTER, taskDefinition: APP_FAMILY, vpc: network.vpc, securityGroup: network.securityGroup, database: options.database },
+      defaults: {
+        cluster: SANDBOX_CLUSTER,
+        taskDefinition: APP_FAMILY,
+        vpc: network.vpc,
+        securityGroup: network.securityGroup,
+        database: options.database,
+      },
       catalog,
       // Its clients live as long as the simulator that runs it.
       tasks: new OneOffTasks({
@@ -109,21 +118,42 @@ export async function seedMigrationTarget(options: {
 
 /** A VPC as the app's Terraform makes one: private subnets for tasks, a public one for load balancers. */
 async function createNetwork(ec2: EC2Client): Promise<SandboxMigrations['network']> {
-  const named = (type: 'vpc' | 'subnet' | 'security-group' | 'route-table' | 'internet-gateway', name: string) => [{ ResourceType: type, Tags: [{ Key: 'Name', Value: name }] }];
+  const named = (type: 'vpc' | 'subnet' | 'security-group' | 'route-table' | 'internet-gateway', name: string) => [
+    { ResourceType: type, Tags: [{ Key: 'Name', Value: name }] },
+  ];
   const { Vpc } = await ec2.send(new CreateVpcCommand({ CidrBlock: '10.20.0.0/16', TagSpecifications: named('vpc', 'sandbox-app') }));
   const vpc = Vpc!.VpcId!;
   // As Fargate needs (and moto too: it names a task's network interface only in a VPC with DNS hostnames).
   await ec2.send(new ModifyVpcAttributeCommand({ VpcId: vpc, EnableDnsHostnames: { Value: true } }));
   const subnet = async (cidr: string, name: string, zone: string) =>
-    (await ec2.send(new CreateSubnetCommand({ VpcId: vpc, CidrBlock: cidr, AvailabilityZone: zone, TagSpecifications: named('subnet', name) }))).Subnet!.SubnetId!;
-  const privateSubnets = [await subnet('10.20.1.0/24', 'PrivateSubnet', 'us-east-1a'), await subnet('10.20.2.0/24', 'PrivateSubnet', 'us-east-1b')];
+    (
+      await ec2.send(
+        new CreateSubnetCommand({ VpcId: vpc, CidrBlock: cidr, AvailabilityZone: zone, TagSpecifications: named('subnet', name) }),
+      )
+    ).Subnet!.SubnetId!;
+  const privateSubnets = [
+    await subnet('10.20.1.0/24', 'PrivateSubnet', 'us-east-1a'),
+    await subnet('10.20.2.0/24', 'PrivateSubnet', 'us-east-1b'),
+  ];
   const publicSubnet = await subnet('10.20.101.0/24', 'PublicSubnet', 'us-east-1a');
   await ec2.send(new ModifySubnetAttributeCommand({ SubnetId: publicSubnet, MapPublicIpOnLaunch: { Value: true } }));
-  const { InternetGateway } = await ec2.send(new CreateInternetGatewayCommand({ TagSpecifications: named('internet-gateway', 'sandbox-app') }));
+  const { InternetGateway } = await ec2.send(
+    new CreateInternetGatewayCommand({ TagSpecifications: named('internet-gateway', 'sandbox-app') }),
+  );
   await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: InternetGateway!.InternetGatewayId!, VpcId: vpc }));
-  const { RouteTable } = await ec2.send(new CreateRouteTableCommand({ VpcId: vpc, TagSpecifications: named('route-table', 'sandbox-app-public') }));
-  await ec2.send(new CreateRouteCommand({ RouteTableId: RouteTable!.RouteTableId!, DestinationCidrBlock: '0.0.0.0/0', GatewayId: InternetGateway!.InternetGatewayId! }));
+  const { RouteTable } = await ec2.send(
+    new CreateRouteTableCommand({ VpcId: vpc, TagSpecifications: named('route-table', 'sandbox-app-public') }),
+  );
+  await ec2.send(
+    new CreateRouteCommand({
+      RouteTableId: RouteTable!.RouteTableId!,
+      DestinationCidrBlock: '0.0.0.0/0',
+      GatewayId: InternetGateway!.InternetGatewayId!,
+    }),
+  );
   await ec2.send(new AssociateRouteTableCommand({ RouteTableId: RouteTable!.RouteTableId!, SubnetId: publicSubnet }));
-  const { GroupId } = await ec2.send(new CreateSecurityGroupCommand({ GroupName: 'sandbox-app', Description: 'the app tasks', VpcId: vpc }));
+  const { GroupId } = await ec2.send(
+    new CreateSecurityGroupCommand({ GroupName: 'sandbox-app', Description: 'the app tasks', VpcId: vpc }),
+  );
   return { vpc, privateSubnets, publicSubnet, securityGroup: GroupId! };
 }

@@ -12,7 +12,14 @@
  * to start stops with an image pull error and no exit code, as ECS reports one.
  */
 import { CloudWatchLogsClient, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import { DescribeTaskDefinitionCommand, DescribeTasksCommand, ListTasksCommand, StopTaskCommand, type ECSClient, type Task } from '@aws-sdk/client-ecs';
+import {
+  DescribeTaskDefinitionCommand,
+  DescribeTasksCommand,
+  ListTasksCommand,
+  StopTaskCommand,
+  type ECSClient,
+  type Task,
+} from '@aws-sdk/client-ecs';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { recordedTaskKey, type RecordedTask } from '../../activities/task-facts.js';
 import type { AppMigrations } from './app-migrations.js';
@@ -74,10 +81,20 @@ export class OneOffTasks {
     const override = task.overrides?.containerOverrides?.find((o) => o.command?.length);
     const container = override?.name ?? 'app';
     if (this.pullFailure) {
-      return { exitAt, exit: { code: null, reason: 'CannotPullContainerError: pull image manifest has been retried 5 time(s): image not found', stoppedReason: 'Task failed to start' } };
+      return {
+        exitAt,
+        exit: {
+          code: null,
+          reason: 'CannotPullContainerError: pull image manifest has been retried 5 time(s): image not found',
+          stoppedReason: 'Task failed to start',
+        },
+      };
     }
     const definition = await this.definitionOf(ecs, task, container);
-    const log = (lines: string[]) => (definition.log ? this.writeLog(definition.log.group, `${definition.log.prefix}/${container}/${task.taskArn!.split('/').at(-1)}`, lines) : Promise.resolve());
+    const log = (lines: string[]) =>
+      definition.log
+        ? this.writeLog(definition.log.group, `${definition.log.prefix}/${container}/${task.taskArn!.split('/').at(-1)}`, lines)
+        : Promise.resolve();
     await log([`Starting ${container} (${definition.image}) with command ${JSON.stringify(override?.command ?? [])}`]);
     if (JSON.stringify(override?.command) !== this.migrationCommand) {
       await log([`unknown command; exiting`]);
@@ -91,16 +108,29 @@ export class OneOffTasks {
   /** Records the exit where the sandbox's worker reads it, then stops the task as ECS would. */
   private async finish(ecs: ECSClient, cluster: string, task: Task, run: Running): Promise<void> {
     const container = task.overrides?.containerOverrides?.find((o) => o.command?.length)?.name ?? 'app';
-    const record: RecordedTask = { containers: { [container]: { exitCode: run.exit.code, ...(run.exit.reason ? { reason: run.exit.reason } : {}) } } };
-    await this.options.s3.send(new PutObjectCommand({ Bucket: this.options.recordsBucket, Key: recordedTaskKey(task.taskArn!), Body: JSON.stringify(record), ContentType: 'application/json' }));
+    const record: RecordedTask = {
+      containers: { [container]: { exitCode: run.exit.code, ...(run.exit.reason ? { reason: run.exit.reason } : {}) } },
+    };
+    await this.options.s3.send(
+      new PutObjectCommand({
+        Bucket: this.options.recordsBucket,
+        Key: recordedTaskKey(task.taskArn!),
+        Body: JSON.stringify(record),
+        ContentType: 'application/json',
+      }),
+    );
     await ecs.send(new StopTaskCommand({ cluster, task: task.taskArn!, reason: run.exit.stoppedReason }));
     this.running.delete(task.taskArn!);
   }
 
-  private async definitionOf(ecs: ECSClient, task: Task, container: string): Promise<{ image: string; log?: { group: string; prefix: string } }> {
+  private async definitionOf(
+    ecs: ECSClient,
+    task: Task,
+    container: string,
+  ): Promise<{ image: string; log?: { group: string; prefix: string } }> {
     const { taskDefinition } = await ecs.send(new DescribeTaskDefinitionCommand({ taskDefinition: task.taskDefinitionArn! }));
     const definition = taskDefinition?.containerDefinitions?.find((c) => c.name === container);
-    const options = definition?.logConfiguration?.logDriver === 'awslogs' ? definition.logConfiguration.options ?? {} : {};
+    const options = definition?.logConfiguration?.logDriver === 'awslogs' ? (definition.logConfiguration.options ?? {}) : {};
     const group = options['awslogs-group'];
     return { image: definition?.image ?? '', ...(group ? { log: { group, prefix: options['awslogs-stream-prefix'] ?? '' } } : {}) };
   }

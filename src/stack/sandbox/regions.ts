@@ -48,7 +48,9 @@ export interface SandboxRegions {
 /** The RDS instance (in the emulator) that stands for the region_config database on protected test environments. */
 export const REGIONS_INSTANCE = 'sandbox-regions';
 
-export async function seedRegions(options: RegionSeedOptions): Promise<{ defaults: Record<string, unknown>; regions: SandboxRegions; credentials: Record<string, CredentialConfig> }> {
+export async function seedRegions(
+  options: RegionSeedOptions,
+): Promise<{ defaults: Record<string, unknown>; regions: SandboxRegions; credentials: Record<string, CredentialConfig> }> {
   const aws = { region: options.region, endpoint: options.awsEndpoint, forcePathStyle: true };
   const s3 = new S3Client(aws);
   const password = randomBytes(18).toString('base64url');
@@ -60,10 +62,18 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
   );
   await s3.send(new CreateBucketCommand({ Bucket: REGION_BUCKET }));
   const rds = new RDSClient(aws);
-  await rds.send(new CreateDBInstanceCommand({
-    DBInstanceIdentifier: REGIONS_INSTANCE, Engine: 'postgres', EngineVersion: '15', DBInstanceClass: 'db.t3.micro', AllocatedStorage: 20,
-    DBName: DB_NAME, MasterUsername: DB_USER, MasterUserPassword: password,
-  }));
+  await rds.send(
+    new CreateDBInstanceCommand({
+      DBInstanceIdentifier: REGIONS_INSTANCE,
+      Engine: 'postgres',
+      EngineVersion: '15',
+      DBInstanceClass: 'db.t3.micro',
+      AllocatedStorage: 20,
+      DBName: DB_NAME,
+      MasterUsername: DB_USER,
+      MasterUserPassword: password,
+    }),
+  );
   rds.destroy();
   const credentialRef = `secretsmanager:${secret.ARN}#password`;
 
@@ -82,7 +92,9 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
       await putRegionData(`regions/${id}/v${version}`, `${id} v${version}`);
       const newDataUri = await regions.addNewData(id);
       const uri = `s3://${REGION_BUCKET}/regions/${id}/v${version}`;
-      await withClient(databaseUrl, (db) => db.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, $3)', [id, uri, version]));
+      await withClient(databaseUrl, (db) =>
+        db.query('INSERT INTO region_config (id, s3_uri, version) VALUES ($1, $2, $3)', [id, uri, version]),
+      );
       return { uri, newDataUri };
     },
     async addNewData(id) {
@@ -102,7 +114,14 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
         { id: 'MI', newDataUri: existing[1]!.newDataUri },
         { id: 'WI', newDataUri: added, new: true },
       ],
-      database: { host: server.hostname, port: Number(server.port), database: DB_NAME, username: DB_USER, credential: REGIONS_CREDENTIAL, tls: true },
+      database: {
+        host: server.hostname,
+        port: Number(server.port),
+        database: DB_NAME,
+        username: DB_USER,
+        credential: REGIONS_CREDENTIAL,
+        tls: true,
+      },
     },
     // The worker's side: where that credential's secret is, and the one server it may be sent to.
     credentials: { [REGIONS_CREDENTIAL]: { ref: credentialRef, allowedHosts: [`${server.hostname}:${server.port}`] } },
@@ -113,8 +132,17 @@ export async function seedRegions(options: RegionSeedOptions): Promise<{ default
 export function topology(layer: string, label: string): object {
   return {
     type: 'Topology',
-    objects: { [layer]: { type: 'GeometryCollection', geometries: [{ type: 'Polygon', arcs: [[0]], properties: { name: label, layer } }] } },
-    arcs: [[[0, 0], [1, 0], [0, 1], [-1, -1]]],
+    objects: {
+      [layer]: { type: 'GeometryCollection', geometries: [{ type: 'Polygon', arcs: [[0]], properties: { name: label, layer } }] },
+    },
+    arcs: [
+      [
+        [0, 0],
+        [1, 0],
+        [0, 1],
+        [-1, -1],
+      ],
+    ],
   };
 }
 
@@ -129,4 +157,3 @@ async function createDatabase(superuserUrl: string, password: string): Promise<v
     await db.query(`ALTER TABLE region_config OWNER TO ${DB_USER}`);
   });
 }
-

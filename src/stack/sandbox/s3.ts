@@ -47,16 +47,38 @@ export async function seedBuckets(endpoint: string, region: string): Promise<Buc
     await s3.send(
       new PutPublicAccessBlockCommand({
         Bucket: SANDBOX_BUCKET,
-        PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          IgnorePublicAcls: true,
+          BlockPublicPolicy: true,
+          RestrictPublicBuckets: true,
+        },
       }),
     );
-    await s3.send(new PutBucketTaggingCommand({ Bucket: SANDBOX_BUCKET, Tagging: { TagSet: [{ Key: 'team', Value: 'web' }, { Key: 'env', Value: 'sandbox' }] } }));
+    await s3.send(
+      new PutBucketTaggingCommand({
+        Bucket: SANDBOX_BUCKET,
+        Tagging: {
+          TagSet: [
+            { Key: 'team', Value: 'web' },
+            { Key: 'env', Value: 'sandbox' },
+          ],
+        },
+      }),
+    );
 
     const limit = pLimit(SEED_CONCURRENCY);
     await Promise.all(sandboxObjects().map((object) => limit(() => s3.send(new PutObjectCommand({ Bucket: SANDBOX_BUCKET, ...object })))));
     // Overwritten objects: their older versions are part of what deleting the old bucket must remove.
     for (const key of ['index.html', 'docs/readme.txt']) {
-      await s3.send(new PutObjectCommand({ Bucket: SANDBOX_BUCKET, Key: key, Body: `${key}, second edition\n`, ContentType: key.endsWith('.html') ? 'text/html' : 'text/plain' }));
+      await s3.send(
+        new PutObjectCommand({
+          Bucket: SANDBOX_BUCKET,
+          Key: key,
+          Body: `${key}, second edition\n`,
+          ContentType: key.endsWith('.html') ? 'text/html' : 'text/plain',
+        }),
+      );
     }
     return { source: SANDBOX_BUCKET, target: NEW_BUCKET, mode: 'aws' };
   } finally {

@@ -60,7 +60,9 @@ export class ServiceImages {
     const container = taskDefinition?.containerDefinitions?.[0];
     const ref = /\.dkr\.ecr\.[^/]+\/([^:@]+):(.+)$/.exec(container?.image ?? '');
     if (!container?.name || !ref) return undefined;
-    const { imageDetails = [] } = await this.clients.ecr.send(new DescribeImagesCommand({ repositoryName: ref[1], imageIds: [{ imageTag: ref[2] }] }));
+    const { imageDetails = [] } = await this.clients.ecr.send(
+      new DescribeImagesCommand({ repositoryName: ref[1], imageIds: [{ imageTag: ref[2] }] }),
+    );
     const digest = imageDetails[0]?.imageDigest;
     if (!digest) return undefined;
     const rollout = { deploymentId, digest, container: container.name };
@@ -78,6 +80,13 @@ export class ServiceImages {
   /** Where the sandbox's worker reads the digest a task runs. */
   async record(taskArn: string, rollout: Rollout): Promise<void> {
     const record: RecordedTask = { containers: { [rollout.container]: { imageDigest: rollout.digest } } };
-    await this.clients.s3.send(new PutObjectCommand({ Bucket: this.recordsBucket, Key: recordedTaskKey(taskArn), Body: JSON.stringify(record), ContentType: 'application/json' }));
+    await this.clients.s3.send(
+      new PutObjectCommand({
+        Bucket: this.recordsBucket,
+        Key: recordedTaskKey(taskArn),
+        Body: JSON.stringify(record),
+        ContentType: 'application/json',
+      }),
+    );
   }
 }

@@ -90,7 +90,10 @@ export async function seedTerraform(options: { awsEndpoint: string; region: stri
   const folder = await mkdtemp(join(tmpdir(), 'runbook-sandbox-terraform-'));
   const dir = join(folder, 'infra');
   const mirror = findProviderMirror();
-  if (!mirror) console.warn('sandbox: real provider not found (no hashicorp/aws mirror): the sandbox Terraform directory uses terraform_data stand-ins');
+  if (!mirror)
+    console.warn(
+      'sandbox: real provider not found (no hashicorp/aws mirror): the sandbox Terraform directory uses terraform_data stand-ins',
+    );
   const cliConfig = mirror ? await writeCliConfig(join(folder, 'terraform.rc'), mirror) : undefined;
   await mkdir(dir);
   await writeFile(join(dir, 'main.tf'), configuration(Boolean(mirror)));
@@ -103,9 +106,15 @@ export async function seedTerraform(options: { awsEndpoint: string; region: stri
   for (const workspace of SANDBOX_WORKSPACES) await run(['workspace', 'new', '-no-color', workspace]);
   await run(['workspace', 'select', 'default']);
 
-  const secrets = new SecretsManagerClient({ endpoint: options.awsEndpoint, region: options.region, credentials: { accessKeyId: MOTO_AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: MOTO_AWS_ENV.AWS_SECRET_ACCESS_KEY } });
+  const secrets = new SecretsManagerClient({
+    endpoint: options.awsEndpoint,
+    region: options.region,
+    credentials: { accessKeyId: MOTO_AWS_ENV.AWS_ACCESS_KEY_ID, secretAccessKey: MOTO_AWS_ENV.AWS_SECRET_ACCESS_KEY },
+  });
   try {
-    await secrets.send(new CreateSecretCommand({ Name: SANDBOX_DEPLOY_TOKEN.secretId, SecretString: 'sandbox-deploy-token-not-for-history' }));
+    await secrets.send(
+      new CreateSecretCommand({ Name: SANDBOX_DEPLOY_TOKEN.secretId, SecretString: 'sandbox-deploy-token-not-for-history' }),
+    );
   } finally {
     secrets.destroy();
   }

@@ -30,7 +30,8 @@ export function refusalReason(state: ApprovalState, args: DecideArgs): string | 
   const by = normalizeIdentity(args.by ?? '');
   if (!by) return 'a decision needs the identity of who decides (--as or RUNBOOK_USER)';
   if (args.decision === 'rejected' && !args.reason?.trim()) return 'a rejection needs a reason';
-  if (args.requestId && wasRecorded(state, args.requestId)) return `request ${args.requestId} was already recorded; a request is accepted once`;
+  if (args.requestId && wasRecorded(state, args.requestId))
+    return `request ${args.requestId} was already recorded; a request is accepted once`;
   if (!args.checkpoint && !state.legacy) return 'a decision must name the checkpoint it decides (checkpoint)';
   if (args.runId && args.runId !== state.runId) return `the decision is for run ${args.runId}, but this is run ${state.runId}`;
 
@@ -42,7 +43,8 @@ export function refusalReason(state: ApprovalState, args: DecideArgs): string | 
   const waiting = state.waitingFor.checkpoint;
   if (args.checkpoint && args.checkpoint !== waiting) {
     const decided = lastDecisionFor(state.decisions, args.checkpoint);
-    if (decided) return `checkpoint '${args.checkpoint}' was already ${decided.decision} by ${decided.by} at ${decided.at}; the run now waits at '${waiting}'`;
+    if (decided)
+      return `checkpoint '${args.checkpoint}' was already ${decided.decision} by ${decided.by} at ${decided.at}; the run now waits at '${waiting}'`;
     return `the run waits at checkpoint '${waiting}', not '${args.checkpoint}'`;
   }
   if (args.waitId && args.waitId !== state.waitingFor.waitId) {

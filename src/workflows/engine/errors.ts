@@ -34,6 +34,10 @@ export function refuseIf(refused: boolean, field: string, why: string): void {
 /** Refuses a run whose target another run holds (say, one ECS service across runbooks): the CLI exits 3, nothing changed. */
 export function refuseIfHeld(holders: string[], field: string, what: string): void {
   if (holders.length) {
-    throw ApplicationFailure.create({ type: FailureType.conflict, message: `${field}: ${what} is held by ${holders.join(', ')}: one runbook at a time per service`, nonRetryable: true });
+    throw ApplicationFailure.create({
+      type: FailureType.conflict,
+      message: `${field}: ${what} is held by ${holders.join(', ')}: one runbook at a time per service`,
+      nonRetryable: true,
+    });
   }
 }

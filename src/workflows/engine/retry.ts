@@ -6,7 +6,12 @@
 import type { RetryPolicy } from '@temporalio/common';
 
 /** One call to a cloud or database API: rides out throttling and a restarting endpoint for about two minutes. */
-export const API_RETRY: RetryPolicy = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 8 };
+export const API_RETRY: RetryPolicy = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+  maximumAttempts: 8,
+};
 
 /**
  * A long wait that heartbeats (tasks healthy, a canary, a log to follow): many
@@ -15,4 +20,9 @@ export const API_RETRY: RetryPolicy = { initialInterval: '1 second', backoffCoef
 export const WAIT_RETRY: RetryPolicy = { ...API_RETRY, maximumAttempts: 20 };
 
 /** A slow external tool (Terraform, a migration task): few attempts, spaced wide, as each may hold a lock for a while. */
-export const TOOL_RETRY: RetryPolicy = { initialInterval: '5 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
+export const TOOL_RETRY: RetryPolicy = {
+  initialInterval: '5 seconds',
+  backoffCoefficient: 2,
+  maximumInterval: '1 minute',
+  maximumAttempts: 5,
+};

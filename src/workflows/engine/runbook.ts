@@ -51,7 +51,15 @@ import type { SignatureActivities } from '../../activities/signatures.js';
 import { setChangeStep, setStepSummary } from './activities.js';
 import { normalizeIdentity, refusalReason } from './approvals.js';
 import { parseCancelNote, parseDecision } from './signals.js';
-import { recordCheckpointWait, recordCompensation, recordRunEnded, recordRunStarted, recordStepDuration, secondsBetween, type RunLabels } from './metrics.js';
+import {
+  recordCheckpointWait,
+  recordCompensation,
+  recordRunEnded,
+  recordRunStarted,
+  recordStepDuration,
+  secondsBetween,
+  type RunLabels,
+} from './metrics.js';
 import { describeError, failureType } from './errors.js';
 import type { CheckpointName, Plan, StepName } from './plan.js';
 import { formatDuration } from '../../format.js';
@@ -204,11 +212,16 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   async resolve(): Promise<void> {
     if (this.legacy) return;
     const { workflowId, runId } = workflowInfo();
-    const resolved: ResolvedRun<P> = await this.runStep(RESOLVE_STEP, `check the inputs of ${this.runbook} against ${this.env} in the worker's config`,
-      () => resolveRun({ workflowId, input: this.input }) as Promise<ResolvedRun<P>>, {
-        detail: (r) => `target ${r.target}; approvers ${r.policy.approvers.join(', ')}${r.policy.allowSelfApproval ? ' (self-approval allowed)' : ''}` +
+    const resolved: ResolvedRun<P> = await this.runStep(
+      RESOLVE_STEP,
+      `check the inputs of ${this.runbook} against ${this.env} in the worker's config`,
+      () => resolveRun({ workflowId, input: this.input }) as Promise<ResolvedRun<P>>,
+      {
+        detail: (r) =>
+          `target ${r.target}; approvers ${r.policy.approvers.join(', ')}${r.policy.allowSelfApproval ? ' (self-approval allowed)' : ''}` +
           `${r.policy.protected ? '; protected environment' : ''}; config ${r.envHash.slice(0, 12)}`,
-      });
+      },
+    );
     this.params = resolved.params;
     this.target = resolved.target;
     this.startedBy = resolved.startedBy;
@@ -227,19 +240,47 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
    * the worker, under the child's own rules; `legacy` is what a run started
    * before that passes on (its prepared parameters and its policy).
    */
-  childInput(runbook: string, params: Record<string, unknown>, legacy: { target: string; params: unknown }): RunbookInput | LegacyRunbookInput<unknown> {
+  childInput(
+    runbook: string,
+    params: Record<string, unknown>,
+    legacy: { target: string; params: unknown },
+  ): RunbookInput | LegacyRunbookInput<unknown> {
     if (this.legacy) {
       const { policy, uiUrl } = this.input as LegacyRunbookInput<P>;
-      return { runbook, env: this.env, target: legacy.target, startedBy: this.startedBy, dryRun: false, policy, ...(uiUrl ? { uiUrl } : {}), params: legacy.params };
+      return {
+        runbook,
+        env: this.env,
+        target: legacy.target,
+        startedBy: this.startedBy,
+        dryRun: false,
+        policy,
+        ...(uiUrl ? { uiUrl } : {}),
+        params: legacy.params,
+      };
     }
-    return { runbook, env: this.env, params, dryRun: false, startedBy: this.startedBy, requestId: `${(this.input as RunbookInput).requestId}/${runbook}` };
+    return {
+      runbook,
+      env: this.env,
+      params,
+      dryRun: false,
+      startedBy: this.startedBy,
+      requestId: `${(this.input as RunbookInput).requestId}/${runbook}`,
+    };
   }
 
   private adoptLegacyInput(input: LegacyRunbookInput<P>): void {
     this.params = input.params;
     this.target = input.target;
     const { approvers, allowSelfApproval, timeoutMs, timeoutsMs, webhook } = input.policy;
-    this.policy = { approvers, allowSelfApproval, protected: false, timeoutMs, timeoutsMs: timeoutsMs ?? {}, notify: Boolean(webhook), notifications: [] };
+    this.policy = {
+      approvers,
+      allowSelfApproval,
+      protected: false,
+      timeoutMs,
+      timeoutsMs: timeoutsMs ?? {},
+      notify: Boolean(webhook),
+      notifications: [],
+    };
   }
 
   /** A step that only reads: it runs for real in a dry run too. */
@@ -316,22 +357,42 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
       const decided = await this.waitForDecision(name, prompt, timeoutMs);
       decision = decided
         ? this.pending!
-        : { checkpoint: name, decision: 'rejected', by: 'timeout', at: now(), comment: `no decision within ${formatDuration(timeoutMs)}`, waitId };
+        : {
+            checkpoint: name,
+            decision: 'rejected',
+            by: 'timeout',
+            at: now(),
+            comment: `no decision within ${formatDuration(timeoutMs)}`,
+            waitId,
+          };
     } catch (err) {
       recordCheckpointWait(this.labels(), name, 'cancelled', secondsBetween(this.waitingFor!.since, now()));
       Object.assign(step, { status: 'failed', endedAt: now(), detail: 'cancelled while waiting' });
       this.waitingFor = null;
       throw err;
     }
-    recordCheckpointWait(this.labels(), name, decision.by === 'timeout' ? 'timeout' : decision.decision, secondsBetween(this.waitingFor!.since, now()));
-    for (const late of this.unverified.splice(0)) this.refuse(late, `wait ${waitId} ended (${decision.by === 'timeout' ? 'timed out' : decision.decision}) before this decision was checked`);
+    recordCheckpointWait(
+      this.labels(),
+      name,
+      decision.by === 'timeout' ? 'timeout' : decision.decision,
+      secondsBetween(this.waitingFor!.since, now()),
+    );
+    for (const late of this.unverified.splice(0))
+      this.refuse(
+        late,
+        `wait ${waitId} ended (${decision.by === 'timeout' ? 'timed out' : decision.decision}) before this decision was checked`,
+      );
     this.pending = null;
     this.waitingFor = null;
     this.decisions.push(decision);
     this.setPhase('running');
     step.endedAt = now();
     const comment = decision.comment ? `: ${decision.comment}` : '';
-    await this.notify('decided', { checkpoint: name, waitId, decision: { decision: decision.decision, by: decision.by, ...(decision.comment ? { comment: decision.comment } : {}) } });
+    await this.notify('decided', {
+      checkpoint: name,
+      waitId,
+      decision: { decision: decision.decision, by: decision.by, ...(decision.comment ? { comment: decision.comment } : {}) },
+    });
     if (decision.decision === 'approved') {
       Object.assign(step, { status: 'done', detail: `approved by ${decision.by}${comment}` });
       return decision;
@@ -443,7 +504,11 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   private step(name: string): StepStatus {
     const step = this.steps.find((s) => s.name === name);
     if (!step) {
-      throw ApplicationFailure.create({ type: 'PlanMismatch', message: `step '${name}' is not in the plan of ${this.input.runbook}`, nonRetryable: true });
+      throw ApplicationFailure.create({
+        type: 'PlanMismatch',
+        message: `step '${name}' is not in the plan of ${this.input.runbook}`,
+        nonRetryable: true,
+      });
     }
     return step;
   }
@@ -476,11 +541,15 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
    */
   private queueSigned(args: DecideArgs): void {
     if (!args.signature) {
-      return this.refuse(args, `unsigned decision: ${this.env} requires decisions signed with ssh-keygen -Y sign -n temporal-runbooks (runbook approve|reject --key <file>); the Temporal UI cannot decide here`);
+      return this.refuse(
+        args,
+        `unsigned decision: ${this.env} requires decisions signed with ssh-keygen -Y sign -n temporal-runbooks (runbook approve|reject --key <file>); the Temporal UI cannot decide here`,
+      );
     }
     const binding = this.bindingRefusal(args);
     if (binding) return this.refuse(args, binding);
-    if (this.signaturesSeen.has(args.signature)) return this.refuse(args, 'this signature was already used; a signature decides one wait once');
+    if (this.signaturesSeen.has(args.signature))
+      return this.refuse(args, 'this signature was already used; a signature decides one wait once');
     this.signaturesSeen.add(args.signature);
     this.unverified.push(args);
   }
@@ -528,7 +597,12 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   }
 
   private requirePolicy(): RunPolicy {
-    if (!this.policy) throw ApplicationFailure.create({ type: 'PlanMismatch', message: 'a checkpoint was reached before the run was resolved', nonRetryable: true });
+    if (!this.policy)
+      throw ApplicationFailure.create({
+        type: 'PlanMismatch',
+        message: 'a checkpoint was reached before the run was resolved',
+        nonRetryable: true,
+      });
     return this.policy;
   }
 
@@ -617,7 +691,8 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
 
   private async notifyWaiting(checkpoint: string, waitId: string, prompt: string): Promise<void> {
     const policy = this.requirePolicy();
-    if (!this.legacy) return this.notify('waiting', { checkpoint, waitId, prompt, approvers: policy.approvers, timeoutAt: this.waitingFor?.timeoutAt });
+    if (!this.legacy)
+      return this.notify('waiting', { checkpoint, waitId, prompt, approvers: policy.approvers, timeoutAt: this.waitingFor?.timeoutAt });
     if (!policy.notify) return;
     const legacy = this.input as LegacyRunbookInput<P>;
     try {

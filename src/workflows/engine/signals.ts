@@ -6,7 +6,8 @@
  */
 import { SIGNAL_LIMITS, type CancelNote, type DecideArgs } from '../../messages.js';
 
-export type ParsedDecision = { ok: true; args: DecideArgs } | { ok: false; reason: string; by: string; checkpoint?: string; requestId?: string };
+export type ParsedDecision =
+  { ok: true; args: DecideArgs } | { ok: false; reason: string; by: string; checkpoint?: string; requestId?: string };
 
 const TEXT_FIELDS = {
   by: SIGNAL_LIMITS.identity,
@@ -25,7 +26,11 @@ type TextField = keyof typeof TEXT_FIELDS;
 /** Checks the shape of an approve/reject payload: an object whose known fields are strings within their limits. */
 export function parseDecision(raw: unknown, decision: DecideArgs['decision']): ParsedDecision {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    return { ok: false, reason: `malformed ${signalName(decision)} signal: expected a JSON object such as {"checkpoint": "…", "by": "…"}`, by: '(unknown)' };
+    return {
+      ok: false,
+      reason: `malformed ${signalName(decision)} signal: expected a JSON object such as {"checkpoint": "…", "by": "…"}`,
+      by: '(unknown)',
+    };
   }
   const payload = raw as Record<string, unknown>;
   const text: Partial<Record<TextField, string>> = {};
@@ -77,7 +82,8 @@ function signalName(decision: DecideArgs['decision']): string {
 
 /** Enough of a bad `by` to recognise the sender in the refusal list, never the whole payload. */
 function shorten(value: unknown): string {
-  if (typeof value === 'string') return value.length > SIGNAL_LIMITS.identity ? `${value.slice(0, 40)}… (${value.length} characters)` : value || '(nobody)';
+  if (typeof value === 'string')
+    return value.length > SIGNAL_LIMITS.identity ? `${value.slice(0, 40)}… (${value.length} characters)` : value || '(nobody)';
   if (value === undefined || value === null) return '(nobody)';
   return `(a ${Array.isArray(value) ? 'array' : typeof value})`;
 }
