@@ -4,10 +4,13 @@
 import { execa } from 'execa';
 import { mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { findOnPath, isExecutable } from './executables.js';
 import { startServer, type ManagedServer } from './process.js';
 
 const MOTO_REQUIREMENT = 'moto[server]>=5,<6';
+/** moto's server with the project's fixes to the emulator (see the launcher's docstring). */
+const MOTO_LAUNCHER = fileURLToPath(new URL('../../../src/stack/moto-extensions/launch.py', import.meta.url));
 /** Importing moto and its dependencies takes a few seconds on a cold cache. */
 const READY_TIMEOUT_MS = 60_000;
 
@@ -65,18 +68,17 @@ async function motoAnswers(endpoint: string): Promise<boolean> {
 }
 
 /**
- * `moto_server` on PATH, else moto in the system Python, else a private venv
- * under the tools folder (created once with pip).
+ * A Python that imports moto (the system one, else a private venv under the
+ * tools folder, created once with pip), running moto through our launcher so
+ * the extensions in `moto-extensions/` are loaded.
  */
 async function resolveMotoServer(toolsDir: string, log: (line: string) => void): Promise<Command> {
-  const onPath = await findOnPath('moto_server');
-  if (onPath) return { command: onPath, args: [] };
   const python = await findOnPath('python3');
   if (!python) {
     throw new Error(`moto needs Python 3: install python3 and python3-venv, or install moto yourself: pip install '${MOTO_REQUIREMENT}'`);
   }
-  if (await canImportMotoServer(python)) return { command: python, args: ['-m', 'moto.server'] };
-  return { command: await installMotoInVenv(python, join(toolsDir, 'moto-venv'), log), args: [] };
+  const withMoto = (await canImportMotoServer(python)) ? python : await installMotoInVenv(python, join(toolsDir, 'moto-venv'), log);
+  return { command: withMoto, args: [MOTO_LAUNCHER] };
 }
 
 async function canImportMotoServer(python: string): Promise<boolean> {
@@ -85,8 +87,8 @@ async function canImportMotoServer(python: string): Promise<boolean> {
 }
 
 async function installMotoInVenv(python: string, venv: string, log: (line: string) => void): Promise<string> {
-  const motoServer = join(venv, 'bin', 'moto_server');
-  if (await isExecutable(motoServer)) return motoServer;
+  const venvPython = join(venv, 'bin', 'python3');
+  if (await isExecutable(join(venv, 'bin', 'moto_server'))) return venvPython;
   log(`Installing ${MOTO_REQUIREMENT} into ${venv} (first time only)...`);
   await mkdir(venv, { recursive: true });
   const steps: Array<[string, string[]]> = [
@@ -102,5 +104,5 @@ async function installMotoInVenv(python: string, venv: string, log: (line: strin
       );
     }
   }
-  return motoServer;
+  return venvPython;
 }
