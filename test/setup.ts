@@ -4,12 +4,13 @@
  * one prebuilt workflow bundle and one worker process for the whole test run.
  * The unit (test/unit/) and workflow (test/workflows/) tiers do not load this file.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { stringify } from 'yaml';
+import { execa } from 'execa';
 import { installRuntime, workflowsEntry } from '../src/worker.js';
 import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
@@ -196,9 +197,27 @@ export const mochaHooks = {
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
     await stopSharedWorker();
+    if (shared && process.env.RUNBOOK_RECORD_HISTORIES) await recordHistories(shared, process.env.RUNBOOK_RECORD_HISTORIES);
     await sandboxHandle?.stop();
     await webhookReceiver?.close();
     await stack?.stop();
     if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
   },
 };
+
+/**
+ * `RUNBOOK_RECORD_HISTORIES=<dir>`: every run's history, as `temporal workflow
+ * show -o json` writes it, for picking new replay fixtures (test/histories/).
+ */
+async function recordHistories(stack: TestStack, dir: string): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  const cli = (...args: string[]) => execa(stack.temporalCli, [...args, '--address', stack.temporalAddress, '-o', 'json']);
+  const runs = JSON.parse((await cli('workflow', 'list', '--limit', '1000')).stdout || '[]') as Array<{
+    execution: { workflowId: string; runId: string };
+  }>;
+  for (const { execution } of runs) {
+    const history = await cli('workflow', 'show', '-w', execution.workflowId, '-r', execution.runId);
+    writeFileSync(join(dir, `${execution.workflowId.replace(/[^\w.-]+/g, '_')}-${execution.runId.slice(0, 8)}.json`), history.stdout);
+  }
+  console.log(`recorded ${runs.length} histories in ${dir}`);
+}
