@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -198,8 +199,8 @@ describe('db-migration on the sandbox', function () {
 
   /** How many times each activity type was started in the run: more than once means it was retried. */
 
-  /** Every password the sandbox handed out, searched in the run's raw history (payloads decoded), its status and the worker logs. */
-  async function assertNoSecretsLeaked(id: string): Promise<void> {
+  /** Every password the sandbox handed out (and `morePasswords`), searched in the run's raw history (payloads decoded), its status and the worker logs. */
+  async function assertNoSecretsLeaked(id: string, morePasswords: string[] = []): Promise<void> {
     const history = await (await temporalClient()).workflow.getHandle(id).fetchHistory();
     const texts: string[] = [];
     const collect = (value: unknown): void => {
@@ -216,7 +217,7 @@ describe('db-migration on the sandbox', function () {
     // The search sees what the payloads hold: the logical credential names the run was given (never references).
     assert.ok(all.includes('"credential":"app-db"'), 'the search covers the decoded payloads');
     assert.ok(!all.includes('secretsmanager:arn:'), 'no secret reference in the history either');
-    for (const password of sandbox().db.passwords) {
+    for (const password of [...sandbox().db.passwords, ...morePasswords]) {
       assert.ok(!all.includes(password), 'a password appears in the history, the status or the worker logs');
       assert.ok(
         !all.includes(encodeURIComponent(password)),
@@ -518,8 +519,8 @@ describe('db-migration on the sandbox', function () {
   });
 
   it('Terraform mode on the real provider: state rm of the old aws_db_instance, the new one through a targeted plan, and no drift afterwards', async function () {
-    // Real RDS creation waits in the provider (~84 s unloaded): this is the one such test.
-    this.timeout(12 * 60_000);
+    // Real RDS creation waits in the provider (~84 s unloaded; the whole test 7-9 min at load 11-17 here): the one such test.
+    this.timeout(20 * 60_000);
     const mirror = findProviderMirror();
     if (!mirror) {
       console.log("      real provider not found (no hashicorp/aws mirror): db-migration's Terraform mode is not tested here");
@@ -533,6 +534,7 @@ describe('db-migration on the sandbox', function () {
 
     // The operator's Terraform directory: the seed's configuration, the old instance in the `staging` state.
     const dir = mkdtempSync(join(testStack().dir, 'terraform-db-'));
+    const appPassword = randomBytes(18).toString('base64url');
     cpSync(fileURLToPath(new URL('../../test/fixtures/terraform-aws-db/', import.meta.url)), dir, { recursive: true });
     writeFileSync(join(dir, 'provider.tf'), motoProviderConfig({ endpoint: testStack().awsEndpoint, region: 'us-east-1' }));
     writeFileSync(
@@ -541,7 +543,7 @@ describe('db-migration on the sandbox', function () {
         `db_identifier     = "${target}"`,
         `security_group_id = "${old.VpcSecurityGroups![0]!.VpcSecurityGroupId}"`,
         'admin_secret      = "sandbox/appdb/admin"',
-        `app_password      = "${randomBytes(18).toString('base64url')}"`,
+        `app_password      = "${appPassword}"`,
         '',
       ].join('\n'),
     );
@@ -592,7 +594,7 @@ describe('db-migration on the sandbox', function () {
     await waitForStatus(
       id,
       (s) => s.waitingFor?.checkpoint === 'cutover' || s.phase === 'failed' || s.phase === 'rolled-back',
-      10 * 60_000,
+      15 * 60_000,
     );
     const atCutover = await queryStatus(id);
     assert.equal(atCutover.waitingFor?.checkpoint, 'cutover', atCutover.error ?? '');
@@ -612,6 +614,29 @@ describe('db-migration on the sandbox', function () {
       'terraform_data.db_password',
     ]);
     assert.deepEqual(await rowCounts(target), seededRows, 'the new database holds every row');
+    // The application's login on the new instance is the one Terraform generated, and owns what was restored.
+    const asNewApp = new pg.Client({
+      connectionString: Object.assign(new URL(sandbox().db.databaseUrl(target)), {
+        username: newApp.username,
+        password: encodeURIComponent(appPassword),
+      }).toString(),
+    });
+    await asNewApp.connect();
+    try {
+      const { rows } = await asNewApp.query<{ owner: string }>(`SELECT tableowner AS owner FROM pg_tables WHERE tablename = 'orders'`);
+      assert.deepEqual(rows, [{ owner: newApp.username }]);
+    } finally {
+      await asNewApp.end();
+    }
+    await assertNoSecretsLeaked(id, [appPassword]);
+    // The saved plan held the generated password: deleted, and never written into the operator's directory.
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.endsWith('.tfplan')),
+      [],
+      'no plan in the Terraform directory',
+    );
+    const runFolders = join(tmpdir(), 'runbook-terraform', id.replace(/[^A-Za-z0-9._-]/g, '_'));
+    assert.equal(existsSync(runFolders), false, "the run's plan folder was removed");
     // The state and the world agree: a plain plan has nothing to do.
     await tf(['plan', '-detailed-exitcode', '-input=false', '-no-color'], [0]);
   });
