@@ -16,6 +16,7 @@ import { loadPlugins } from '../src/plugins.js';
 import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
 import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
 import { REGIONS_CREDENTIAL } from '../src/stack/sandbox/regions.js';
+import { SANDBOX_SOURCE } from '../src/stack/sandbox/db.js';
 import { freePorts } from '../src/stack/ports.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
@@ -71,10 +72,21 @@ export function sandbox(): Sandbox {
  */
 export const TEST_TERRAFORM_DIRS = ['swap-guard', 'swap-apply'] as const;
 
+/**
+ * The credential db-migration's Terraform mode gives the application on the new
+ * instance: the `database_password` output of the run's Terraform configuration
+ * (test/fixtures/terraform-aws-db), bound, like the sandbox's, to its instances.
+ */
+export const TERRAFORM_APP_CREDENTIAL = 'app-db-terraform';
+
 function withTestTerraformDirs(env: Record<string, unknown>, root: string): Record<string, unknown> {
   const terraform = (env.terraform ?? {}) as { dirs?: Record<string, string> };
   const dirs = Object.fromEntries(TEST_TERRAFORM_DIRS.map((name) => [name, join(root, name)]));
-  return { ...env, terraform: { ...terraform, dirs: { ...terraform.dirs, ...dirs } } };
+  const credentials = {
+    ...(env.credentials as Record<string, unknown>),
+    [TERRAFORM_APP_CREDENTIAL]: { ref: 'terraform-output:database_password', allowedInstances: [`${SANDBOX_SOURCE}*`] },
+  };
+  return { ...env, credentials, terraform: { ...terraform, dirs: { ...terraform.dirs, ...dirs } } };
 }
 
 function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string, sandbox: Sandbox): Record<string, unknown> {
