@@ -37,6 +37,7 @@ import type { TerraformActivities } from '../activities/terraform.js';
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { LogicalReplicationActivities, ReplicationNames, SyncProgress } from '../activities/logical-replication.js';
 import type { RecheckActivities } from '../activities/db-recheck.js';
+import type { CodePipelineActivities } from '../activities/codepipeline.js';
 import { protectionGaps } from '../db-protection.js';
 import { planProblems, type PlanSummary } from '../terraform-plan.js';
 import {
@@ -96,6 +97,8 @@ export interface DbMigrationParams {
     /** The login the new instance replicates from the old one with (online mode); default: admin. */
     replication?: Credentials;
   };
+  /** The deploy pipeline's stage that touches the database: its inbound transition is disabled for the run. */
+  deployPipeline?: { name: string; stage: string };
   temporaryAccess?: { cidr: string };
   tls: 'require' | 'disable';
   parallelJobs: number;
@@ -121,6 +124,7 @@ export interface DbMigrationResult {
 export const dbMigrationPlan = definePlan({
   steps: [
     'preflight',
+    'pause-deploys',
     'open-access',
     'inspect-source',
     'stop-writers',
@@ -145,6 +149,7 @@ export const dbMigrationPlan = definePlan({
     'drop-replication',
     'delete-old',
     'delete-old-instance',
+    'resume-deploys',
   ],
   checkpoints: ['cutover', 'delete-old'],
 });
@@ -160,10 +165,14 @@ type Activities = RdsActivities &
   TerraformActivities &
   DeployRunsActivities &
   LogicalReplicationActivities &
-  RecheckActivities;
+  RecheckActivities &
+  CodePipelineActivities;
 
 /** Runs started before online mode existed replay as the dump they were (no replication check in their history). */
 const ONLINE_MODE = 'db-migration-online-mode';
+
+/** Runs started before the deploy pipeline was paused replay without its reads and changes. */
+const PAUSE_DEPLOYS = 'pause-deploy-pipeline';
 
 /** Steps only online mode runs, and the dump-only ones it skips. */
 const ONLINE_STEPS = [
@@ -238,6 +247,8 @@ class Migration {
   /** Whether this run may replicate (see ONLINE_MODE). */
   private readonly onlineKnown: boolean;
   private readonly replication: ReplicationNames;
+  /** Whether this run pauses the deploy pipeline (see PAUSE_DEPLOYS). */
+  private readonly pausesDeploys: boolean;
 
   constructor(private readonly rb: DbRun) {
     const p = (this.p = rb.params);
@@ -252,11 +263,13 @@ class Migration {
     this.finalSnapshotId = `${p.sourceInstance}-final-${this.runTag}`;
     this.replication = { name: `runbook_migration_${this.runTag.toLowerCase()}` };
     this.onlineKnown = patched(ONLINE_MODE);
+    this.pausesDeploys = patched(PAUSE_DEPLOYS);
   }
 
   /** The seed's steps, in its order. */
   async run(): Promise<DbMigrationResult> {
     const found = await this.preflight();
+    await this.pauseDeploys();
     const source = this.locate(found.source);
     await this.openAccess(found.source);
     const inspected = await this.inspectSource(source, found.pgDumpVersion);
@@ -278,6 +291,7 @@ class Migration {
     const writersStopped = await this.restoreWriters(repointed, created, stoppedAt);
     this.rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
     const oldInstance = await this.deleteOldInstance(source, created, found.source, verifiedCounts(verified));
+    await this.resumeDeploys();
     return {
       mode: 'dump',
       writersStopped,
@@ -358,6 +372,7 @@ class Migration {
       p.writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
     }
     await this.refuseUnmanagedTerraform();
+    if (this.pausesDeploys && p.deployPipeline) await quick.checkStageTransition(this.deployTransition(p.deployPipeline));
     refuseIf(
       !source.engine.startsWith('postgres'),
       'sourceInstance',
@@ -813,6 +828,71 @@ class Migration {
     }
   }
 
+  // --- the deploy pipeline --------------------------------------------------------------------------
+
+  /**
+   * Seed 002: "the deployment process for the API should also be stopped
+   * because it touches the database". Disabled before anything changes and
+   * enabled again however the run ends: the undo outlives the point of no
+   * return. A transition an operator disabled is left disabled.
+   */
+  private async pauseDeploys(): Promise<void> {
+    const { rb, p } = this;
+    const pipeline = p.deployPipeline;
+    if (!this.pausesDeploys || !pipeline) {
+      rb.skip('pause-deploys', pipeline ? 'started before deploys were paused' : 'no deploy pipeline configured (deployPipeline)');
+      return rb.skip('resume-deploys', 'nothing paused');
+    }
+    await rb.change(
+      'pause-deploys',
+      `disable the transition into stage ${pipeline.stage} of pipeline ${pipeline.name}, so no deploy reaches the database during the run`,
+      () => quick.pauseStageTransition({ ...this.deployTransition(pipeline), holder: this.deployHolder() }),
+      {
+        // Registered before it runs, and kept past the point of no return: the pipeline runs again however the run ends.
+        undo: {
+          summary: `enable the transition into ${pipeline.stage} of ${pipeline.name} again (unless an operator had disabled it)`,
+          run: () => quick.resumeStageTransition({ ...this.deployTransition(pipeline), holder: this.deployHolder() }),
+          keepAfterCommit: true,
+        },
+        detail: (r) =>
+          r.found === 'operator'
+            ? `already disabled by ${r.state.lastChangedBy ?? 'an operator'} ("${r.state.disabledReason ?? ''}"): left disabled, not re-enabled after the run`
+            : `transition into ${pipeline.stage} disabled${r.found === 'runs' ? ' (with the other runbook runs that hold it)' : ''}: "${r.state.disabledReason ?? ''}"`,
+        dryResult: { found: 'enabled', state: { enabled: false } },
+      },
+    );
+  }
+
+  private async resumeDeploys(): Promise<void> {
+    const { rb, p } = this;
+    const pipeline = p.deployPipeline;
+    if (!this.pausesDeploys || !pipeline) return;
+    await rb.change(
+      'resume-deploys',
+      `enable the transition into stage ${pipeline.stage} of pipeline ${pipeline.name} again (unless an operator had disabled it)`,
+      () => quick.resumeStageTransition({ ...this.deployTransition(pipeline), holder: this.deployHolder() }),
+      {
+        detail: (r) =>
+          r.outcome === 'enabled'
+            ? `transition into ${pipeline.stage} enabled: deploys flow again`
+            : r.outcome === 'still-held'
+              ? `other runbook runs still hold ${pipeline.name}: "${r.state.disabledReason ?? ''}"`
+              : r.state.enabled
+                ? `already enabled (by ${r.state.lastChangedBy ?? 'someone'})`
+                : `left disabled as an operator set it: "${r.state.disabledReason ?? ''}"`,
+        dryResult: { outcome: 'enabled', state: { enabled: true } },
+      },
+    );
+  }
+
+  private deployTransition(pipeline: { name: string; stage: string }) {
+    return { aws: this.p.aws, pipeline: pipeline.name, stage: pipeline.stage, field: 'deployPipeline' };
+  }
+
+  private deployHolder() {
+    return { runbook: 'db-migration', runId: workflowInfo().runId };
+  }
+
   // --- online mode ----------------------------------------------------------------------------------
 
   /** Online mode's steps, in order: the copy runs while the writers write; they stop only for the window after `cutover`. */
@@ -845,6 +925,7 @@ class Migration {
     await this.dropReplication(source, target);
     await this.closeAccess();
     const oldInstance = await this.deleteOldInstance(source, created, found.source, { tables: counted.perTable ?? {} });
+    await this.resumeDeploys();
     return {
       mode: 'online',
       writersStopped,

@@ -69,6 +69,12 @@ export interface Undo<T> {
   summary: string;
   /** Must be safe to run whether or not the change happened (it runs after a failed change too). */
   run: (result: T | undefined) => Promise<unknown>;
+  /**
+   * Still runs on a failure after `commit`: for a temporary hold that must be
+   * released however the run ends (a paused deploy pipeline), not for a change
+   * the point of no return makes stand.
+   */
+  keepAfterCommit?: boolean;
 }
 
 export interface StepOptions<T> {
@@ -159,7 +165,7 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   private readonly unverified: DecideArgs[] = [];
   /** Every signature this run has been sent: a signature decides at most once. */
   private readonly signaturesSeen = new Set<string>();
-  private readonly undos: { step: string; summary: string; run: () => Promise<unknown> }[] = [];
+  private readonly undos: { step: string; summary: string; run: () => Promise<unknown>; keepAfterCommit?: boolean }[] = [];
   private error: string | null = null;
   private committed: string | null = null;
   private errorType: string | null = null;
@@ -299,7 +305,13 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     }
     const outcome: { result?: T } = {};
     const undo = options.undo;
-    if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(outcome.result) });
+    if (undo)
+      this.undos.push({
+        step: name,
+        summary: undo.summary,
+        run: () => undo.run(outcome.result),
+        ...(undo.keepAfterCommit ? { keepAfterCommit: true } : {}),
+      });
     setChangeStep(this.cancelWaitsForChange);
     try {
       outcome.result = await this.runStep(name, summary, run, options);
@@ -313,9 +325,11 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
    * The point of no return: what is done from here on stands, so a later
    * failure or rejection ends the run `failed` with nothing undone (say, once the
    * writers run on the new database, putting them back would lose their writes).
+   * Undos marked `keepAfterCommit` (temporary holds) stay.
    */
   commit(why: string): void {
-    this.undos.length = 0;
+    const holds = this.undos.filter((undo) => undo.keepAfterCommit);
+    this.undos.splice(0, this.undos.length, ...holds);
     this.committed = why;
   }
 
