@@ -442,8 +442,10 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   }
 
   /** Runs the undo stack, newest first; an undo that fails does not stop the others. */
-  async compensate(): Promise<{ undone: number; failed: string[] }> {
+  async compensate(): Promise<{ undone: number; released: string[]; failed: string[] }> {
     let undone = 0;
+    /** Holds released past the point of no return: not changes undone, the rest still stands. */
+    const released: string[] = [];
     const failed: string[] = [];
     for (const undo of [...this.undos].reverse()) {
       const step = this.step(undo.step);
@@ -453,14 +455,15 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
       try {
         await undo.run();
         Object.assign(step, { status: 'compensated', detail: `undone: ${undo.summary}`, endedAt: now() });
-        undone++;
+        if (this.committed && undo.keepAfterCommit) released.push(undo.summary);
+        else undone++;
       } catch (err) {
         Object.assign(step, { status: 'failed', detail: `undo failed (${undo.summary}): ${describeError(err)}`, endedAt: now() });
         failed.push(undo.step);
       }
     }
     this.undos.length = 0;
-    return { undone, failed };
+    return { undone, released, failed };
   }
 
   recordCompensation(outcome: 'undone' | 'failed'): void {
@@ -796,15 +799,16 @@ export async function runRunbook<P, R, const Pl extends Plan>(
   } catch (err) {
     const cancelled = isCancellation(err);
     const reason = cancelled ? rb.cancellation() : describeError(err);
-    const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
-    if (undone || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
+    const { undone, released, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
+    if (undone || released.length || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
     const standing = rb.standing();
     // Past the point of no return the run is not rolled back, whatever later changes were undone.
     const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone && !standing ? 'rolled-back' : 'failed';
     const error = failed.length
       ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed${standing ? `; standing: ${standing}` : ''}`
       : standing
-        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}`
+        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}` +
+          (released.length ? `; released: ${released.join('; ')}` : '')
         : undone
           ? `${reason}; ${undone} change(s) undone`
           : reason;
