@@ -16,6 +16,7 @@ import {
   type TransitionState,
 } from '@aws-sdk/client-codepipeline';
 import { MockActivityEnvironment } from '@temporalio/testing';
+import { DefaultLogger } from '@temporalio/worker';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { createCodePipelineActivities, type PauseResult, type ResumeResult } from '../src/activities/codepipeline.js';
 import type { RunStatus } from '../src/messages.js';
@@ -116,7 +117,8 @@ describe('db-migration pauses the deploy pipeline', function () {
 
   describe('the activities, against the emulator', () => {
     const activities = createCodePipelineActivities({});
-    const env = new MockActivityEnvironment();
+    // Refusals are expected here: the worker's log of each failed activity is noise.
+    const env = new MockActivityEnvironment(undefined, { logger: new DefaultLogger('ERROR') });
     type Ref = Parameters<typeof activities.pauseStageTransition>[0];
     const pause = (args: Ref): Promise<PauseResult> => env.run(activities.pauseStageTransition, args);
     const resume = (args: Ref): Promise<ResumeResult> => env.run(activities.resumeStageTransition, args);
