@@ -4,6 +4,7 @@
  * profile); credentials come from the machine the worker runs on.
  */
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { CodePipelineClient } from '@aws-sdk/client-codepipeline';
 import { ECSClient } from '@aws-sdk/client-ecs';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { RDSClient } from '@aws-sdk/client-rds';
@@ -22,6 +23,7 @@ export interface AwsClients {
   readonly elbv2: ElasticLoadBalancingV2Client;
   readonly s3: S3Client;
   readonly rds: RDSClient;
+  readonly codePipeline: CodePipelineClient;
 }
 
 /** How activities get clients; tests may hand in their own. */
@@ -90,6 +92,9 @@ function lazyClients(connection: AwsConnection): AwsClients {
     },
     get rds() {
       return once('rds', () => new RDSClient(common));
+    },
+    get codePipeline() {
+      return once('codePipeline', () => new CodePipelineClient(common));
     },
   };
 }

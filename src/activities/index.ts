@@ -4,6 +4,7 @@
  */
 import type { AwsClientFactory } from './aws.js';
 import { createAutoScalingActivities } from './autoscaling.js';
+import { createCodePipelineActivities } from './codepipeline.js';
 import { createDbMigrationActivities } from './db-migration.js';
 import { createEcsActivities } from './ecs.js';
 import { createCanaryActivities } from './canary.js';
@@ -58,6 +59,7 @@ export function createActivities(deps: ActivityDeps = {}) {
     createEcrActivities(),
     createCanaryActivities(deps),
     createDeployRunsActivities(deps),
+    createCodePipelineActivities(deps),
   );
 }
 

@@ -164,6 +164,20 @@ const params = z
           .describe('online mode: the login the new instance replicates from the old one with; needs replication rights (default: admin)'),
       })
       .strict(),
+    deployPipeline: z
+      .object({
+        name: safeName(/^[A-Za-z0-9.@_-]+$/, 'a CodePipeline pipeline name: letters, digits and . @ _ -', 100).describe(
+          'the CodePipeline pipeline that deploys the application',
+        ),
+        stage: safeName(/^[A-Za-z0-9.@_-]+$/, 'a CodePipeline stage name: letters, digits and . @ _ -', 100).describe(
+          'its stage that touches the database (deploys, migrates): the transition into it is disabled for the run',
+        ),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'seed 002\'s "the deployment process should also be stopped": the transition into this stage is disabled before the writers stop and enabled again however the run ends (an operator\'s own pause is left as it is)',
+      ),
     temporaryAccess: z
       .object({ cidr: cidr.describe('address allowed in while the copy runs') })
       .strict()
@@ -241,6 +255,7 @@ export const dbMigrationRunbook = defineRunbook({
       admin: { env: env.name, ...p.credentials.admin },
       ...(p.credentials.newApp ? { newApp: { env: env.name, ...p.credentials.newApp } } : {}),
     },
+    ...(p.deployPipeline ? { deployPipeline: p.deployPipeline } : {}),
     ...(p.temporaryAccess ? { temporaryAccess: p.temporaryAccess } : {}),
     tls: p.tls,
     parallelJobs: p.parallelJobs,

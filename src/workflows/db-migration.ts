@@ -31,6 +31,7 @@ import type { DatabaseInspection } from '../activities/postgres.js';
 import type { InstanceInfo } from '../activities/rds.js';
 import type { WriterRef, WriterTarget } from '../activities/writers.js';
 import { definePlan, runRunbook, type RunbookOf } from './engine/index.js';
+import { pauseDeploys, resumeDeploys } from './db-migration/deploy-pipeline.js';
 import { locate, newMigration, type Migration, type Preflight } from './db-migration/context.js';
 import {
   backup,
@@ -108,6 +109,8 @@ export interface DbMigrationParams {
     /** The login the new instance replicates from the old one with (online mode); default: admin. */
     replication?: Credentials;
   };
+  /** The deploy pipeline's stage that touches the database: its inbound transition is disabled for the run. */
+  deployPipeline?: { name: string; stage: string };
   temporaryAccess?: { cidr: string };
   tls: 'require' | 'disable';
   parallelJobs: number;
@@ -133,6 +136,7 @@ export interface DbMigrationResult {
 export const dbMigrationPlan = definePlan({
   steps: [
     'preflight',
+    'pause-deploys',
     'open-access',
     'inspect-source',
     'stop-writers',
@@ -157,6 +161,7 @@ export const dbMigrationPlan = definePlan({
     'drop-replication',
     'delete-old',
     'delete-old-instance',
+    'resume-deploys',
   ],
   checkpoints: ['cutover', 'delete-old'],
 });
@@ -183,6 +188,7 @@ export async function dbMigration(input: RunbookInput): Promise<DbMigrationResul
     const m = newMigration(rb);
     try {
       const found = await preflight(m);
+      await pauseDeploys(m);
       const source = locate(m, found.source);
       await openAccess(m, found.source);
       const inspected = await inspectSource(m, source, found.pgDumpVersion);
@@ -217,6 +223,7 @@ async function migrateByDump(
   const writersStopped = await restoreWriters(m, repointed, created, stoppedAt);
   m.rb.commit(`the writers run on ${created.identifier}; moving them back would lose their writes`);
   const oldInstance = await deleteOldInstance(m, source, created, found.source, verifiedCounts(verified));
+  await resumeDeploys(m);
   return {
     ...summary(m, found, created, repointed, writersStopped, oldInstance),
     mode: 'dump',
@@ -259,6 +266,7 @@ async function migrateOnline(
   await dropReplication(m, source, target);
   await closeAccess(m);
   const oldInstance = await deleteOldInstance(m, source, created, found.source, { tables: counted.perTable ?? {} });
+  await resumeDeploys(m);
   return {
     ...summary(m, found, created, repointed, writersStopped, oldInstance),
     mode: 'online',

@@ -15,6 +15,7 @@ import sys
 
 EXTENSIONS = [
     "rds_resource_ids",
+    "codepipeline_transitions",
 ]
 
 

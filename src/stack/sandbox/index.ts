@@ -8,6 +8,7 @@ import { seedEcs } from './ecs.js';
 import { EcsSimulator } from './ecs-simulator.js';
 import { seedRegions, type SandboxRegions } from './regions.js';
 import { seedDatabases, type SandboxDatabases } from './db.js';
+import { PIPELINE_ARTIFACTS, seedDeployPipeline } from './deploy-pipeline.js';
 import { seedMigrationTarget, TASK_RECORDS_BUCKET, type SandboxMigrations } from './migration-target.js';
 import { DB_USER } from './regions.js';
 import { seedDeploys, type SandboxDeploys } from './deploys.js';
@@ -75,7 +76,8 @@ export async function seedSandbox(options: SandboxOptions): Promise<Sandbox> {
   stops.push(() => ecs.stop());
   runbooks['bucket-swap'] = await seedBuckets(options.awsEndpoint, region);
   const db = await seedDatabases({ awsEndpoint: options.awsEndpoint, postgresUrl: options.postgresUrl, region });
-  runbooks['db-migration'] = db.defaults;
+  const deployPipeline = await seedDeployPipeline({ awsEndpoint: options.awsEndpoint, region, artifactBucket: PIPELINE_ARTIFACTS });
+  runbooks['db-migration'] = { ...db.defaults, deployPipeline };
   stops.push(() => db.stop());
   const terraform = await seedTerraform({ awsEndpoint: options.awsEndpoint, region });
   if (terraform) {

@@ -15,6 +15,7 @@ import type { TerraformActivities } from '../../activities/terraform.js';
 import type { DeployRunsActivities } from '../../activities/deploy-runs.js';
 import type { LogicalReplicationActivities, ReplicationNames } from '../../activities/logical-replication.js';
 import type { RecheckActivities } from '../../activities/db-recheck.js';
+import type { CodePipelineActivities } from '../../activities/codepipeline.js';
 import { stepActivities, API_RETRY } from '../engine/index.js';
 import type { DbMigrationParams, DbRun, MigrationMode, TerraformProvisioning } from '../db-migration.js';
 
@@ -26,10 +27,14 @@ type Activities = RdsActivities &
   TerraformActivities &
   DeployRunsActivities &
   LogicalReplicationActivities &
-  RecheckActivities;
+  RecheckActivities &
+  CodePipelineActivities;
 
 /** Runs started before online mode existed replay as the dump they were (no replication check in their history). */
 const ONLINE_MODE = 'db-migration-online-mode';
+
+/** Runs started before the deploy pipeline was paused replay without its reads and changes. */
+const PAUSE_DEPLOYS = 'pause-deploy-pipeline';
 
 /** Reads and single AWS calls. */
 export const quick = stepActivities<Activities>({ startToCloseTimeout: '2 minutes', retry: API_RETRY });
@@ -73,6 +78,8 @@ export interface Migration {
   /** Whether this run may replicate (see ONLINE_MODE). */
   readonly onlineKnown: boolean;
   readonly replication: ReplicationNames;
+  /** Whether this run pauses the deploy pipeline (see PAUSE_DEPLOYS). */
+  readonly pausesDeploys: boolean;
   /** The application's login on the new instance, and the input field it came from. */
   readonly newApp: Credentials;
   readonly newAppField: string;
@@ -104,6 +111,7 @@ export function newMigration(rb: DbRun): Migration {
     finalSnapshotId: `${p.sourceInstance}-final-${runTag}`,
     replication: { name: `runbook_migration_${runTag.toLowerCase()}` },
     onlineKnown: patched(ONLINE_MODE),
+    pausesDeploys: patched(PAUSE_DEPLOYS),
     newApp: p.credentials.newApp ?? p.credentials.app,
     newAppField: p.credentials.newApp ? 'credentials.newApp' : 'credentials.app',
     newInstanceMayExist: false,

@@ -12,6 +12,7 @@ import { describeError, refuseIf, refuseIfHeld } from '../engine/index.js';
 import { failureType } from '../engine/errors.js';
 import { formatBytes, shortArn } from '../../format.js';
 import type { DbMigrationResult } from '../db-migration.js';
+import { deployTransition } from './deploy-pipeline.js';
 import {
   adminLogin,
   appLogin,
@@ -92,6 +93,7 @@ async function readEverything(m: Migration): Promise<Preflight> {
     p.writers.forEach((w, i) => refuseIfHeld(holders[i]!, `writers.${i}.service`, w.service));
   }
   await refuseUnmanagedTerraform(m);
+  if (m.pausesDeploys && p.deployPipeline) await quick.checkStageTransition(deployTransition(m, p.deployPipeline));
   refuseIf(
     !source.engine.startsWith('postgres'),
     'sourceInstance',

@@ -69,6 +69,12 @@ export interface Undo<T> {
   summary: string;
   /** Must be safe to run whether or not the change happened (it runs after a failed change too). */
   run: (result: T | undefined) => Promise<unknown>;
+  /**
+   * Still runs on a failure after `commit`: for a temporary hold that must be
+   * released however the run ends (a paused deploy pipeline), not for a change
+   * the point of no return makes stand.
+   */
+  keepAfterCommit?: boolean;
 }
 
 export interface StepOptions<T> {
@@ -159,7 +165,7 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   private readonly unverified: DecideArgs[] = [];
   /** Every signature this run has been sent: a signature decides at most once. */
   private readonly signaturesSeen = new Set<string>();
-  private readonly undos: { step: string; summary: string; run: () => Promise<unknown> }[] = [];
+  private readonly undos: { step: string; summary: string; run: () => Promise<unknown>; keepAfterCommit?: boolean }[] = [];
   private error: string | null = null;
   private committed: string | null = null;
   private errorType: string | null = null;
@@ -299,7 +305,13 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     }
     const outcome: { result?: T } = {};
     const undo = options.undo;
-    if (undo) this.undos.push({ step: name, summary: undo.summary, run: () => undo.run(outcome.result) });
+    if (undo)
+      this.undos.push({
+        step: name,
+        summary: undo.summary,
+        run: () => undo.run(outcome.result),
+        ...(undo.keepAfterCommit ? { keepAfterCommit: true } : {}),
+      });
     setChangeStep(this.cancelWaitsForChange);
     try {
       outcome.result = await this.runStep(name, summary, run, options);
@@ -313,9 +325,11 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
    * The point of no return: what is done from here on stands, so a later
    * failure or rejection ends the run `failed` with nothing undone (say, once the
    * writers run on the new database, putting them back would lose their writes).
+   * Undos marked `keepAfterCommit` (temporary holds) stay.
    */
   commit(why: string): void {
-    this.undos.length = 0;
+    const holds = this.undos.filter((undo) => undo.keepAfterCommit);
+    this.undos.splice(0, this.undos.length, ...holds);
     this.committed = why;
   }
 
@@ -428,8 +442,10 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   }
 
   /** Runs the undo stack, newest first; an undo that fails does not stop the others. */
-  async compensate(): Promise<{ undone: number; failed: string[] }> {
+  async compensate(): Promise<{ undone: number; released: string[]; failed: string[] }> {
     let undone = 0;
+    /** Holds released past the point of no return: not changes undone, the rest still stands. */
+    const released: string[] = [];
     const failed: string[] = [];
     for (const undo of [...this.undos].reverse()) {
       const step = this.step(undo.step);
@@ -439,14 +455,15 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
       try {
         await undo.run();
         Object.assign(step, { status: 'compensated', detail: `undone: ${undo.summary}`, endedAt: now() });
-        undone++;
+        if (this.committed && undo.keepAfterCommit) released.push(undo.summary);
+        else undone++;
       } catch (err) {
         Object.assign(step, { status: 'failed', detail: `undo failed (${undo.summary}): ${describeError(err)}`, endedAt: now() });
         failed.push(undo.step);
       }
     }
     this.undos.length = 0;
-    return { undone, failed };
+    return { undone, released, failed };
   }
 
   recordCompensation(outcome: 'undone' | 'failed'): void {
@@ -782,15 +799,16 @@ export async function runRunbook<P, R, const Pl extends Plan>(
   } catch (err) {
     const cancelled = isCancellation(err);
     const reason = cancelled ? rb.cancellation() : describeError(err);
-    const { undone, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
-    if (undone || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
+    const { undone, released, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
+    if (undone || released.length || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
     const standing = rb.standing();
     // Past the point of no return the run is not rolled back, whatever later changes were undone.
     const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone && !standing ? 'rolled-back' : 'failed';
     const error = failed.length
       ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed${standing ? `; standing: ${standing}` : ''}`
       : standing
-        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}`
+        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}` +
+          (released.length ? `; released: ${released.join('; ')}` : '')
         : undone
           ? `${reason}; ${undone} change(s) undone`
           : reason;
