@@ -127,11 +127,11 @@ async function benchMix(
   const measure = async (tool: string, target: string | undefined, run: () => Promise<string | undefined>) => {
     if (target) await s3.send(new CreateBucketCommand({ Bucket: target }));
     log(`[${mix.name}] ${tool}...`);
-    proxy.reset();
+    await proxy.reset();
     const started = process.hrtime.bigint();
     const note = await run();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const requests = process.env.BENCH_DIRECT ? undefined : proxy.counts();
+    const requests = process.env.BENCH_DIRECT ? undefined : await proxy.counts();
     if (target) {
       const copied = await countObjects(s3, target);
       if (copied !== mix.count) throw new Error(`${tool} copied ${copied} of ${mix.count} objects`);

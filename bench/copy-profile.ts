@@ -89,7 +89,7 @@ async function main(): Promise<void> {
     const cpuMs = (cpu.user + cpu.system) / 1000;
     console.log(
       `copied ${result.objects} objects in ${seconds.toFixed(2)} s (${(result.objects / seconds).toFixed(0)} objects/s), ` +
-        `${CONCURRENCY} in flight at most${proxy ? ', proxy in this process' : ''}; process CPU ${(cpuMs / 1000).toFixed(2)} s = ` +
+        `${CONCURRENCY} in flight at most${proxy ? ', through the counting proxy (its own thread)' : ''}; process CPU ${(cpuMs / 1000).toFixed(2)} s = ` +
         `${(cpuMs / result.objects).toFixed(3)} ms per object (${((100 * cpuMs) / 1000 / seconds).toFixed(0)} % of one core); profile: ${file}`,
     );
     report(profile, result.objects);
