@@ -14,7 +14,9 @@
  *   BENCH_MIXES=small,medium BENCH_RSS_OBJECTS=0 npm run bench:bucket-swap   # a subset
  *   BENCH_SMALL=2000 BENCH_MEDIUM=200 BENCH_LARGE='2x512MiB' BENCH_RSS_OBJECTS=20000 npm run bench:bucket-swap   # smaller mixes
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
@@ -127,11 +129,11 @@ async function benchMix(
   const measure = async (tool: string, target: string | undefined, run: () => Promise<string | undefined>) => {
     if (target) await s3.send(new CreateBucketCommand({ Bucket: target }));
     log(`[${mix.name}] ${tool}...`);
-    proxy.reset();
+    await proxy.reset();
     const started = process.hrtime.bigint();
     const note = await run();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const requests = process.env.BENCH_DIRECT ? undefined : proxy.counts();
+    const requests = process.env.BENCH_DIRECT ? undefined : await proxy.counts();
     if (target) {
       const copied = await countObjects(s3, target);
       if (copied !== mix.count) throw new Error(`${tool} copied ${copied} of ${mix.count} objects`);
@@ -196,7 +198,7 @@ async function fill(s3: S3Client, bucket: string, count: number, size: number, t
     const dir = mkdtempSync(join(tmpdir(), 'bench-large-'));
     try {
       const file = join(dir, 'blob');
-      await execa('head', ['-c', String(size), '/dev/urandom'], { stdout: { file } });
+      await pipeline(randomChunks(size), createWriteStream(file));
       for (let i = 0; i < count; i++) {
         await execa(tools.s5cmd, ['--endpoint-url', endpoint, 'cp', file, `s3://${bucket}/large/object-${i}.bin`], {
           env: FAST_S3_CREDENTIALS,
@@ -224,6 +226,11 @@ async function fill(s3: S3Client, bucket: string, count: number, size: number, t
       ),
     ),
   );
+}
+
+/** `size` random bytes, 8 MiB at a time. */
+function* randomChunks(size: number): Generator<Buffer> {
+  for (let left = size; left > 0; left -= 8 * MiB) yield randomBytes(Math.min(left, 8 * MiB));
 }
 
 /** The worker's resident memory over a copy of RSS_OBJECTS objects: idle before, highest during (sampled every 100 ms). */

@@ -85,11 +85,11 @@ describe('bucket-swap copy engine, through a counting proxy in front of moto', f
       ),
     );
 
-    proxy.reset();
-    proxy.setFaults({ slowDown: 0.15, drop: 0.06 });
+    await proxy.reset();
+    await proxy.setFaults({ slowDown: 0.15, drop: 0.06 });
     const result: CopyResult = await new MockActivityEnvironment().run(copyBucketObjects, copyArgs(source, target));
-    const counts = proxy.counts();
-    proxy.setFaults({});
+    const counts = await proxy.counts();
+    await proxy.setFaults({});
 
     const pages = Math.ceil(objects / 1000);
     const floor = pages + objects; // one listing per page, one CopyObject per object
@@ -149,12 +149,12 @@ describe('bucket-swap copy engine, through a counting proxy in front of moto', f
       }),
     );
 
-    proxy.reset();
+    await proxy.reset();
     const result: CopyResult = await new MockActivityEnvironment().run(
       copyBucketObjects,
       copyArgs(source, target, { multipartThreshold: 8 * MiB, partSize }),
     );
-    const counts = proxy.counts();
+    const counts = await proxy.counts();
 
     // S3's multipart ETag: the MD5 of the parts' MD5s, then "-<parts>".
     const partMd5s = [];

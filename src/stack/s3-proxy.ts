@@ -5,9 +5,14 @@
  * of requests with 503 SlowDown without forwarding them, and drop a share of
  * connections, half before forwarding the request and half after the server
  * answered (the client never learns that its copy landed).
+ *
+ * It runs in a worker thread of its own: in the event loop of the client it
+ * measures, its parsing and piping took CPU from the copy (the runbook's rate
+ * halved through it in the bench).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 export interface S3ProxyFaults {
   /** Share of requests answered 503 SlowDown, 0 to 1. */
@@ -16,8 +21,6 @@ export interface S3ProxyFaults {
   drop?: number;
   /** Only requests of these operations misbehave (all when unset). */
   operations?: string[];
-  /** Decides each fault; Math.random unless a test wants a fixed sequence. */
-  random?: () => number;
 }
 
 export interface S3ProxyCounts {
@@ -35,10 +38,37 @@ export interface S3ProxyCounts {
 
 export interface S3Proxy {
   endpoint: string;
-  counts(): S3ProxyCounts;
-  reset(): void;
-  setFaults(faults: S3ProxyFaults): void;
+  counts(): Promise<S3ProxyCounts>;
+  reset(): Promise<void>;
+  setFaults(faults: S3ProxyFaults): Promise<void>;
   close(): Promise<void>;
+}
+
+type Command = { op: 'counts' } | { op: 'reset' } | { op: 'setFaults'; faults: S3ProxyFaults } | { op: 'close' };
+
+/** The proxy in a worker thread; every call is one message there and its answer back. */
+export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {}): Promise<S3Proxy> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { s3ProxyUpstream: upstream, faults } });
+  const answers: ((value: unknown) => void)[] = [];
+  worker.on('message', (message: unknown) => answers.shift()?.(message));
+  const failed = new Promise<never>((_, reject) => worker.once('error', reject));
+  failed.catch(() => {});
+  const call = <T>(command?: Command): Promise<T> => {
+    const answer = new Promise<T>((resolve) => answers.push(resolve as (value: unknown) => void));
+    if (command) worker.postMessage(command);
+    return Promise.race([answer, failed]);
+  };
+  const endpoint = await call<string>(); // the worker's first message: where it listens
+  return {
+    endpoint,
+    counts: () => call<S3ProxyCounts>({ op: 'counts' }),
+    reset: () => call<void>({ op: 'reset' }),
+    setFaults: (next) => call<void>({ op: 'setFaults', faults: next }),
+    close: async () => {
+      await call<void>({ op: 'close' });
+      await worker.terminate();
+    },
+  };
 }
 
 /** The S3 operation of a request, from its method, query and headers (path-style addressing). */
@@ -81,7 +111,7 @@ export function s3Operation(method: string, url: string, headers: http.IncomingH
 const SLOW_DOWN_BODY =
   '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>';
 
-export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {}): Promise<S3Proxy> {
+async function serveS3Proxy(upstream: string, faults: S3ProxyFaults): Promise<Omit<S3Proxy, 'counts'> & { counts(): S3ProxyCounts }> {
   const target = new URL(upstream);
   // As many kept-alive sockets to the server as clients may hold to the proxy.
   const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
@@ -92,7 +122,7 @@ export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {})
   const server = http.createServer((req, res) => {
     const operation = s3Operation(req.method ?? 'GET', req.url ?? '/', req.headers);
     const misbehaves = !current.operations || current.operations.includes(operation);
-    const roll = misbehaves ? (current.random ?? Math.random)() : 1;
+    const roll = misbehaves ? Math.random() : 1;
     const slowDown = current.slowDown ?? 0;
     const drop = current.drop ?? 0;
     if (roll < slowDown) {
@@ -142,11 +172,11 @@ export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {})
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    counts: () => structuredClone(counts),
-    reset: () => {
+    counts: () => counts,
+    reset: async () => {
       counts = emptyCounts();
     },
-    setFaults: (next) => {
+    setFaults: async (next) => {
       current = next;
     },
     close: async () => {
@@ -159,4 +189,26 @@ export async function startS3Proxy(upstream: string, faults: S3ProxyFaults = {})
 
 function emptyCounts(): S3ProxyCounts {
   return { answered: {}, slowDowns: 0, droppedBeforeServer: 0, droppedAfterServer: 0, peakInFlight: {} };
+}
+
+if (!isMainThread && (workerData as { s3ProxyUpstream?: string } | null)?.s3ProxyUpstream) {
+  const { s3ProxyUpstream, faults } = workerData as { s3ProxyUpstream: string; faults: S3ProxyFaults };
+  const proxy = await serveS3Proxy(s3ProxyUpstream, faults);
+  const port = parentPort!;
+  port.postMessage(proxy.endpoint);
+  port.on('message', (command: Command) => {
+    const answer = async (): Promise<unknown> => {
+      switch (command.op) {
+        case 'counts':
+          return proxy.counts();
+        case 'reset':
+          return proxy.reset();
+        case 'setFaults':
+          return proxy.setFaults(command.faults);
+        case 'close':
+          return proxy.close();
+      }
+    };
+    void answer().then((value) => port.postMessage(value));
+  });
 }

@@ -1,0 +1,194 @@
+/**
+ * CopyObject without the SDK's request pipeline: the copy of small objects is
+ * bound by the CPU each request costs, and the SDK spends 3-4 ms of it per
+ * CopyObject (schema serde, endpoint rules, middleware; measured with
+ * bench/copy-profile.ts) where a signed `http.request` costs 0.5-1 ms.
+ *
+ * Only the hot request is sent this way, and only what the SDK itself decides
+ * is kept: the endpoint comes from the client's own endpoint rules (once per
+ * bucket), credentials from its provider chain, the SHA-256 from its config,
+ * the signature from the SDK's SigV4 signer; the sockets are the client's
+ * keep-alive agent (aws.ts). Failures become `S3ServiceException`s with the
+ * same name and `$metadata` the SDK would give, so the copier's throttling,
+ * retry and failure mapping treat both paths alike. Anything unusual (a
+ * signing scheme other than SigV4, endpoint headers) returns undefined from
+ * `leanCopyRequests`, and the copier uses the SDK.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { S3ServiceException, type S3Client } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
+
+export interface CopyObjectRequest {
+  bucket: string;
+  key: string;
+  /** The x-amz-copy-source header, already encoded (s3-objects.ts copySource). */
+  copySource: string;
+  storageClass?: string;
+}
+
+export interface LeanCopyRequests {
+  /** One CopyObject; resolves once S3 confirms the copy, rejects as the SDK would. */
+  copyObject(request: CopyObjectRequest): Promise<{ $metadata: { attempts: number; httpStatusCode: number } }>;
+}
+
+/** SHA-256 of an empty body: CopyObject sends none. */
+const EMPTY_BODY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+/** Sockets kept open: the copy's most requests in flight (s3-copy.ts MAX_REQUESTS_IN_FLIGHT, 256) and a margin. */
+const SOCKETS = 300;
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: SOCKETS, maxFreeSockets: SOCKETS }),
+  https: new https.Agent({ keepAlive: true, maxSockets: SOCKETS, maxFreeSockets: SOCKETS }),
+};
+
+export interface BucketEndpoint {
+  url: URL;
+  signer: SignatureV4;
+}
+
+interface ClientConfig {
+  endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>;
+  endpointProvider: (params: Record<string, unknown>) => {
+    url: URL | string;
+    headers?: Record<string, string[]>;
+    properties?: { authSchemes?: { name: string; signingName?: string; signingRegion?: string; disableDoubleEncoding?: boolean }[] };
+  };
+  region: () => Promise<string>;
+  forcePathStyle?: boolean;
+  useAccelerateEndpoint?: boolean;
+  useFipsEndpoint: () => Promise<boolean>;
+  useDualstackEndpoint: () => Promise<boolean>;
+  credentials: ConstructorParameters<typeof SignatureV4>[0]['credentials'];
+  sha256: ConstructorParameters<typeof SignatureV4>[0]['sha256'];
+}
+
+/**
+ * CopyObject requests into `bucket` for this client, or undefined when its endpoint or signing is not the plain
+ * SigV4 this path implements. Aborting `signal` aborts every request in flight (one listener for all of them).
+ */
+export async function leanCopyRequests(s3: S3Client, bucket: string, signal: AbortSignal): Promise<LeanCopyRequests | undefined> {
+  const endpoint = await bucketEndpoint(s3, bucket);
+  if (!endpoint) return undefined;
+  const inFlight = new Set<http.ClientRequest>();
+  signal.addEventListener('abort', () => inFlight.forEach((request) => request.destroy(abortError())), { once: true });
+  return {
+    copyObject: (request) => copyObject(endpoint, request, signal, inFlight),
+  };
+}
+
+/** Where requests about `bucket` go and how they are signed, by the client's own endpoint rules. */
+export async function bucketEndpoint(s3: S3Client, bucket: string): Promise<BucketEndpoint | undefined> {
+  const config = s3.config as unknown as ClientConfig;
+  const custom = config.endpoint ? await config.endpoint() : undefined;
+  const region = await config.region();
+  const resolved = config.endpointProvider({
+    Bucket: bucket,
+    Region: region,
+    UseFIPS: await config.useFipsEndpoint(),
+    UseDualStack: await config.useDualstackEndpoint(),
+    ForcePathStyle: config.forcePathStyle ?? false,
+    Accelerate: config.useAccelerateEndpoint ?? false,
+    ...(custom ? { Endpoint: `${custom.protocol}//${custom.hostname}${custom.port ? `:${custom.port}` : ''}${custom.path}` } : {}),
+  });
+  const scheme = resolved.properties?.authSchemes?.[0];
+  if (!scheme || scheme.name !== 'sigv4' || Object.keys(resolved.headers ?? {}).length) return undefined;
+  const url = new URL(resolved.url);
+  const signer = new SignatureV4({
+    credentials: config.credentials,
+    region: scheme.signingRegion ?? region,
+    service: scheme.signingName ?? 's3',
+    sha256: config.sha256,
+    // S3 signs the path as sent, not encoded twice.
+    uriEscapePath: !(scheme.disableDoubleEncoding ?? true),
+  });
+  return { url, signer };
+}
+
+/** A key in a URL path: every segment percent-encoded as S3 expects (RFC 3986: !'()* too), slashes kept. */
+export function keyPath(key: string): string {
+  return key
+    .split('/')
+    .map((segment) => encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`))
+    .join('/');
+}
+
+/** The request CopyObject sends, signed (exported for the unit test, which compares it with the SDK's). */
+export async function signedCopyObject(endpoint: BucketEndpoint, request: CopyObjectRequest, signingDate?: Date) {
+  const { url } = endpoint;
+  const base = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
+  return endpoint.signer.sign(
+    {
+      method: 'PUT',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port ? Number(url.port) : undefined,
+      path: `${base}${keyPath(request.key)}`,
+      query: {},
+      headers: {
+        host: url.host,
+        'content-length': '0',
+        'x-amz-content-sha256': EMPTY_BODY_SHA256,
+        'x-amz-copy-source': request.copySource,
+        'x-amz-metadata-directive': 'COPY',
+        'x-amz-tagging-directive': 'COPY',
+        ...(request.storageClass ? { 'x-amz-storage-class': request.storageClass } : {}),
+      },
+    },
+    signingDate ? { signingDate } : {},
+  );
+}
+
+async function copyObject(
+  endpoint: BucketEndpoint,
+  request: CopyObjectRequest,
+  signal: AbortSignal,
+  inFlight: Set<http.ClientRequest>,
+): Promise<{ $metadata: { attempts: number; httpStatusCode: number } }> {
+  if (signal.aborted) throw abortError();
+  const signed = await signedCopyObject(endpoint, request);
+  const secure = endpoint.url.protocol === 'https:';
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const sent = (secure ? https : http).request(
+      {
+        agent: secure ? agents.https : agents.http,
+        host: signed.hostname,
+        port: signed.port,
+        method: 'PUT',
+        path: signed.path,
+        headers: signed.headers,
+      },
+      (answer) => {
+        const chunks: Buffer[] = [];
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk));
+        answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        answer.on('error', reject);
+      },
+    );
+    inFlight.add(sent);
+    sent.on('close', () => inFlight.delete(sent));
+    sent.on('error', reject);
+    sent.end();
+  });
+  // S3 may answer a copy 200 and report its failure in the body.
+  if (status === 200 && !/<Error>/.test(body)) return { $metadata: { attempts: 1, httpStatusCode: 200 } };
+  throw serviceError(status, body);
+}
+
+/** An S3 error answer as the SDK reports it: the error code as the name, the HTTP status in `$metadata`. */
+export function serviceError(status: number, body: string): S3ServiceException {
+  const field = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(body)?.[1];
+  const name = field('Code') ?? (status === 404 ? 'NotFound' : status === 503 ? 'ServiceUnavailable' : `Http${status}`);
+  return new S3ServiceException({
+    name,
+    message: field('Message') ?? `HTTP ${status}`,
+    $fault: status >= 500 ? 'server' : 'client',
+    $metadata: { httpStatusCode: status, attempts: 1, ...(field('RequestId') ? { requestId: field('RequestId') } : {}) },
+  });
+}
+
+function abortError(): Error {
+  const err = new Error('Request aborted');
+  err.name = 'AbortError';
+  return err;
+}
