@@ -12,4 +12,8 @@ export interface HeartbeatProgress {
   unit: string;
   /** Bytes handled so far, when the work moves bytes: gives a byte rate. */
   bytes?: number;
+  /** A count that goes up and down (tasks healthy), not work done: no rate, no ETA. */
+  level?: boolean;
+  /** Extra facts the count does not say ("1 failed"). */
+  note?: string;
 }

@@ -11,6 +11,7 @@ import { clientFactory, type AwsConnection, type AwsDeps } from './aws.js';
 import { describeTasks, isWanted, listServiceTasks, type ServiceTask } from './ecs.js';
 import { readTargetHealth, type TargetState } from './elb.js';
 import { shortArn } from '../format.js';
+import type { HeartbeatProgress } from '../progress.js';
 
 export interface NewTasksWait {
   aws: AwsConnection;
@@ -48,6 +49,9 @@ export interface HealthyNewTasks {
   failures: TaskFailure[];
   polls: number;
 }
+
+/** What the wait heartbeats: where a retried attempt resumes, and how far it got for `runbook watch` and `status`. */
+export type WaitHeartbeat = WaitProgress & { progress: HeartbeatProgress };
 
 /** How a poll judges the new tasks. */
 export interface Assessment {
@@ -90,8 +94,9 @@ export function createTaskHealthActivities(deps: AwsDeps) {
         }
         if (Date.now() >= deadline) throw notHealthyInTime(wait, latest, pollError);
 
-        context.heartbeat(progress);
-        await sleepHeartbeating(Math.min(progress.delayMs, deadline - Date.now()), progress);
+        const details = waitHeartbeat(progress, wait, latest);
+        context.heartbeat(details);
+        await sleepHeartbeating(Math.min(progress.delayMs, deadline - Date.now()), details);
         progress = { ...progress, delayMs: Math.min(Math.round(progress.delayMs * BACKOFF), MAX_POLL_DELAY_MS) };
       }
     },
@@ -162,6 +167,28 @@ export function assessNewTasks(poll: {
   };
 }
 
+/**
+ * The heartbeat: the wait's own progress, plus the shared `progress` shape
+ * (src/progress.ts) so `runbook watch` shows "3 / 4 tasks healthy" with a bar.
+ * A level, not work done: a task that turns unhealthy takes the count down.
+ */
+export function waitHeartbeat(progress: WaitProgress, wait: Pick<NewTasksWait, 'count'>, latest: Assessment | undefined): WaitHeartbeat {
+  const notes = [
+    latest?.starting.length ? `${latest.starting.length} starting` : '',
+    progress.failures.length ? `${progress.failures.length} failed` : '',
+  ].filter(Boolean);
+  return {
+    ...progress,
+    progress: {
+      done: latest?.healthy.length ?? 0,
+      total: wait.count,
+      unit: 'tasks healthy',
+      level: true,
+      ...(notes.length ? { note: notes.join(', ') } : {}),
+    },
+  };
+}
+
 function resumedProgress(details: unknown): WaitProgress {
   const resumed = details as Partial<WaitProgress> | undefined;
   return {
@@ -181,13 +208,13 @@ function withForgotten(vanished: string[], described: ServiceTask[]): ServiceTas
   return [...described, ...forgotten];
 }
 
-async function sleepHeartbeating(ms: number, progress: WaitProgress): Promise<void> {
+async function sleepHeartbeating(ms: number, details: WaitHeartbeat): Promise<void> {
   const context = Context.current();
   const until = Date.now() + Math.max(0, ms);
   while (Date.now() < until) {
     // Context.sleep rejects with a CancelledFailure when the workflow cancels the wait.
     await context.sleep(Math.min(HEARTBEAT_EVERY_MS, until - Date.now()));
-    context.heartbeat(progress);
+    context.heartbeat(details);
   }
 }
 

@@ -16,10 +16,6 @@ export interface ActivityProgress extends HeartbeatProgress {
   attempt: number;
   /** When the activity last heartbeated (ISO). */
   at?: string;
-  /** Extra facts the count does not say ("1 failed"). */
-  note?: string;
-  /** A count that goes up and down (tasks running), not work done: no rate, no ETA. */
-  level?: boolean;
 }
 
 type PendingActivity = NonNullable<WorkflowExecutionDescription['raw']['pendingActivities']>[number];

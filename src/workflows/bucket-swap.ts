@@ -22,7 +22,7 @@
  * inspection rather than deleted by a machine that just failed. The failure
  * message says what is kept where.
  */
-import { ApplicationFailure, CancellationScope, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { FailureType, type RunbookInput } from '../messages.js';
 import { formatBytes, formatCount } from '../format.js';
@@ -40,19 +40,7 @@ import type { BucketWriter, BucketWriterRef } from '../activities/bucket-users.j
 import type { DeployRunsActivities } from '../activities/deploy-runs.js';
 import type { PlanSummary, TerraformActivities } from '../activities/terraform.js';
 import type { WriterActivities, WriterTarget } from '../activities/writers.js';
-import {
-  definePlan,
-  describeError,
-  refuseIfHeld,
-  runRunbook,
-  stepActivities,
-  API_RETRY,
-  WAIT_RETRY,
-  TOOL_RETRY,
-  type RunbookOf,
-  type StepName,
-} from './engine/index.js';
-import { failureType } from './engine/errors.js';
+import { definePlan, refuseIfHeld, runRunbook, stepActivities, API_RETRY, WAIT_RETRY, TOOL_RETRY, type RunbookOf } from './engine/index.js';
 
 export interface TerraformParams {
   /** Absolute path of the Terraform working directory on the worker (from the environment's terraform.dirs). */
@@ -172,97 +160,88 @@ export async function bucketSwap(input: RunbookInput): Promise<BucketSwapResult>
         `s3://${p.source} in ${f.source.settings.region} (${describeSettings(f.source.settings)}); s3://${p.target} ${f.target.exists ? 'exists and is empty' : 'does not exist yet'}` +
         `${f.writers.length ? `; writers ${f.writers.map((w) => `${w.service} ${w.runningCount}/${w.desiredCount}`).join(', ')}` : ''}`,
     });
-    const progress = new Progress(p);
-    try {
-      if (current) await stopWriters(rb, found.writers);
-      const bucket = p.mode === 'terraform' ? await createWithTerraform(rb, found, progress) : await createWithApi(rb, found, progress);
-      const copy = { aws: found.aws, source: p.source, target: p.target, multipartThreshold: p.multipartThreshold, partSize: p.partSize };
+    if (current) await stopWriters(rb, found.writers);
+    const bucket = p.mode === 'terraform' ? await createWithTerraform(rb, found) : await createWithApi(rb, found);
+    const copy = { aws: found.aws, source: p.source, target: p.target, multipartThreshold: p.multipartThreshold, partSize: p.partSize };
 
-      progress.reached('copying');
-      // From here on, a request to the old bucket comes from something the run did not stop.
-      const copyStarted = new Date().toISOString();
-      const copied = await rb.change(
-        'copy-objects',
-        `copy every object s3://${p.source} -> s3://${p.target} (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)})`,
-        () => bulk.copyBucketObjects({ ...copy, concurrency: p.concurrency }),
+    reached(rb, 'copying');
+    // From here on, a request to the old bucket comes from something the run did not stop.
+    const copyStarted = new Date().toISOString();
+    const copied = await rb.change(
+      'copy-objects',
+      `copy every object s3://${p.source} -> s3://${p.target} (${p.concurrency} at a time, in parts above ${formatBytes(p.multipartThreshold)})`,
+      () => bulk.copyBucketObjects({ ...copy, concurrency: p.concurrency }),
+      {
+        detail: describeCopied,
+        dryResult: {
+          objects: 0,
+          bytes: 0,
+          copied: 0,
+          multipart: 0,
+          alreadyCopied: 0,
+          vanished: 0,
+          pages: 0,
+          attempt: 0,
+          abortedUploads: 0,
+        },
+      },
+    );
+
+    reached(rb, 'copied');
+    const check = { ...copy, ...(current ? { checkContent: true } : {}) };
+    const verified = await rb.readUnlessDryRun(
+      'verify',
+      `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`,
+      () => bulk.verifyBucketCopy(check),
+      { detail: describeVerified, dryResult: { objects: 0, bytes: 0, multipart: 0 } },
+    );
+    reached(rb, 'verified');
+
+    if (!current) {
+      await rb.checkpoint('delete-old', deleteOldPrompt(p, verified));
+    } else {
+      await startWriters(rb, found.writers);
+      const readers = await rb.read(
+        'check-readers',
+        `find what shows whether s3://${p.source} or s3://${p.target} is read, and what the delete would drop`,
+        () => checkReaders(rb, found, copyStarted),
+        { detail: (r) => r.evidence.join('; ') },
+      );
+      await rb.checkpoint('delete-old', deleteOldPrompt(p, verified, bucket, readers));
+      reached(rb, 'rechecking');
+      const rechecked = await rb.readUnlessDryRun(
+        'recheck',
+        `compare s3://${p.target} with s3://${p.source} again: anything changed since the approval and nothing is deleted`,
+        () => bulk.verifyBucketCopy({ ...check, purpose: 'recheck' }),
         {
-          detail: describeCopied,
-          dryResult: {
-            objects: 0,
-            bytes: 0,
-            copied: 0,
-            multipart: 0,
-            alreadyCopied: 0,
-            vanished: 0,
-            pages: 0,
-            attempt: 0,
-            abortedUploads: 0,
-          },
+          detail: (v) => `unchanged: ${describeVerified(v)}`,
+          dryResult: verified,
+          wouldDo: 'would compare both buckets again and delete nothing if anything changed',
         },
       );
-
-      progress.reached('copied');
-      const check = { ...copy, ...(current ? { checkContent: true } : {}) };
-      const verified = rb.dryRun
-        ? skipped<VerifiedCopy>(rb, 'verify', `would compare every key, size and ETag of s3://${p.target} with s3://${p.source}`, {
-            objects: 0,
-            bytes: 0,
-            multipart: 0,
-          })
-        : await rb.read(
-            'verify',
-            `compare every key, size and ETag of s3://${p.target} with s3://${p.source}`,
-            () => bulk.verifyBucketCopy(check),
-            { detail: describeVerified },
-          );
-      progress.reached('verified');
-
-      if (!current) {
-        await rb.checkpoint('delete-old', deleteOldPrompt(p, verified));
-      } else {
-        await startWriters(rb, found.writers);
-        const readers = await rb.read(
-          'check-readers',
-          `find what shows whether s3://${p.source} or s3://${p.target} is read, and what the delete would drop`,
-          () => checkReaders(rb, found, copyStarted),
-          { detail: (r) => r.evidence.join('; ') },
-        );
-        await rb.checkpoint('delete-old', deleteOldPrompt(p, verified, bucket, readers));
-        progress.reached('rechecking');
-        const rechecked = rb.dryRun
-          ? skipped<VerifiedCopy>(rb, 'recheck', `would compare both buckets again and delete nothing if anything changed`, verified)
-          : await rb.read(
-              'recheck',
-              `compare s3://${p.target} with s3://${p.source} again: anything changed since the approval and nothing is deleted`,
-              () => bulk.verifyBucketCopy({ ...check, purpose: 'recheck' }),
-              { detail: (v) => `unchanged: ${describeVerified(v)}` },
-            );
-        Object.assign(verified, { newestSourceObject: rechecked.newestSourceObject ?? verified.newestSourceObject });
-        rb.commit(`deleting s3://${p.source}: what is deleted cannot be put back`);
-      }
-
-      progress.reached('deleting');
-      const deleted = await rb.change(
-        'delete-old-bucket',
-        `empty s3://${p.source} (every version, 1,000 at a time) and delete it`,
-        () =>
-          bulk.deleteBucket({
-            aws: found.aws,
-            bucket: p.source,
-            ...(verified.newestSourceObject ? { keepNewerThan: verified.newestSourceObject } : {}),
-          }),
-        {
-          detail: (d) =>
-            d.alreadyGone
-              ? `s3://${p.source} was already gone`
-              : `deleted ${formatCount(d.versionsDeleted)} object versions, then the bucket`,
-          dryResult: { bucket: p.source, versionsDeleted: 0, alreadyGone: false },
-        },
-      );
-      return { source: p.source, target: p.target, mode: p.mode, bucket, copied, verified, deleted };
-    } catch (err) {
-      throw progress.explain(err);
+      Object.assign(verified, { newestSourceObject: rechecked.newestSourceObject ?? verified.newestSourceObject });
+      rb.commit(`deleting s3://${p.source}: what is deleted cannot be put back`);
     }
+
+    reached(rb, 'deleting');
+    const deleted = await rb.change(
+      'delete-old-bucket',
+      `empty s3://${p.source} (every version, 1,000 at a time) and delete it`,
+      () =>
+        bulk.deleteBucket({
+          aws: found.aws,
+          bucket: p.source,
+          ...(verified.newestSourceObject ? { keepNewerThan: verified.newestSourceObject } : {}),
+        }),
+      {
+        detail: (d) =>
+          d.alreadyGone
+            ? `s3://${p.source} was already gone`
+            : `deleted ${formatCount(d.versionsDeleted)} object versions, then the bucket`,
+        dryResult: { bucket: p.source, versionsDeleted: 0, alreadyGone: false },
+      },
+    );
+    return { source: p.source, target: p.target, mode: p.mode, bucket, copied, verified, deleted };
   });
 }
 
@@ -361,10 +340,10 @@ async function inspectTerraform(t: TerraformParams): Promise<void> {
   await terraform.terraformStateList(terraformDir(t));
 }
 
-async function createWithApi(rb: Swap, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
+async function createWithApi(rb: Swap, found: SwapFindings): Promise<CreatedBucket> {
   const p = rb.params;
   for (const step of TERRAFORM_STEPS) rb.skip(step, 'mode aws: the bucket is created through the S3 API');
-  progress.reached('creating');
+  reached(rb, 'creating');
   return rb.change(
     'create-bucket',
     `create s3://${p.target} in ${found.source.settings.region} like s3://${p.source} (${describeSettings(found.source.settings)})`,
@@ -381,7 +360,7 @@ async function createWithApi(rb: Swap, found: SwapFindings, progress: Progress):
  * new one alone, refuse a plan that would destroy anything else, apply exactly
  * the plan that was checked, and read the bucket's name from the outputs.
  */
-async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Progress): Promise<CreatedBucket> {
+async function createWithTerraform(rb: Swap, found: SwapFindings): Promise<CreatedBucket> {
   const p = rb.params;
   const t = requireTerraform(p);
   const where = terraformDir(t);
@@ -389,7 +368,7 @@ async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Prog
   const planFile = `bucket-swap-${p.target}.tfplan`;
   rb.skip('create-bucket', `mode terraform: Terraform creates the bucket (${t.address})`);
 
-  progress.reached('detaching');
+  reached(rb, 'detaching');
   await rb.change(
     'detach-old-state',
     `terraform state rm ${t.address} in workspace ${t.workspace}, so Terraform never deletes s3://${p.source}`,
@@ -402,7 +381,7 @@ async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Prog
       dryResult: { removed: false },
     },
   );
-  progress.reached('planning');
+  reached(rb, 'planning');
 
   try {
     const plan = await rb.change(
@@ -412,27 +391,24 @@ async function createWithTerraform(rb: Swap, found: SwapFindings, progress: Prog
       { detail: describePlan, dryResult: { changes: [], outputs: {}, planFile, sha256: '' } },
     );
 
-    if (rb.dryRun) {
-      rb.skip('guard-plan', `would refuse the plan if it destroyed or replaced anything but ${t.address}`);
-    } else {
-      await rb.read(
-        'guard-plan',
-        `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
-        () =>
-          terraform.terraformGuardPlan({
-            ...where,
-            planFile,
-            allow: [t.address],
-            require: [t.address],
-            expectOutput: { name: t.output, value: p.target },
-          }),
-        {
-          detail: (checked) => `accepted: ${describePlan(checked)}`,
-        },
-      );
-    }
+    await rb.readUnlessDryRun(
+      'guard-plan',
+      `check that ${planFile} destroys or replaces nothing but ${t.address} (${plan.changes.length} planned changes)`,
+      () =>
+        terraform.terraformGuardPlan({
+          ...where,
+          planFile,
+          allow: [t.address],
+          require: [t.address],
+          expectOutput: { name: t.output, value: p.target },
+        }),
+      {
+        detail: (checked) => `accepted: ${describePlan(checked)}`,
+        wouldDo: `would refuse the plan if it destroyed or replaced anything but ${t.address}`,
+      },
+    );
 
-    progress.reached('applying');
+    reached(rb, 'applying');
     return await rb.change(
       'apply-plan',
       `terraform apply ${planFile}, then check that output ${t.output} names s3://${p.target}`,
@@ -472,68 +448,42 @@ function requireTerraform(p: BucketSwapParams): TerraformParams {
   return p.terraform;
 }
 
-/**
- * How far the run got, to say in a failure what is kept where. Failures keep
- * their type (a rejection stays a rejection); cancellation passes untouched.
- */
-class Progress {
-  private stage:
-    'checked' | 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'rechecking' | 'deleting' =
-    'checked';
+type Stage = 'detaching' | 'planning' | 'applying' | 'creating' | 'copying' | 'copied' | 'verified' | 'rechecking' | 'deleting';
 
-  constructor(private readonly p: BucketSwapParams) {}
-
-  reached(stage: Progress['stage']): void {
-    this.stage = stage;
-  }
-
-  explain(err: unknown): unknown {
-    if (isCancellation(err) || this.stage === 'checked') return err;
-    return ApplicationFailure.create({
-      type: failureType(err) ?? FailureType.failed,
-      message: `${describeError(err).replace(/\.$/, '')}. ${this.kept()}`,
-      nonRetryable: true,
-    });
-  }
-
-  private kept(): string {
-    const { source, target, terraform: t } = this.p;
-    // Before apply, the old bucket's address is out of the state; after it, the address is the new bucket.
-    const detached = t
-      ? ` ${t.address} stays out of the Terraform state (${t.workspace}), so Terraform cannot delete s3://${source}; \`terraform import\` it to take it back.`
-      : '';
-    const managed = t ? ` Terraform manages s3://${target} as ${t.address}; s3://${source} is out of its state.` : '';
-    switch (this.stage) {
-      case 'checked':
-        return '';
-      case 'detaching':
-        return `Nothing was deleted: s3://${source} is untouched; see \`terraform state list\` for whether ${t?.address} is still in the state.`;
-      case 'planning':
-      case 'applying':
-        return `Nothing was deleted: s3://${source} is untouched.${detached}`;
-      case 'creating':
-        return `Nothing was deleted: s3://${source} is untouched; s3://${target}, if created, is empty and kept.`;
-      case 'copying':
-        return `Nothing was deleted: s3://${source} is untouched; s3://${target} is kept as far as it was copied, for inspection (empty it before running again).${managed}`;
-      case 'copied':
-        return `Nothing was deleted: s3://${source} is untouched; s3://${target} keeps the copy that failed verification, for inspection (empty it before running again).${managed}`;
-      case 'verified':
-        return `Nothing was deleted: both buckets are kept, s3://${source} untouched and s3://${target} with the verified copy.${managed}`;
-      case 'rechecking':
-        return `Nothing was deleted: both buckets are kept as they are now; s3://${target} may no longer match s3://${source} (empty it before running again).${managed}`;
-      case 'deleting':
-        // The point of no return: part of the old bucket may be gone, so the run is failed, never rolled back.
-        return (
-          `s3://${target} holds the verified copy, checked again just before deleting; s3://${source} may be partly emptied: ` +
-          `only versions that were verified were deleted, anything written later is kept in it. See what is left with \`aws s3api list-object-versions --bucket ${source}\`, then run again or delete it by hand.${managed}`
-        );
-    }
-  }
+/** How far the run got: from here on a failure says what is kept where (the buckets are never undone). */
+function reached(rb: Swap, stage: Stage): void {
+  rb.keptOnFailure(keptAt(rb.params, stage));
 }
 
-function skipped<T>(rb: Swap, step: StepName<typeof bucketSwapPlan>, why: string, result: T): T {
-  rb.skip(step, why);
-  return result;
+function keptAt({ source, target, terraform: t }: BucketSwapParams, stage: Stage): string {
+  // Before apply, the old bucket's address is out of the state; after it, the address is the new bucket.
+  const detached = t
+    ? ` ${t.address} stays out of the Terraform state (${t.workspace}), so Terraform cannot delete s3://${source}; \`terraform import\` it to take it back.`
+    : '';
+  const managed = t ? ` Terraform manages s3://${target} as ${t.address}; s3://${source} is out of its state.` : '';
+  switch (stage) {
+    case 'detaching':
+      return `Nothing was deleted: s3://${source} is untouched; see \`terraform state list\` for whether ${t?.address} is still in the state.`;
+    case 'planning':
+    case 'applying':
+      return `Nothing was deleted: s3://${source} is untouched.${detached}`;
+    case 'creating':
+      return `Nothing was deleted: s3://${source} is untouched; s3://${target}, if created, is empty and kept.`;
+    case 'copying':
+      return `Nothing was deleted: s3://${source} is untouched; s3://${target} is kept as far as it was copied, for inspection (empty it before running again).${managed}`;
+    case 'copied':
+      return `Nothing was deleted: s3://${source} is untouched; s3://${target} keeps the copy that failed verification, for inspection (empty it before running again).${managed}`;
+    case 'verified':
+      return `Nothing was deleted: both buckets are kept, s3://${source} untouched and s3://${target} with the verified copy.${managed}`;
+    case 'rechecking':
+      return `Nothing was deleted: both buckets are kept as they are now; s3://${target} may no longer match s3://${source} (empty it before running again).${managed}`;
+    case 'deleting':
+      // The point of no return: part of the old bucket may be gone, so the run is failed, never rolled back.
+      return (
+        `s3://${target} holds the verified copy, checked again just before deleting; s3://${source} may be partly emptied: ` +
+        `only versions that were verified were deleted, anything written later is kept in it. See what is left with \`aws s3api list-object-versions --bucket ${source}\`, then run again or delete it by hand.${managed}`
+      );
+  }
 }
 
 function preflightSummary(p: BucketSwapParams): string {

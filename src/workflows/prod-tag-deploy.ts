@@ -115,14 +115,7 @@ export async function prodTagDeploy(input: RunbookInput): Promise<ProdTagDeployR
     await retag(rb, found);
     await redeploy(rb);
     const canary = await watchCanary(rb, found);
-    const after = await rb.read(
-      'read-schema',
-      'read schema_migration after the deploy',
-      () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }),
-      {
-        detail: (s) => `${s.count} rows, newest ${s.newest ?? 'none'}`,
-      },
-    );
+    const after = await readSchema(rb);
     const freeze = await setFreeze(rb, found);
     return {
       mode: p.mode,
@@ -217,6 +210,16 @@ async function watchCanary(rb: Deploy, found: Found): Promise<CanaryResult> {
       );
     throw err;
   }
+}
+
+async function readSchema(rb: Deploy): Promise<SchemaMigrations> {
+  const p = rb.params;
+  return rb.read(
+    'read-schema',
+    'read schema_migration after the deploy',
+    () => aws.readSchemaMigrations({ db: { aws: p.aws, login: p.database } }),
+    { detail: (s) => `${s.count} rows, newest ${s.newest ?? 'none'}` },
+  );
 }
 
 async function setFreeze(rb: Deploy, found: Found): Promise<DeployFreeze | null> {

@@ -19,7 +19,7 @@ import { executeChild, patched, workflowInfo } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import { runWorkflowId, type RunbookInput } from '../messages.js';
 import type { Login } from '../activities/pg-connect.js';
-import type { RegionConfigActivities, RegionRow } from '../activities/region-config.js';
+import type { RegionConfigActivities, RegionConfigDb, RegionRow } from '../activities/region-config.js';
 import type { RegionDataActivities } from '../activities/region-data.js';
 import type { FoundRun, RunsActivities } from '../activities/runs.js';
 import { definePlan, refuseIf, runRunbook, stepActivities, type RunbookOf } from './engine/index.js';
@@ -107,175 +107,233 @@ interface Backup {
   backupUri: string;
 }
 
+/** What preflight found and what the run will do about it; every step reads from here. */
+interface RegionRun {
+  rb: Update;
+  p: RegionDataUpdateParams;
+  db: RegionConfigDb;
+  /** See SCOPED_AND_SEED_ORDER. */
+  scoped: boolean;
+  found: Preflight;
+  existing: Preflight['existing'];
+  added: RegionUpdate[];
+  /** Every region named, and the existing ones, for the summaries. */
+  ids: string;
+  existingIds: string;
+  /** s3-overwrite: the data is copied over; db-uri: region_config points at the new data. */
+  overwrite: boolean;
+}
+
 export async function regionDataUpdate(input: RunbookInput): Promise<RegionDataUpdateResult> {
   return runRunbook(input, regionDataUpdatePlan, async (rb: Update) => {
-    const p = rb.params;
-    const db = { aws: p.aws, login: p.database };
-    const ids = p.regions.map((r) => r.id).join(', ');
     const scoped = patched(SCOPED_AND_SEED_ORDER);
-    const all = scoped ? settleAll : <T>(work: Promise<T>[]) => Promise.all(work);
+    const run = planUpdate(rb, scoped, await checkRegions(rb, scoped));
+    await makeTestMaps(run);
+    const backups = await backUpData(run);
+    await replaceData(run, backups);
+    await addNewRegions(run);
+    const restart = await restartServices(run);
+    const bumped = await bumpVersionsAndQa(run);
+    return summarize(run, backups, restart, bumped);
+  });
+}
 
-    const found = await rb.read(
-      'preflight',
-      `check regions ${ids}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
-      () => preflight(rb, scoped),
-      { detail: (f) => preflightDetail(f) },
-    );
-    const { existing, added } = found;
-    const existingIds = existing.map((r) => r.id).join(', ') || 'none';
+async function checkRegions(rb: Update, scoped: boolean): Promise<Preflight> {
+  const p = rb.params;
+  return rb.read(
+    'preflight',
+    `check regions ${p.regions.map((r) => r.id).join(', ')}: known to region_config, new data present and valid TopoJSON${p.stagingEnv ? `, already updated on ${p.stagingEnv}` : ''}`,
+    () => preflight(rb, scoped),
+    { detail: (f) => preflightDetail(f) },
+  );
+}
 
-    await rb.checkpoint(
-      'test-maps',
-      `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`,
-    );
+function planUpdate(rb: Update, scoped: boolean, found: Preflight): RegionRun {
+  const p = rb.params;
+  return {
+    rb,
+    p,
+    db: { aws: p.aws, login: p.database },
+    scoped,
+    found,
+    existing: found.existing,
+    added: found.added,
+    ids: p.regions.map((r) => r.id).join(', '),
+    existingIds: found.existing.map((r) => r.id).join(', ') || 'none',
+    overwrite: p.mode === 's3-overwrite',
+  };
+}
 
-    const date = new Date().toISOString().slice(0, 10);
-    const seedBackupUri = (uri: string) => `${scoped ? uri.replace(/\/+$/, '') : uri}-backup-${date}`;
-    let backups: Backup[] = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: seedBackupUri(r.row.s3Uri) }));
-    const overwrite = p.mode === 's3-overwrite';
-    if (overwrite && backups.length) {
-      backups = await rb.change(
-        'back-up-data',
-        `back up the data of ${existingIds} to <uri>-backup-${date}${scoped ? ' (or the first free -2, -3, ...)' : ''}`,
-        () => backUp(rb, backups, date, scoped),
-        {
-          detail: (done) => done.map((b) => `${b.backupUri} (${b.copied} objects)`).join('; '),
-          dryResult: backups.map((b) => ({ ...b, copied: 0 })),
-        },
-      );
-    } else {
-      rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
-    }
+async function makeTestMaps({ rb, ids }: RegionRun): Promise<void> {
+  await rb.checkpoint(
+    'test-maps',
+    `Before the data changes: make a test map of each region (${ids}) on staging, adding counties and blockgroups to a few districts; approve when they are saved.`,
+  );
+}
 
-    const restartAfterUndo = () => restartServices(rb, 'reload the restored data');
-    if (!existing.length) {
-      rb.skip('replace-data', 'no existing region to update');
-    } else if (overwrite) {
-      const exact = scoped ? p.exact === true : true;
-      await rb.change(
-        'replace-data',
-        `copy the new data over the data of ${existingIds}${exact ? ', deleting files the new data lacks' : ''}`,
-        () => all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact }))),
-        {
-          undo: {
-            summary: `restore ${existingIds} from their backups and restart ${p.restart.service}`,
-            run: async () => {
-              // Exact: the region ends byte-identical to its backup, also where the new data added files.
-              await all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.backupUri, to: b.uri, exact: true })));
-              await restartAfterUndo();
-            },
-          },
-        },
-      );
-    } else {
-      const changes = existing.map((r) => ({ id: r.id, from: r.row.s3Uri, to: r.newDataUri }));
-      await rb.change(
-        'replace-data',
-        `point region_config.s3_uri of ${existingIds} at the new data`,
-        () => regionConfig.setRegionUris({ db, changes }),
-        {
-          undo: {
-            summary: `point ${existingIds} back at their old data and restart ${p.restart.service}`,
-            run: async () => {
-              await regionConfig.setRegionUris({ db, changes: changes.map((c) => ({ id: c.id, from: c.to, to: c.from })) });
-              await restartAfterUndo();
-            },
-          },
-        },
-      );
-    }
+/** `cp --recursive <uri> <uri>-backup-<yyyy-mm-dd>`, dated when the test maps are approved. */
+async function backUpData(run: RegionRun): Promise<Backup[]> {
+  const { rb, scoped, existing, existingIds, overwrite } = run;
+  const date = new Date().toISOString().slice(0, 10);
+  const seedBackupUri = (uri: string) => `${scoped ? uri.replace(/\/+$/, '') : uri}-backup-${date}`;
+  const planned: Backup[] = existing.map((r) => ({ id: r.id, uri: r.row.s3Uri, backupUri: seedBackupUri(r.row.s3Uri) }));
+  if (!overwrite || !planned.length) {
+    rb.skip('back-up-data', overwrite ? 'no existing region to back up' : 'db-uri mode leaves the old data where it is');
+    return planned;
+  }
+  return rb.change(
+    'back-up-data',
+    `back up the data of ${existingIds} to <uri>-backup-${date}${scoped ? ' (or the first free -2, -3, ...)' : ''}`,
+    () => backUp(rb, planned, date, scoped),
+    {
+      detail: (done) => done.map((b) => `${b.backupUri} (${b.copied} objects)`).join('; '),
+      dryResult: planned.map((b) => ({ ...b, copied: 0 })),
+    },
+  );
+}
 
-    if (added.length) {
-      const addedIds = added.map((r) => r.id).join(', ');
-      await rb.change(
-        'add-new-regions',
-        `add ${addedIds} to region_config at version 1`,
-        () => regionConfig.addRegions({ db, regions: added.map((r) => ({ id: r.id, s3Uri: r.newDataUri })) }),
-        {
-          undo: {
-            summary: `remove ${addedIds} from region_config`,
-            run: () => regionConfig.removeRegions({ db, ids: added.map((r) => r.id) }),
-          },
-        },
-      );
-    } else {
-      rb.skip('add-new-regions', 'no new region');
-    }
-
-    const restart = await rb.change(
-      'restart-services',
-      `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
-      () => restartServices(rb, 'load the new data'),
+/** The new data over the old (or, db-uri, region_config pointed at it); undone by restoring every region and restarting again. */
+async function replaceData(run: RegionRun, backups: Backup[]): Promise<void> {
+  const { rb, p, db, scoped, existing, existingIds, overwrite } = run;
+  if (!existing.length) return rb.skip('replace-data', 'no existing region to update');
+  const all = scoped ? settleAll : <T>(work: Promise<T>[]) => Promise.all(work);
+  if (overwrite) {
+    const exact = scoped ? p.exact === true : true;
+    await rb.change(
+      'replace-data',
+      `copy the new data over the data of ${existingIds}${exact ? ', deleting files the new data lacks' : ''}`,
+      () => all(existing.map((r) => regionData.copyRegionData({ aws: p.aws, from: r.newDataUri, to: r.row.s3Uri, exact }))),
       {
-        detail: (r) => `${r.newTaskArns.length} new tasks serving, ${r.stoppedTaskArns.length} old tasks stopped`,
-        dryResult: { newTaskArns: [], stoppedTaskArns: [] },
+        undo: {
+          summary: `restore ${existingIds} from their backups and restart ${p.restart.service}`,
+          run: async () => {
+            // Exact: the region ends byte-identical to its backup, also where the new data added files.
+            await all(backups.map((b) => regionData.copyRegionData({ aws: p.aws, from: b.backupUri, to: b.uri, exact: true })));
+            await restartAsChild(rb, 'reload the restored data');
+          },
+        },
       },
     );
+    return;
+  }
+  const changes = existing.map((r) => ({ id: r.id, from: r.row.s3Uri, to: r.newDataUri }));
+  await rb.change(
+    'replace-data',
+    `point region_config.s3_uri of ${existingIds} at the new data`,
+    () => regionConfig.setRegionUris({ db, changes }),
+    {
+      undo: {
+        summary: `point ${existingIds} back at their old data and restart ${p.restart.service}`,
+        run: async () => {
+          await regionConfig.setRegionUris({ db, changes: changes.map((c) => ({ id: c.id, from: c.to, to: c.from })) });
+          await restartAsChild(rb, 'reload the restored data');
+        },
+      },
+    },
+  );
+}
 
-    const bumps = existing.map((r) => ({ id: r.id, from: r.row.version }));
-    const bumpVersions = () =>
-      existing.length
-        ? rb.change(
-            'bump-versions',
-            `bump region_config.version of ${existingIds} by one so cached maps refresh`,
-            () => regionConfig.bumpVersions({ db, bumps }),
-            {
-              detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '),
-              dryResult: [],
-              // Only runs since the marker bump before QA, where a rejection must put the versions back too.
-              ...(scoped
-                ? {
-                    undo: {
-                      summary: `put region_config.version of ${existingIds} back`,
-                      run: () => regionConfig.restoreVersions({ db, bumps }),
-                    },
-                  }
-                : {}),
-            },
-          )
-        : (rb.skip('bump-versions', 'only new regions: nothing cached to refresh'), Promise.resolve([]));
-    const qa = () =>
-      rb.checkpoint(
-        'qa',
-        `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`,
-      );
+async function addNewRegions({ rb, db, added }: RegionRun): Promise<void> {
+  if (!added.length) return rb.skip('add-new-regions', 'no new region');
+  const addedIds = added.map((r) => r.id).join(', ');
+  await rb.change(
+    'add-new-regions',
+    `add ${addedIds} to region_config at version 1`,
+    () => regionConfig.addRegions({ db, regions: added.map((r) => ({ id: r.id, s3Uri: r.newDataUri })) }),
+    {
+      undo: {
+        summary: `remove ${addedIds} from region_config`,
+        run: () => regionConfig.removeRegions({ db, ids: added.map((r) => r.id) }),
+      },
+    },
+  );
+}
 
-    let bumped: RegionRow[];
-    if (scoped) {
-      // The seed bumps the versions as part of the restart, so QA sees the new data rather than cached maps.
-      bumped = await bumpVersions();
-      await qa();
-    } else {
-      await qa();
-      bumped = await bumpVersions();
-    }
+async function restartServices({ rb, p }: RegionRun): Promise<RegionDataUpdateResult['restart']> {
+  return rb.change(
+    'restart-services',
+    `restart ${p.restart.service} so it loads the new data (rolling restart, as a child run)`,
+    () => restartAsChild(rb, 'load the new data'),
+    {
+      detail: (r) => `${r.newTaskArns.length} new tasks serving, ${r.stoppedTaskArns.length} old tasks stopped`,
+      dryResult: { newTaskArns: [], stoppedTaskArns: [] },
+    },
+  );
+}
 
-    return {
-      mode: p.mode,
-      staging: found.staging,
-      restart: { newTaskArns: restart.newTaskArns, stoppedTaskArns: restart.stoppedTaskArns },
-      regions: [
-        ...existing.map((r) => ({
-          id: r.id,
-          uri: overwrite ? r.row.s3Uri : r.newDataUri,
-          newDataUri: r.newDataUri,
-          backupUri: overwrite ? backups.find((b) => b.id === r.id)!.backupUri : null,
-          oldVersion: r.row.version,
-          newVersion: bumped.find((b) => b.id === r.id)?.version ?? r.row.version,
-          isNew: false,
-        })),
-        ...added.map((r) => ({
-          id: r.id,
-          uri: r.newDataUri,
-          newDataUri: r.newDataUri,
-          backupUri: null,
-          oldVersion: null,
-          newVersion: 1,
-          isNew: true,
-        })),
-      ],
-    };
-  });
+/**
+ * The seed bumps the versions as part of the restart, so QA sees the new data
+ * rather than cached maps; runs started before SCOPED_AND_SEED_ORDER bumped them after QA.
+ */
+async function bumpVersionsAndQa(run: RegionRun): Promise<RegionRow[]> {
+  if (!run.scoped) {
+    await qa(run);
+    return bumpVersions(run);
+  }
+  const bumped = await bumpVersions(run);
+  await qa(run);
+  return bumped;
+}
+
+async function bumpVersions({ rb, db, scoped, existing, existingIds }: RegionRun): Promise<RegionRow[]> {
+  if (!existing.length) {
+    rb.skip('bump-versions', 'only new regions: nothing cached to refresh');
+    return [];
+  }
+  const bumps = existing.map((r) => ({ id: r.id, from: r.row.version }));
+  return rb.change(
+    'bump-versions',
+    `bump region_config.version of ${existingIds} by one so cached maps refresh`,
+    () => regionConfig.bumpVersions({ db, bumps }),
+    {
+      detail: (rows) => rows.map((r) => `${r.id} v${r.version}`).join(', '),
+      dryResult: [],
+      // Only runs since the marker bump before QA, where a rejection must put the versions back too.
+      ...(scoped
+        ? { undo: { summary: `put region_config.version of ${existingIds} back`, run: () => regionConfig.restoreVersions({ db, bumps }) } }
+        : {}),
+    },
+  );
+}
+
+async function qa({ rb, ids }: RegionRun): Promise<void> {
+  await rb.checkpoint(
+    'qa',
+    `QA on ${rb.env}: open the test maps of ${ids}, check each loads, and edit a block group and a county; approve if nothing breaks.`,
+  );
+}
+
+function summarize(
+  { p, found, existing, added, overwrite }: RegionRun,
+  backups: Backup[],
+  restart: RegionDataUpdateResult['restart'],
+  bumped: RegionRow[],
+): RegionDataUpdateResult {
+  return {
+    mode: p.mode,
+    staging: found.staging,
+    restart: { newTaskArns: restart.newTaskArns, stoppedTaskArns: restart.stoppedTaskArns },
+    regions: [
+      ...existing.map((r) => ({
+        id: r.id,
+        uri: overwrite ? r.row.s3Uri : r.newDataUri,
+        newDataUri: r.newDataUri,
+        backupUri: overwrite ? backups.find((b) => b.id === r.id)!.backupUri : null,
+        oldVersion: r.row.version,
+        newVersion: bumped.find((b) => b.id === r.id)?.version ?? r.row.version,
+        isNew: false,
+      })),
+      ...added.map((r) => ({
+        id: r.id,
+        uri: r.newDataUri,
+        newDataUri: r.newDataUri,
+        backupUri: null,
+        oldVersion: null,
+        newVersion: 1,
+        isNew: true,
+      })),
+    ],
+  };
 }
 
 /** Backs every region up into a backup folder of its own (a free one, in runs since the marker), all copies settled. */
@@ -293,7 +351,7 @@ async function backUp(rb: Update, planned: Backup[], date: string, scoped: boole
 }
 
 /** The rolling restart runs as a child under its own workflow ID, so it also holds the service's lock. */
-async function restartServices(rb: Update, why: string): Promise<RegionDataUpdateResult['restart']> {
+async function restartAsChild(rb: Update, why: string): Promise<RegionDataUpdateResult['restart']> {
   const restart = rb.params.restart;
   const result: RollingRestartResult = await executeChild(rollingRestart, {
     workflowId: restartWorkflowId(rb),

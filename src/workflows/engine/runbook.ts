@@ -82,6 +82,13 @@ export interface StepOptions<T> {
   detail?: (result: T) => string;
 }
 
+export interface DryRunSkippedReadOptions<T> extends StepOptions<T> {
+  /** What a dry run returns in place of the read's result. */
+  dryResult?: T;
+  /** What a dry run records, where "would <summary>" does not say it. */
+  wouldDo?: string;
+}
+
 export interface ChangeOptions<T> extends StepOptions<T> {
   undo?: Undo<T>;
   /** What a dry run returns in place of the change's result. */
@@ -168,6 +175,8 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   private readonly undos: { step: string; summary: string; run: () => Promise<unknown>; keepAfterCommit?: boolean }[] = [];
   private error: string | null = null;
   private committed: string | null = null;
+  /** What a failure from here on leaves where (see `keptOnFailure`). */
+  private kept: string | null = null;
   private errorType: string | null = null;
   private result: unknown = null;
 
@@ -295,6 +304,20 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
   }
 
   /**
+   * A step that only reads, but reads what the run's own changes made (the
+   * copy to verify, the saved plan to guard, the replication to wait for): a
+   * dry run made none of it, so it records what the step would do and returns
+   * `dryResult` instead.
+   */
+  async readUnlessDryRun<T>(name: S, summary: string, run: () => Promise<T>, options: DryRunSkippedReadOptions<T> = {}): Promise<T> {
+    if (this.dryRun) {
+      this.skip(name, options.wouldDo ?? `would ${summary}`);
+      return options.dryResult as T;
+    }
+    return this.runStep(name, summary, run, options);
+  }
+
+  /**
    * A step that changes something. Its undo is registered before it runs, so a
    * change that fails half-way is still undone. A dry run records what it would do.
    */
@@ -331,6 +354,21 @@ export class Runbook<P = unknown, S extends string = string, C extends S = S> {
     const holds = this.undos.filter((undo) => undo.keepAfterCommit);
     this.undos.splice(0, this.undos.length, ...holds);
     this.committed = why;
+  }
+
+  /**
+   * Says what a failure from here on leaves where ("s3://new is kept as far as
+   * it was copied, for inspection"): the run's error ends with it, its type
+   * unchanged. Null says nothing. A cancel is reported as it was asked for.
+   */
+  keptOnFailure(what: string | null): void {
+    this.kept = what;
+  }
+
+  /** Why the run failed, in the failure's own words, then what is kept where (see `keptOnFailure`). */
+  failureReason(err: unknown): string {
+    const reason = describeError(err);
+    return this.kept ? `${reason.replace(/\.$/, '')}. ${this.kept}` : reason;
   }
 
   /** Marks a step as not needed for this run, with the reason. */
@@ -798,7 +836,7 @@ export async function runRunbook<P, R, const Pl extends Plan>(
     return result;
   } catch (err) {
     const cancelled = isCancellation(err);
-    const reason = cancelled ? rb.cancellation() : describeError(err);
+    const reason = cancelled ? rb.cancellation() : rb.failureReason(err);
     const { undone, released, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
     if (undone || released.length || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
     const standing = rb.standing();
