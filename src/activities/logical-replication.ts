@@ -40,6 +40,8 @@ import { recreateDatabase } from './postgres.js';
 import type { CredentialResolver, SecretSources } from './secrets.js';
 import { clientFactory, type AwsClientFactory } from './aws.js';
 import { passTestGate } from './test-gates.js';
+import type { HeartbeatProgress } from '../progress.js';
+import { formatBytes } from '../format.js';
 
 export interface LogicalReplicationDeps {
   pgBinDir?: string;
@@ -67,6 +69,21 @@ export interface SyncProgress {
   pending: string[];
   lagBytes: number;
   lagSeconds: number;
+}
+
+/** The initial sync's heartbeat: its own fields, and the shared progress shape `runbook watch` and `status` draw. */
+export function syncHeartbeat(sync: SyncProgress): SyncProgress & { progress: HeartbeatProgress } {
+  return {
+    ...sync,
+    progress: {
+      done: sync.ready,
+      total: sync.tables,
+      unit: 'tables streaming',
+      // Tables can fall back to copying (a restarted sync worker): a level, not work done.
+      level: true,
+      note: `lag ${formatBytes(sync.lagBytes)}, ${sync.lagSeconds.toFixed(1)} s${sync.pending.length ? `; ${sync.pending.join(', ')}` : ''}`,
+    },
+  };
 }
 
 export interface CountsReport {
@@ -253,7 +270,7 @@ export function createLogicalReplicationActivities(deps: LogicalReplicationDeps,
                 await Context.current().sleep(POLL_MS);
               }
             },
-            () => progress,
+            () => progress && syncHeartbeat(progress),
           ),
         ),
       );

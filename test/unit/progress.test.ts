@@ -6,6 +6,7 @@ import type { WorkflowExecutionDescription } from '@temporalio/client';
 import { formatProgress, fromDetails, progressBar, progressOf, type ActivityProgress } from '../../src/cli/progress.js';
 import { formatStatus, LiveProgress } from '../../src/cli/render.js';
 import type { RunStatus } from '../../src/messages.js';
+import { syncHeartbeat } from '../../src/activities/logical-replication.js';
 
 const at = (iso: string) => ({ seconds: Math.floor(Date.parse(iso) / 1000), nanos: 0 });
 
@@ -173,5 +174,26 @@ describe('live progress', () => {
     live.stop();
     assert.match(drawn, /wait-healthy: ▕██████████░░░░░░░░░░▏ 1 \/ 2 healthy tasks \(50%\)/);
     assert.deepEqual(printed, ['  ✓ raise-desired done']);
+  });
+});
+
+describe("online db-migration's initial sync, as watch shows it", () => {
+  it('reads tables streaming of all, with the lag and the tables still copying', () => {
+    const details = syncHeartbeat({ tables: 8, ready: 5, pending: ['orders (copying)'], lagBytes: 3 * 1024 * 1024, lagSeconds: 2.25 });
+    const read = fromDetails(details);
+    assert.deepEqual(read && { done: read.done, total: read.total, unit: read.unit, level: read.level }, {
+      done: 5,
+      total: 8,
+      unit: 'tables streaming',
+      level: true,
+    });
+    const line = formatProgress(
+      { ...read!, activity: 'waitForSync', attempt: 1 },
+      '2026-12-02T10:00:00Z',
+      Date.parse('2026-12-02T10:01:00Z'),
+    );
+    assert.match(line, /^5 \/ 8 tables streaming \(62%\)/);
+    assert.match(line, /lag 3\.00 MiB, 2\.3 s; orders \(copying\)/);
+    assert.doesNotMatch(line, /ETA/, 'a level has no ETA');
   });
 });
