@@ -470,7 +470,10 @@ describe('db-migration on the sandbox', function () {
       status.error ?? '',
       new RegExp(`${target} no longer holds what was verified: public\\.audit_log holds \\d+ rows, \\d+ were verified`),
     );
-    assert.match(status.error ?? '', new RegExp(`; ${source.instance} is kept, untouched .*nothing undone: the writers run on ${target}`));
+    assert.match(
+      status.error ?? '',
+      new RegExp(`\\. ${source.instance} is kept, untouched .*nothing undone: the writers run on ${target}`),
+    );
     assert.equal(status.steps.find((s) => s.name === 'delete-old-instance')?.status, 'failed');
     assert.equal((await instance(source.instance))?.DBInstanceStatus, 'available', 'the old instance is not deleted');
     assert.equal(await databaseExists(source.instance), true, 'nor its database');

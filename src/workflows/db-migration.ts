@@ -42,7 +42,6 @@ import {
   cutoverPrompt,
   deleteOldInstance,
   detachOldState,
-  explain,
   inspectSource,
   openAccess,
   preflight,
@@ -186,17 +185,13 @@ const DUMP_STEPS = ['stop-writers', 'backup', 'restore', 'verify'] as const;
 export async function dbMigration(input: RunbookInput): Promise<DbMigrationResult> {
   return runRunbook(input, dbMigrationPlan, async (rb: DbRun) => {
     const m = newMigration(rb);
-    try {
-      const found = await preflight(m);
-      await pauseDeploys(m);
-      const source = locate(m, found.source);
-      await openAccess(m, found.source);
-      const inspected = await inspectSource(m, source, found.pgDumpVersion);
-      const mode = found.mode ?? (await chooseModeOnceReachable(m, found.source, source));
-      return mode.mode === 'online' ? await migrateOnline(m, found, source, inspected) : await migrateByDump(m, found, source, inspected);
-    } catch (err) {
-      throw explain(m, err);
-    }
+    const found = await preflight(m);
+    await pauseDeploys(m);
+    const source = locate(m, found.source);
+    await openAccess(m, found.source);
+    const inspected = await inspectSource(m, source, found.pgDumpVersion);
+    const mode = found.mode ?? (await chooseModeOnceReachable(m, found.source, source));
+    return mode.mode === 'online' ? migrateOnline(m, found, source, inspected) : migrateByDump(m, found, source, inspected);
   });
 }
 

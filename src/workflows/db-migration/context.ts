@@ -83,12 +83,8 @@ export interface Migration {
   /** The application's login on the new instance, and the input field it came from. */
   readonly newApp: Credentials;
   readonly newAppField: string;
-  /** Set once the new instance may exist: from then on a failure reports it, left for inspection. */
-  newInstanceMayExist: boolean;
   /** Set when the writers start on the new database: from then on nothing moves them back. */
   writersOnNewDb: boolean;
-  /** Set when the old instance's deletion may have begun, so a failure says it may be half-gone. */
-  oldDeleteStarted: boolean;
   /** Whether each instance was public before the run opened it, so closing puts back exactly that. */
   sourceWasPublic: boolean;
   newWasPublic: boolean;
@@ -114,9 +110,7 @@ export function newMigration(rb: DbRun): Migration {
     pausesDeploys: patched(PAUSE_DEPLOYS),
     newApp: p.credentials.newApp ?? p.credentials.app,
     newAppField: p.credentials.newApp ? 'credentials.newApp' : 'credentials.app',
-    newInstanceMayExist: false,
     writersOnNewDb: false,
-    oldDeleteStarted: false,
     sourceWasPublic: false,
     newWasPublic: false,
   };

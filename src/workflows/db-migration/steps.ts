@@ -1,5 +1,5 @@
 /** db-migration's steps, shared by both modes and dump mode's own; each reads and writes only the run's context. */
-import { ApplicationFailure, isCancellation, patched, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, workflowInfo } from '@temporalio/workflow';
 import { FailureType } from '../../messages.js';
 import type { BackupResult, RestoreResult } from '../../activities/pgdump.js';
 import type { DatabaseLocation } from '../../activities/pg-connect.js';
@@ -9,7 +9,6 @@ import type { WriterState, WriterTarget } from '../../activities/writers.js';
 import { protectionGaps } from '../../db-protection.js';
 import { planProblems, type PlanSummary } from '../../terraform-plan.js';
 import { describeError, refuseIf, refuseIfHeld } from '../engine/index.js';
-import { failureType } from '../engine/errors.js';
 import { formatBytes, shortArn } from '../../format.js';
 import type { DbMigrationResult } from '../db-migration.js';
 import { deployTransition } from './deploy-pipeline.js';
@@ -32,30 +31,6 @@ import {
   type ModeChoice,
   type Preflight,
 } from './context.js';
-
-export function explain(m: Migration, err: unknown): unknown {
-  if (isCancellation(err)) return err;
-  if (m.writersOnNewDb) return leftWhere(m, err);
-  if (!m.newInstanceMayExist) return err;
-  return ApplicationFailure.create({
-    type: failureType(err) ?? FailureType.failed,
-    message: `${describeError(err)}; the new instance ${m.p.newInstance.identifier} is left for inspection (delete it when done)`,
-    nonRetryable: true,
-  });
-}
-
-/** After the point of no return the run ends `failed` (the engine adds where the writers are), saying where the old instance is. */
-function leftWhere(m: Migration, err: unknown): unknown {
-  const { p } = m;
-  const old = m.oldDeleteStarted
-    ? `${p.sourceInstance} may be partly deleted: check it and its final snapshot ${m.finalSnapshotId}`
-    : `${p.sourceInstance} is kept, untouched (delete it yourself once satisfied)`;
-  return ApplicationFailure.create({
-    type: failureType(err) ?? FailureType.failed,
-    message: `${describeError(err)}; ${old}`,
-    nonRetryable: true,
-  });
-}
 
 export async function preflight(m: Migration): Promise<Preflight> {
   const { rb, p } = m;
@@ -340,7 +315,7 @@ export async function createNewInstance(m: Migration, source: InstanceInfo): Pro
     'create-new-instance',
     `create ${id} with ${how}, wait until available${p.temporaryAccess ? ', open it to the copy' : ''}`,
     async () => {
-      m.newInstanceMayExist = true;
+      m.rb.keptOnFailure(`the new instance ${id} is left for inspection (delete it when done)`);
       const created = await provision(m, source);
       m.newWasPublic = created.publiclyAccessible;
       if (p.temporaryAccess) {
@@ -498,6 +473,7 @@ export async function restoreWriters(
 ): Promise<DbMigrationResult['writersStopped']> {
   // The point of no return: from here a failure must not move the writers back (they may have written already).
   m.writersOnNewDb = true;
+  m.rb.keptOnFailure(`${m.p.sourceInstance} is kept, untouched (delete it yourself once satisfied)`);
   const stopped = () => ({ from: stoppedAt, to: new Date().toISOString(), ms: Date.now() - Date.parse(stoppedAt) });
   await m.rb.change(
     'restore-writers',
@@ -539,7 +515,7 @@ export async function deleteOldInstance(
       if (patched('recheck-before-delete')) {
         await quick.recheckNewDatabase({ login: newAppLogin(m, locate(m, created)), sources: m.sources, verified: counted });
       }
-      m.oldDeleteStarted = true;
+      rb.keptOnFailure(`${p.sourceInstance} may be partly deleted: check it and its final snapshot ${m.finalSnapshotId}`);
       return long(p.instanceTimeoutMs).deleteDbInstance({
         aws: p.aws,
         identifier: p.sourceInstance,
