@@ -89,11 +89,7 @@ export async function initialSync(
   fingerprint: string,
 ): Promise<SyncProgress | undefined> {
   const { rb, p } = m;
-  if (rb.dryRun) {
-    rb.skip('initial-sync', `would wait until every table of ${p.sourceInstance} is copied and streaming`);
-    return undefined;
-  }
-  return rb.read(
+  return rb.readUnlessDryRun<SyncProgress | undefined>(
     'initial-sync',
     `wait until every table is copied and streaming (per-table state and lag in the heartbeat); fail on a schema change on ${p.sourceInstance}`,
     () =>
@@ -103,7 +99,9 @@ export async function initialSync(
         deadline: deadline(p.copyTimeoutMs),
       }),
     {
-      detail: (s) => describeSync(s),
+      detail: (s) => (s ? describeSync(s) : ''),
+      wouldDo: `would wait until every table of ${p.sourceInstance} is copied and streaming`,
+      dryResult: undefined,
     },
   );
 }
