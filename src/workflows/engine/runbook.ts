@@ -837,18 +837,20 @@ export async function runRunbook<P, R, const Pl extends Plan>(
   } catch (err) {
     const cancelled = isCancellation(err);
     const reason = cancelled ? rb.cancellation() : rb.failureReason(err);
+    // Without its closing period where what was undone follows after a semicolon.
+    const bare = reason.replace(/\.$/, '');
     const { undone, released, failed } = await CancellationScope.nonCancellable(() => rb.compensate());
     if (undone || released.length || failed.length) rb.recordCompensation(failed.length ? 'failed' : 'undone');
     const standing = rb.standing();
     // Past the point of no return the run is not rolled back, whatever later changes were undone.
     const phase = failed.length ? 'failed' : cancelled ? 'cancelled' : undone && !standing ? 'rolled-back' : 'failed';
     const error = failed.length
-      ? `${reason}; undo failed for ${failed.join(', ')}: manual action needed${standing ? `; standing: ${standing}` : ''}`
+      ? `${bare}; undo failed for ${failed.join(', ')}: manual action needed${standing ? `; standing: ${standing}` : ''}`
       : standing
-        ? `${reason}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}` +
+        ? `${bare}; ${undone ? `${undone} later change(s) undone, the rest stands` : 'nothing undone'}: ${standing}` +
           (released.length ? `; released: ${released.join('; ')}` : '')
         : undone
-          ? `${reason}; ${undone} change(s) undone`
+          ? `${bare}; ${undone} change(s) undone`
           : reason;
     const type = cancelled ? 'Cancelled' : endFailureType(phase, failureType(err));
     await CancellationScope.nonCancellable(() => rb.notify(phase, { error }));
