@@ -63,6 +63,7 @@ import { testStack, type TEST_TERRAFORM_DIRS } from './setup.js';
 import { listAll, type Listed } from './helpers/s3-listing.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
+import { armGate } from './helpers/gates.js';
 import { worker } from './helpers/worker.js';
 
 const fixtureTerraformDir = fileURLToPath(new URL('../../test/fixtures/terraform/', import.meta.url));
@@ -86,7 +87,6 @@ describe('bucket-swap on the sandbox', function () {
       forcePathStyle: true,
       credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     });
-    mkdirSync(gatesDir(), { recursive: true });
   });
 
   after(() => s3?.destroy());
@@ -195,10 +195,6 @@ describe('bucket-swap on the sandbox', function () {
   const stepDetail = (status: RunStatus, step: string) => status.steps.find((s) => s.name === step)?.detail ?? '';
   const stepStates = (status: RunStatus) => Object.fromEntries(status.steps.map((s) => [s.name, s.status]));
 
-  function gatesDir(): string {
-    return testStack().env.RUNBOOK_TEST_GATES_DIR!;
-  }
-
   describe('a bucket of 2,001 objects', () => {
     const source = unique('swap-e2e');
     const LARGE_KEY = 'e2e/large/blob.bin';
@@ -262,8 +258,7 @@ describe('bucket-swap on the sandbox', function () {
       const recorder = new MotoRecorder(testStack().awsEndpoint);
       await recorder.start();
       // The copy holds after its first page, until the server has that checkpoint (heartbeats reach it every 8 s at most).
-      const gate = join(gatesDir(), `copy-after-page-1.${target}`);
-      writeFileSync(`${gate}.hold`, '');
+      const gate = armGate(`copy-after-page-1.${target}`);
       const started = await runbook([
         'start',
         'bucket-swap',
@@ -277,7 +272,7 @@ describe('bucket-swap on the sandbox', function () {
       ]);
       assert.equal(started.exitCode, 0, started.stderr);
 
-      await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the copy to finish its first page' });
+      await gate.reached(60_000);
       let checkpoint: CopyCheckpoint | undefined;
       await waitUntil(
         async () => {
@@ -289,7 +284,7 @@ describe('bucket-swap on the sandbox', function () {
       await worker().kill('SIGKILL');
       const copiedAtKill = (await listAll(s3, target)).length;
       assert.ok(copiedAtKill < 2001, `killed mid-copy (${copiedAtKill} objects copied)`);
-      writeFileSync(`${gate}.open`, '');
+      gate.open();
       await worker().start();
 
       const waiting = await waitForStatus(id, (s) => s.phase === 'waiting' || s.phase === 'failed', 150_000);
@@ -393,18 +388,17 @@ describe('bucket-swap on the sandbox', function () {
   it('an object changed or removed in the new bucket before verification: nothing deleted, the run fails naming them', async function () {
     this.timeout(120_000);
     await worker().start();
-    const gate = join(gatesDir(), 'before-verify.sandbox-uploads-v2');
-    writeFileSync(`${gate}.hold`, '');
+    const gate = armGate('before-verify.sandbox-uploads-v2');
     const before = await listAll(s3, 'sandbox-uploads');
     const started = await runbook(['start', 'bucket-swap', '--env', 'sandbox']);
     assert.equal(started.exitCode, 0, started.stderr);
 
-    await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the run to reach verification' });
+    await gate.reached(60_000);
     await s3.send(new DeleteObjectCommand({ Bucket: 'sandbox-uploads-v2', Key: 'assets/css/site.css' }));
     await s3.send(
       new PutObjectCommand({ Bucket: 'sandbox-uploads-v2', Key: 'reports/2024/q1.csv', Body: 'tampered\n', ContentType: 'text/csv' }),
     );
-    writeFileSync(`${gate}.open`, '');
+    gate.open();
 
     const watched = await runbook(['watch', idFor('sandbox-uploads')]);
     assert.equal(watched.exitCode, 1);
@@ -584,8 +578,7 @@ describe('bucket-swap on the sandbox', function () {
       await startWriterService();
 
       // Held before verification: the copy is done, and the writer must be stopped by now.
-      const gate = join(gatesDir(), `before-verify.${target}`);
-      writeFileSync(`${gate}.hold`, '');
+      const gate = armGate(`before-verify.${target}`);
       const started = await runbook([
         'start',
         'bucket-swap',
@@ -603,14 +596,11 @@ describe('bucket-swap on the sandbox', function () {
       ]);
       assert.equal(started.exitCode, 0, started.stdout + started.stderr);
       try {
-        await waitForStatus(id, (st) => existsSync(`${gate}.reached`) || st.phase !== 'running', 120_000);
+        await waitForStatus(id, (st) => gate.isReached() || st.phase !== 'running', 120_000);
       } finally {
         const pending = (await (await temporalClient()).workflow.getHandle(id).describe()).raw.pendingActivities ?? [];
         const failures = pending.map((a) => `${a.activityType?.name} attempt ${a.attempt}: ${a.lastFailure?.message ?? 'no failure'}`);
-        assert.ok(
-          existsSync(`${gate}.reached`),
-          `the run reaches verification (${(await finalStatus(id)).error ?? ''} ${failures.join('; ')})`,
-        );
+        assert.ok(gate.isReached(), `the run reaches verification (${(await finalStatus(id)).error ?? ''} ${failures.join('; ')})`);
       }
       duringCopy = await writerNow();
       // What S3 would deliver (moto writes no access logs): requests to both buckets since the copy started.
@@ -623,7 +613,7 @@ describe('bucket-swap on the sandbox', function () {
           Body: [line(source, 'REST.GET.OBJECT'), line(source, 'REST.HEAD.OBJECT'), line(target, 'REST.GET.OBJECT')].join('\n') + '\n',
         }),
       );
-      writeFileSync(`${gate}.open`, '');
+      gate.open();
       waiting = await waitForStatus(id, (st) => st.phase !== 'running', 120_000);
       assert.equal(waiting.phase, 'waiting', waiting.error ?? '');
     });
@@ -702,16 +692,15 @@ describe('bucket-swap on the sandbox', function () {
 
     it('an object added to the source and two changed in the target (one rewritten in parts, same size) after approval: deletes nothing and names them', async function () {
       this.timeout(180_000);
-      const gate = join(gatesDir(), `before-recheck.${target}`);
-      writeFileSync(`${gate}.hold`, '');
+      const gate = armGate(`before-recheck.${target}`);
       const approve = await runbook(['approve', id, '--checkpoint', 'delete-old', '--comment', 'reads the new bucket']);
       assert.equal(approve.exitCode, 0, approve.stderr);
-      await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 60_000, what: 'the run to reach the recheck' });
+      await gate.reached(60_000);
       await s3.send(new PutObjectCommand({ Bucket: source, Key: 'docs/added-after-approval.txt', Body: 'late\n' }));
       await s3.send(new PutObjectCommand({ Bucket: target, Key: 'docs/b.txt', Body: 'changed in the new bucket\n' }));
       await rewriteInParts(target, LARGE_KEY, [5 * 2 ** 20, 5 * 2 ** 20, 2 * 2 ** 20]);
       const sourceBefore = await listAll(s3, source);
-      writeFileSync(`${gate}.open`, '');
+      gate.open();
 
       const watched = await runbook(['watch', id]);
       assert.equal(watched.exitCode, 1, watched.stdout);

@@ -7,8 +7,6 @@
  * writers would, and stops when the run scales the service to 0.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { DescribeServicesCommand, ECSClient } from '@aws-sdk/client-ecs';
 import { DescribeDBInstancesCommand, RDSClient } from '@aws-sdk/client-rds';
 import pg from 'pg';
@@ -19,6 +17,7 @@ import { sandbox, testStack } from './setup.js';
 import { activityAttempts, databaseHostOf, queryApp } from './helpers/sandbox-app.js';
 import { runbook } from './helpers/cli.js';
 import { queryStatus, waitForStatus, waitUntil } from './helpers/wait.js';
+import { armGate } from './helpers/gates.js';
 import { worker } from './helpers/worker.js';
 
 const MOTO = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
@@ -36,7 +35,6 @@ describe('db-migration online (logical replication) on the sandbox', function ()
   before(() => {
     ecs = new ECSClient({ endpoint: testStack().awsEndpoint, ...MOTO });
     rds = new RDSClient({ endpoint: testStack().awsEndpoint, ...MOTO });
-    mkdirSync(gatesDir(), { recursive: true });
   });
 
   beforeEach(() => worker().start());
@@ -163,19 +161,6 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     ];
   }
 
-  function gatesDir(): string {
-    return testStack().env.RUNBOOK_TEST_GATES_DIR!;
-  }
-
-  function arm(gate: string): { reached(): Promise<void>; open(): void } {
-    const path = join(gatesDir(), gate);
-    writeFileSync(`${path}.hold`, '');
-    return {
-      reached: () => waitUntil(() => existsSync(`${path}.reached`), { timeoutMs: 180_000, what: `${gate} reached` }),
-      open: () => writeFileSync(`${path}.open`, ''),
-    };
-  }
-
   async function approve(id: string, checkpoint: 'cutover' | 'delete-old'): Promise<void> {
     await waitForStatus(id, (s) => s.waitingFor?.checkpoint === checkpoint || (s.phase !== 'running' && s.phase !== 'waiting'), 240_000);
     const result = await runbook(['approve', id, '--checkpoint', checkpoint]);
@@ -284,10 +269,10 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const source = await seedSource('ddl');
     const id = idFor(source.instance);
     const before = await service(source.writer.service);
-    const gate = arm(syncGate(newInstanceOf(source.instance)));
+    const gate = armGate(syncGate(newInstanceOf(source.instance)));
     const started = await runbook(startArgs(source));
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
-    await gate.reached();
+    await gate.reached(180_000);
     await queryApp(source.instance, 'ALTER TABLE orders ADD COLUMN coupon text');
     await queryApp(source.instance, 'CREATE TABLE gift_cards (code text PRIMARY KEY)');
     gate.open();
@@ -315,17 +300,17 @@ describe('db-migration online (logical replication) on the sandbox', function ()
     const target = newInstanceOf(source.instance);
     const app = startAppWriter(source);
     try {
-      const sync = arm(syncGate(target));
+      const sync = armGate(syncGate(target));
       const started = await runbook(startArgs(source));
       assert.equal(started.exitCode, 0, started.stdout + started.stderr);
-      await sync.reached();
+      await sync.reached(180_000);
       await worker().kill('SIGKILL');
       await worker().start();
       sync.open();
 
-      const window = arm(catchUpGate(target));
+      const window = armGate(catchUpGate(target));
       await approve(id, 'cutover');
-      await window.reached();
+      await window.reached(180_000);
       await app.stopped; // the writers are stopped: the kill lands inside the window
       await worker().kill('SIGKILL');
       await worker().start();

@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,7 @@ import { sandbox, TERRAFORM_APP_CREDENTIAL, testStack } from './setup.js';
 import { activityAttempts, databaseHostOf, queryApp } from './helpers/sandbox-app.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
+import { armGate } from './helpers/gates.js';
 import { worker } from './helpers/worker.js';
 
 const MOTO = { region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' } };
@@ -62,7 +63,6 @@ describe('db-migration on the sandbox', function () {
     rds = new RDSClient(config);
     ecs = new ECSClient(config);
     ec2 = new EC2Client(config);
-    mkdirSync(gatesDir(), { recursive: true });
   });
 
   beforeEach(() => worker().start());
@@ -187,10 +187,6 @@ describe('db-migration on the sandbox', function () {
     );
   }
 
-  function gatesDir(): string {
-    return testStack().env.RUNBOOK_TEST_GATES_DIR!;
-  }
-
   async function approve(id: string, checkpoint: 'cutover' | 'delete-old'): Promise<void> {
     await waitForStatus(id, (s) => s.waitingFor?.checkpoint === checkpoint, 120_000);
     const result = await runbook(['approve', id, '--checkpoint', checkpoint]);
@@ -312,14 +308,13 @@ describe('db-migration on the sandbox', function () {
     const target = newInstanceOf(source.instance);
     const id = idFor(source.instance);
     const before = await writer(source.writer.service);
-    const gate = join(gatesDir(), verifyGate(target));
-    writeFileSync(`${gate}.hold`, '');
+    const gate = armGate(verifyGate(target));
 
     const started = await runbook(startArgs(source));
     assert.equal(started.exitCode, 0, started.stderr);
-    await waitUntil(() => existsSync(`${gate}.reached`), { timeoutMs: 120_000, what: 'verification to reach its test gate' });
+    await gate.reached();
     await queryApp(target, `UPDATE customers SET name = name || ' (changed)' WHERE id = 42`);
-    writeFileSync(`${gate}.open`, '');
+    gate.open();
 
     const status = await waitForStatus(id, (s) => s.phase !== 'running' && s.phase !== 'waiting', 120_000);
     assert.equal(status.phase, 'rolled-back', status.error ?? '');

@@ -16,6 +16,7 @@ import { parseS3Uri, type S3Location } from '../s3-uri.js';
 import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 import { settleAll } from '../settle.js';
 import { heartbeatWhile, throwIfCancelled } from './heartbeat.js';
+import { passTestGate } from './test-gates.js';
 
 export interface RegionDataCheck {
   aws: AwsConnection;
@@ -122,6 +123,7 @@ export function createRegionDataActivities(deps: AwsDeps) {
             objects.map((object) =>
               limit(async () => {
                 throwIfCancelled();
+                if (copied > 0) await passTestGate(copyGate(from), copied);
                 const key = relativeKey(source, object.Key!);
                 // Not abortable: a copy the server already took would land after the undo started.
                 await callAws(`copy ${from}/${key} to ${to}/${key}`, () =>
@@ -149,6 +151,11 @@ export function createRegionDataActivities(deps: AwsDeps) {
 }
 
 export type RegionDataActivities = ReturnType<typeof createRegionDataActivities>;
+
+/** The test gate every copy out of `from` holds at once it has copied something: a test can then act mid-copy. */
+export function copyGate(from: string): string {
+  return `copy-from.${from.replace(/[^A-Za-z0-9._-]+/g, '_')}`;
+}
 
 /** What is wrong with a TopoJSON document, or null: a Topology with named objects and an arcs array. */
 export function topologyProblem(text: string): string | null {
