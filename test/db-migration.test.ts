@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ import { mergeInputs, validateParams } from '../src/catalog/inputs.js';
 import { environment, loadConfig } from '../src/config.js';
 import { SANDBOX_SOURCE, WRITERS_CLUSTER, type SeededAppDatabase } from '../src/stack/sandbox/db.js';
 import { findProviderMirror, motoProviderConfig, writeCliConfig } from '../src/stack/terraform.js';
-import { sandbox, TERRAFORM_APP_CREDENTIAL, testStack } from './setup.js';
+import { sandbox, TERRAFORM_APP_CREDENTIAL, testStack, type TEST_TERRAFORM_DIRS } from './setup.js';
 import { activityAttempts, databaseHostOf, queryApp } from './helpers/sandbox-app.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { queryStatus, temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
@@ -83,6 +83,13 @@ describe('db-migration on the sandbox', function () {
       ...(orders ? { orders } : {}),
       ...(settings ? { settings } : {}),
     });
+  }
+
+  /** One of the Terraform directories the test config allows (TEST_TERRAFORM_DIRS), made empty for the test. */
+  function terraformDir(name: (typeof TEST_TERRAFORM_DIRS)[number]): string {
+    const dir = join(testStack().dir, 'terraform-dirs', name);
+    mkdirSync(dir, { recursive: true });
+    return dir;
   }
 
   function startArgs(source: SeededAppDatabase, extra: string[] = []): string[] {
@@ -478,7 +485,7 @@ describe('db-migration on the sandbox', function () {
     const source = await seedSource('tf-managed');
     const before = await writer(source.writer.service);
     // A Terraform directory whose state holds the source at aws_db_instance.database (pushed: no provider needed to write it).
-    const dir = mkdtempSync(join(testStack().dir, 'tf-managed-'));
+    const dir = terraformDir('db-managed');
     writeFileSync(join(dir, 'main.tf'), 'terraform {}\n');
     await execa('terraform', ['init', '-input=false', '-no-color'], { cwd: dir });
     writeFileSync(
@@ -502,12 +509,14 @@ describe('db-migration on the sandbox', function () {
     );
     await execa('terraform', ['state', 'push', 'pushed.tfstate'], { cwd: dir });
 
-    const refused = await runbook(startArgs(source, ['--set', `provisioning=${JSON.stringify({ mode: 'aws', terraformState: { dir } })}`]));
+    const refused = await runbook(
+      startArgs(source, ['--set', `provisioning=${JSON.stringify({ mode: 'aws', terraformState: { dir: 'db-managed' } })}`]),
+    );
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
     assert.match(
       refused.stdout + refused.stderr,
       new RegExp(
-        `provisioning\\.mode: ${source.instance} is managed by Terraform \\(aws_db_instance\\.database in ${dir}, workspace default\\); .*use provisioning\\.mode terraform`,
+        `provisioning\\.mode: ${source.instance} is managed by Terraform \\(aws_db_instance\\.database in db-managed, workspace default\\); .*use provisioning\\.mode terraform`,
       ),
     );
     await waitClosed(idFor(source.instance));
@@ -531,7 +540,7 @@ describe('db-migration on the sandbox', function () {
     const old = (await instance(source.instance))!;
 
     // The operator's Terraform directory: the seed's configuration, the old instance in the `staging` state.
-    const dir = mkdtempSync(join(testStack().dir, 'terraform-db-'));
+    const dir = terraformDir('db-apply');
     const appPassword = randomBytes(18).toString('base64url');
     cpSync(fileURLToPath(new URL('../../test/fixtures/terraform-aws-db/', import.meta.url)), dir, { recursive: true });
     writeFileSync(join(dir, 'provider.tf'), motoProviderConfig({ endpoint: testStack().awsEndpoint, region: 'us-east-1' }));
@@ -570,7 +579,7 @@ describe('db-migration on the sandbox', function () {
 
     const provisioning = {
       mode: 'terraform',
-      dir,
+      dir: 'db-apply',
       workspace: 'staging',
       instanceAddress: 'aws_db_instance.database',
       passwordAddress: 'terraform_data.db_password',
@@ -707,6 +716,17 @@ describe('db-migration on the sandbox', function () {
     );
     assert.match(refused(['newInstance.identifier=sandbox-appdb']), /newInstance\.identifier: must differ from sourceInstance/);
     assert.match(refused(['backup.bukket=x']), /backup: Unrecognized key\(s\) in object: 'bukket'/);
+    // Terraform directories are names from the worker's allowlist, never paths: a client must not aim Terraform at any state.
+    const provisioning = (value: object) => [`provisioning=${JSON.stringify(value)}`];
+    assert.match(refused(provisioning({ mode: 'terraform', dir: '/etc' })), /provisioning\.dir: must be the name of a Terraform directory/);
+    assert.match(
+      refused(provisioning({ mode: 'terraform', dir: 'elsewhere' })),
+      /provisioning\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: .*db-apply/,
+    );
+    assert.match(
+      refused(provisioning({ mode: 'aws', terraformState: { dir: '/srv/other-team' } })),
+      /provisioning\.terraformState\.dir: must be the name of a Terraform directory/,
+    );
     const realAws = { ...sandboxEnv, aws: { region: 'us-east-1' } };
     assert.match(refused([], realAws), /endpointMap: only for emulated environments/);
     // A protected environment refuses the risky modes the sandbox allows.

@@ -70,7 +70,7 @@ export function sandbox(): Sandbox {
  * one from the environment's allowlist (terraform.dirs), never a path, so the
  * names exist in the config before the directories do.
  */
-export const TEST_TERRAFORM_DIRS = ['swap-guard', 'swap-apply'] as const;
+export const TEST_TERRAFORM_DIRS = ['swap-guard', 'swap-apply', 'db-managed', 'db-apply'] as const;
 
 /**
  * The credential db-migration's Terraform mode gives the application on the new

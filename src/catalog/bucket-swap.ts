@@ -7,6 +7,7 @@ import { durationSchema } from '../duration.js';
 import { formatBytes } from '../format.js';
 import { bucketSwapPlan, type BucketSwapParams } from '../workflows/bucket-swap.js';
 import { defineRunbook } from './definition.js';
+import { terraformDirName, terraformDirPath, terraformDirProblem } from './terraform-dir.js';
 
 const bucketName = z.string().superRefine((name, ctx) => {
   const problem = bucketNameProblem(name);
@@ -17,14 +18,11 @@ const bucketName = z.string().superRefine((name, ctx) => {
 const MAX_SINGLE_COPY = 5 * 2 ** 30;
 
 /** A name the environment's config gives a meaning to; never a path. */
-const configName = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `must be ${what}: letters, digits, _ and -`);
 const ecsName = z.string().regex(/^[a-zA-Z0-9_-]{1,255}$/, 'must be an ECS name: letters, digits, hyphens and underscores');
 
 const terraformParams = z
   .object({
-    dir: configName('the name of a Terraform directory').describe(
-      "name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path",
-    ),
+    dir: terraformDirName,
     workspace: z.string().min(1).default('default').describe('Terraform workspace holding the bucket'),
     address: z
       .string()
@@ -89,14 +87,8 @@ const params = z
 
 type Params = z.infer<typeof params>;
 
-/** The Terraform directory is one the environment allows, never a path from the operator. */
 function check(p: Params, env: EnvironmentConfig): string | null {
-  if (!p.terraform) return null;
-  const dirs = env.terraform?.dirs ?? {};
-  if (!(p.terraform.dir in dirs)) {
-    return `terraform.dir: '${p.terraform.dir}' is not a Terraform directory of ${env.name} (allowed: ${Object.keys(dirs).join(', ') || 'none; add terraform.dirs to the environment'})`;
-  }
-  return null;
+  return p.terraform ? terraformDirProblem('terraform.dir', p.terraform.dir, env) : null;
 }
 
 export const bucketSwapRunbook = defineRunbook({
@@ -126,7 +118,7 @@ export const bucketSwapRunbook = defineRunbook({
           terraform: {
             ...p.terraform,
             dirName: p.terraform.dir,
-            dir: env.terraform!.dirs[p.terraform.dir]!,
+            dir: terraformDirPath(p.terraform.dir, env),
             ...(env.terraform?.cliConfig ? { cliConfig: env.terraform.cliConfig } : {}),
           },
         }

@@ -3,9 +3,10 @@ import { z } from 'zod';
 import { durationSchema } from '../duration.js';
 import type { EnvironmentConfig } from '../config.js';
 import { destinationProblem, findCredential } from '../credentials.js';
-import { dbMigrationPlan, type DbMigrationParams } from '../workflows/db-migration.js';
+import { dbMigrationPlan, type DbMigrationParams, type Provisioning } from '../workflows/db-migration.js';
 import { credentialName } from './database-login.js';
 import { defineRunbook } from './definition.js';
+import { terraformDirName, terraformDirPath, terraformDirProblem } from './terraform-dir.js';
 
 /**
  * A name that ends up in SQL, an AWS call or a command line. Quotes,
@@ -58,10 +59,7 @@ const provisioning = z.discriminatedUnion('mode', [
       mode: z.literal('aws'),
       terraformState: z
         .object({
-          dir: z
-            .string()
-            .regex(/^\//, 'must be an absolute path on the worker')
-            .describe('folder of the Terraform configuration whose state might manage the source'),
+          dir: terraformDirName,
           workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name')
             .default('default')
             .describe('its workspace'),
@@ -76,7 +74,7 @@ const provisioning = z.discriminatedUnion('mode', [
   z
     .object({
       mode: z.literal('terraform'),
-      dir: z.string().min(1).describe('folder of the Terraform configuration that manages the database'),
+      dir: terraformDirName,
       workspace: safeName(/^[a-zA-Z0-9_-]+$/, 'a Terraform workspace name')
         .default('default')
         .describe('Terraform workspace (staging, production, …)'),
@@ -206,6 +204,7 @@ const params = z
   .strict();
 
 export type DbMigrationInputs = z.input<typeof params>;
+type Params = z.infer<typeof params>;
 
 export const dbMigrationRunbook = defineRunbook({
   name: 'db-migration',
@@ -225,6 +224,8 @@ export const dbMigrationRunbook = defineRunbook({
     if (p.newInstance.identifier === p.sourceInstance) return 'newInstance.identifier: must differ from sourceInstance';
     const bound = credentialsProblem(p, env);
     if (bound) return bound;
+    const dirProblem = provisioningDirProblem(p.provisioning, env);
+    if (dirProblem) return dirProblem;
     if (p.endpointMap && !env.aws.endpoint)
       return 'endpointMap: only for emulated environments (aws.endpoint set); real RDS endpoints are reached directly';
     if (env.protected) {
@@ -243,11 +244,7 @@ export const dbMigrationRunbook = defineRunbook({
     database: p.database,
     ...(p.mode ? { mode: p.mode } : {}),
     newInstance: p.newInstance,
-    // Terraform runs with the environment's CLI configuration (say, a provider mirror), as terraform-apply's do.
-    provisioning:
-      p.provisioning.mode === 'terraform' && env.terraform?.cliConfig
-        ? { ...p.provisioning, cliConfig: env.terraform.cliConfig }
-        : p.provisioning,
+    provisioning: preparedProvisioning(p.provisioning, env),
     writers: p.writers,
     backup: p.backup,
     credentials: {
@@ -266,13 +263,33 @@ export const dbMigrationRunbook = defineRunbook({
   }),
 });
 
+function provisioningDirProblem(provisioning: Params['provisioning'], env: EnvironmentConfig): string | null {
+  if (provisioning.mode === 'terraform') return terraformDirProblem('provisioning.dir', provisioning.dir, env);
+  return provisioning.terraformState ? terraformDirProblem('provisioning.terraformState.dir', provisioning.terraformState.dir, env) : null;
+}
+
+/** Directory names become the worker's paths; Terraform runs with the environment's CLI configuration (say, a provider mirror). */
+function preparedProvisioning(provisioning: Params['provisioning'], env: EnvironmentConfig): Provisioning {
+  if (provisioning.mode === 'terraform') {
+    const cliConfig = env.terraform?.cliConfig;
+    return {
+      ...provisioning,
+      dirName: provisioning.dir,
+      dir: terraformDirPath(provisioning.dir, env),
+      ...(cliConfig ? { cliConfig } : {}),
+    };
+  }
+  const state = provisioning.terraformState;
+  return { mode: 'aws', ...(state ? { terraformState: { ...state, dirName: state.dir, dir: terraformDirPath(state.dir, env) } } : {}) };
+}
+
 /**
  * Each login goes only to instances its credential is bound to: the app's to
  * the source (and to the new instance, unless newApp is given), the admin's
  * and newApp's to the new instance. Database hosts here always come from the
  * RDS API (or the emulator's mapping of it), so credentials bind to instances.
  */
-function credentialsProblem(p: z.infer<typeof params>, env: EnvironmentConfig): string | null {
+function credentialsProblem(p: Params, env: EnvironmentConfig): string | null {
   const uses: [string, { credential: string }, string][] = [
     ['credentials.app', p.credentials.app, p.sourceInstance],
     [p.credentials.newApp ? 'credentials.newApp' : 'credentials.app', p.credentials.newApp ?? p.credentials.app, p.newInstance.identifier],

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { EnvironmentConfig } from '../config.js';
 import { terraformApplyPlan, type TerraformApplyParams } from '../workflows/terraform-apply.js';
 import { defineRunbook } from './definition.js';
+import { terraformDirName, terraformDirPath, terraformDirProblem } from './terraform-dir.js';
 
 const name = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `must be ${what}: letters, digits, _ and -`);
 const variableName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/, 'must be a Terraform variable name');
@@ -22,9 +23,7 @@ const varFile = z.string().superRefine((file, ctx) => {
 
 const params = z
   .object({
-    dir: name('the name of a Terraform directory').describe(
-      "name of a Terraform directory in the environment's allowlist (terraform.dirs in the config), never a path",
-    ),
+    dir: terraformDirName,
     workspace: name('a Terraform workspace name').describe(
       'Terraform workspace to plan and apply in (staging, production, …); must exist, a run never creates one',
     ),
@@ -53,9 +52,8 @@ const params = z
 type Params = z.infer<typeof params>;
 
 function check(p: Params, env: EnvironmentConfig): string | null {
-  const dirs = env.terraform?.dirs ?? {};
-  if (!(p.dir in dirs))
-    return `dir: '${p.dir}' is not a Terraform directory of ${env.name} (allowed: ${Object.keys(dirs).join(', ') || 'none; add terraform.dirs to the environment'})`;
+  const dirProblem = terraformDirProblem('dir', p.dir, env);
+  if (dirProblem) return dirProblem;
   const credentials = env.terraform?.credentials ?? {};
   for (const [variable, credential] of Object.entries(p.secretVars)) {
     if (!(credential in credentials))
@@ -81,7 +79,7 @@ export const terraformApplyRunbook = defineRunbook({
     return {
       aws: env.aws,
       dirName: p.dir,
-      dir: t.dirs[p.dir]!,
+      dir: terraformDirPath(p.dir, env),
       ...(t.cliConfig ? { cliConfig: t.cliConfig } : {}),
       workspace: p.workspace,
       varFiles: p.varFiles,

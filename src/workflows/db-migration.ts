@@ -66,7 +66,10 @@ import {
 
 export interface TerraformProvisioning {
   mode: 'terraform';
+  /** Path on the worker, from the environment's terraform.dirs. */
   dir: string;
+  /** Its name there, as the operator gave it (runs started before the allowlist gave a path). */
+  dirName?: string;
   workspace: string;
   /** The instance's resource address, e.g. `aws_db_instance.database`. */
   instanceAddress: string;
@@ -78,7 +81,10 @@ export interface TerraformProvisioning {
 
 /** Where to look whether Terraform manages the source, when the new instance is made with the RDS API. */
 export interface TerraformStateRef {
+  /** Path on the worker, from the environment's terraform.dirs. */
   dir: string;
+  /** Its name there, as the operator gave it (runs started before the allowlist gave a path). */
+  dirName?: string;
   workspace: string;
 }
 

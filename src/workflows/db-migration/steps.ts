@@ -135,7 +135,7 @@ async function refuseUnmanagedTerraform(m: Migration): Promise<void> {
     refuseIf(
       addresses.length > 0,
       'provisioning.mode',
-      `${p.sourceInstance} is managed by Terraform (${addresses.join(', ')} in ${state.dir}, workspace ${state.workspace}); made with the RDS API, the next terraform apply would recreate an empty database at that address: use provisioning.mode terraform`,
+      `${p.sourceInstance} is managed by Terraform (${addresses.join(', ')} in ${prov.terraformState?.dirName ?? state.dir}, workspace ${state.workspace}); made with the RDS API, the next terraform apply would recreate an empty database at that address: use provisioning.mode terraform`,
     );
   } else {
     refuseIf(
