@@ -192,7 +192,7 @@ describe('rolling-restart on the sandbox', function () {
   it('refuses bad input with exit 2 and changes nothing', async () => {
     const before = await state();
     const cases: [string[], RegExp][] = [
-      [['--set', 'service=no-such-service'], /service: no service 'no-such-service'/],
+      [['--set', 'service=no-such-service'], /service: no active ECS service 'no-such-service'/],
       [['--set', 'newTasks=0'], /newTasks/],
       [['--set', 'newTasks=-2'], /newTasks/],
       // The sandbox's group (max 4, t3.medium) and its container instances hold a few dozen more tasks of 256 CPU units / 256 MiB,

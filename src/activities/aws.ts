@@ -148,12 +148,6 @@ interface AwsError {
   $metadata?: { httpStatusCode?: number };
 }
 
-/**
- * Turns an error from an AWS call into the failure Temporal should see:
- * a missing resource or bad parameter is the operator's input (non-retryable
- * `InvalidInput`, naming `field`); throttling and server errors are retried;
- * missing permissions are not (retrying cannot grant them).
- */
 /** 403s that a later attempt can pass: credentials the SDK renews, a clock that drifted. */
 const RENEWABLE_ERRORS = new Set([
   'ExpiredToken',
@@ -162,6 +156,13 @@ const RENEWABLE_ERRORS = new Set([
   'RequestTimeTooSkewed',
   'TokenRefreshRequired',
 ]);
+
+/**
+ * Turns an error from an AWS call into the failure Temporal should see:
+ * a missing resource or bad parameter is the operator's input (non-retryable
+ * `InvalidInput`, naming `field`); throttling and server errors are retried;
+ * missing permissions are not (retrying cannot grant them).
+ */
 
 export function awsFailure(err: unknown, what: string, field?: string): Error {
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;

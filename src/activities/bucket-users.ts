@@ -5,9 +5,10 @@
  * evidence of reads it can find (access logs, request metrics). What it cannot
  * see it says plainly, so the person approving the delete knows what to check.
  */
-import { DescribeServicesCommand, DescribeTaskDefinitionCommand, type ECSClient } from '@aws-sdk/client-ecs';
+import { DescribeTaskDefinitionCommand } from '@aws-sdk/client-ecs';
 import { GetObjectCommand, ListBucketMetricsConfigurationsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
-import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
+import { abortable, awsFailure, callAws, clientFactory, type AwsConnection, type AwsDeps } from './aws.js';
+import { describeService } from './ecs.js';
 import { errorName, httpStatus } from './s3-bucket-settings.js';
 import { formatCount } from '../format.js';
 
@@ -80,24 +81,6 @@ export function createBucketUserActivities(deps: AwsDeps) {
 }
 
 export type BucketUserActivities = ReturnType<typeof createBucketUserActivities>;
-
-async function describeService(ecs: ECSClient, writer: BucketWriterRef, field: string) {
-  let answer;
-  try {
-    answer = await ecs.send(new DescribeServicesCommand({ cluster: writer.cluster, services: [writer.service] }), abortable());
-  } catch (err) {
-    if (errorName(err) === 'ClusterNotFoundException') throw invalidInput(`${field}.cluster`, `no ECS cluster '${writer.cluster}'`);
-    throw awsFailure(err, `describe service ${writer.service}`, `${field}.service`);
-  }
-  const service = answer.services?.[0];
-  if (!service || service.status !== 'ACTIVE') {
-    throw invalidInput(
-      `${field}.service`,
-      `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`,
-    );
-  }
-  return service;
-}
 
 /** `value` is the bucket's name, or an s3:// URL or ARN of it, not merely a longer name that begins with it. */
 export function namesBucket(value: string, bucket: string): boolean {

@@ -14,7 +14,7 @@ import {
   type Task,
 } from '@aws-sdk/client-ecs';
 import { Context } from '@temporalio/activity';
-import { abortable, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
+import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsConnection, type AwsDeps } from './aws.js';
 
 /**
  * Where a task's start time is kept when ECS gives none. Real ECS sets
@@ -113,14 +113,27 @@ export function createEcsActivities(deps: AwsDeps) {
 
 export type EcsActivities = ReturnType<typeof createEcsActivities>;
 
-export async function describeService(ecs: ECSClient, ref: Omit<ServiceRef, 'aws'>): Promise<Service> {
-  const answer = await callAws(`describe service ${ref.service} in cluster ${ref.cluster}`, () =>
-    ecs.send(new DescribeServicesCommand({ cluster: ref.cluster, services: [ref.service] }), abortable()),
-  );
+/**
+ * The service, which must be ACTIVE: a missing cluster or service is the
+ * operator's input. `field` says where the service was given (`writers.0`
+ * blames `writers.0.cluster` or `writers.0.service`; unset, `cluster` or `service`).
+ */
+export async function describeService(ecs: ECSClient, ref: Pick<ServiceRef, 'cluster' | 'service'>, field?: string): Promise<Service> {
+  const input = (name: 'cluster' | 'service') => (field ? `${field}.${name}` : name);
+  let answer;
+  try {
+    answer = await ecs.send(new DescribeServicesCommand({ cluster: ref.cluster, services: [ref.service] }), abortable());
+  } catch (err) {
+    if ((err as Error).name === 'ClusterNotFoundException') throw invalidInput(input('cluster'), `no ECS cluster '${ref.cluster}'`);
+    throw awsFailure(err, `describe service ${ref.service} in cluster ${ref.cluster}`, input('service'));
+  }
   const service = answer.services?.[0];
-  if (!service) throw invalidInput('service', `no service '${ref.service}' in cluster '${ref.cluster}'`);
-  if (service.status !== 'ACTIVE')
-    throw invalidInput('service', `service '${ref.service}' in cluster '${ref.cluster}' is ${service.status}`);
+  if (!service || service.status !== 'ACTIVE') {
+    throw invalidInput(
+      input('service'),
+      `no active ECS service '${ref.service}' in cluster '${ref.cluster}'${service ? ` (it is ${service.status})` : ''}`,
+    );
+  }
   return service;
 }
 

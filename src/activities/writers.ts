@@ -6,7 +6,6 @@
  * value, so repeating one after a lost result does no harm.
  */
 import {
-  DescribeServicesCommand,
   DescribeTaskDefinitionCommand,
   DescribeTasksCommand,
   ListTasksCommand,
@@ -21,7 +20,8 @@ import {
 } from '@aws-sdk/client-ecs';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { AwsConnection } from '../config.js';
-import { abortable, awsFailure, callAws, clientFactory, invalidInput, type AwsClientFactory } from './aws.js';
+import { abortable, callAws, clientFactory, invalidInput, type AwsClientFactory } from './aws.js';
+import { describeService } from './ecs.js';
 import { heartbeatWhile } from './heartbeat.js';
 import type { Endpoint } from './pg-connect.js';
 import { shortArn } from '../format.js';
@@ -181,20 +181,7 @@ export function createWriterActivities(deps: { aws?: AwsClientFactory }) {
 export type WriterActivities = ReturnType<typeof createWriterActivities>;
 
 async function describeWriter(ecs: ECSClient, writer: Pick<WriterRef, 'cluster' | 'service'>, field: string) {
-  let answer;
-  try {
-    answer = await ecs.send(new DescribeServicesCommand({ cluster: writer.cluster, services: [writer.service] }), abortable());
-  } catch (err) {
-    if ((err as Error).name === 'ClusterNotFoundException') throw invalidInput(`${field}.cluster`, `no ECS cluster '${writer.cluster}'`);
-    throw awsFailure(err, `describe service ${writer.service}`, `${field}.service`);
-  }
-  const service = answer.services?.[0];
-  if (!service || service.status !== 'ACTIVE') {
-    throw invalidInput(
-      `${field}.service`,
-      `no active ECS service '${writer.service}' in cluster '${writer.cluster}'${service ? ` (it is ${service.status})` : ''}`,
-    );
-  }
+  const service = await describeService(ecs, writer, field);
   return { ...service, taskDefinitionArn: service.taskDefinition! };
 }
 
