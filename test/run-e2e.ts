@@ -27,10 +27,12 @@ interface Group {
 /** Files that share sandbox resources; each group runs in one lane, in this order. */
 const GROUPS: Group[] = [
   {
-    files: ['rolling-restart', 'region-data-update', 'trust-boundary', 'prod-tag-deploy', 'ecs-migration'],
+    // In the serial run's order: a file leaves the simulator as its last test set it (rolling-restart: a 40 s health delay).
+    files: ['ecs-migration', 'prod-tag-deploy', 'region-data-update', 'rolling-restart', 'trust-boundary'],
     why:
-      "the ECS simulator's settings are global (health delay, failing tasks) and the `app` service is restarted by rolling-restart, " +
-      "region-data-update's child run and trust-boundary; prod-tag-deploy and ecs-migration share the migrations catalog and the app's schema_migrations",
+      "the ECS simulator's settings are global (health delay, failing tasks); the `app` service is restarted by rolling-restart, " +
+      "region-data-update's child run and trust-boundary; prod-tag-deploy restarts `web` through the same auto scaling group; " +
+      "prod-tag-deploy and ecs-migration share the migrations catalog and the app database's schema_migrations",
   },
   {
     files: ['db-migration', 'db-migration-online', 'db-migration-pipeline'],
@@ -44,8 +46,27 @@ const GROUPS: Group[] = [
   { files: ['credentials'], why: 'dry runs and refusals only: changes nothing shared' },
 ];
 
-/** Seconds each file took in a lane (the `e2e-file-times` lines of a full run, 2 cores, loaded); balances the lanes. */
-const MEASURED_SECONDS: Record<string, number> = {};
+/**
+ * Seconds each file took in a lane (the `e2e-file-times` lines of the full run of 2026-12-02, 3 lanes, 2 cores at
+ * load 11-14); balances the lanes. region-data-update ran right after rolling-restart there (a 40 s health delay left).
+ */
+const MEASURED_SECONDS: Record<string, number> = {
+  'bucket-swap': 904,
+  'bucket-swap-copy': 22,
+  credentials: 19,
+  'db-migration': 705,
+  'db-migration-online': 207,
+  'db-migration-pipeline': 270,
+  dev: 116,
+  'ecs-migration': 189,
+  engine: 239,
+  'prod-tag-deploy': 192,
+  'region-data-update': 779,
+  'rolling-restart': 219,
+  stack: 51,
+  'terraform-apply': 473,
+  'trust-boundary': 63,
+};
 
 const laneCount = Number(process.env.RUNBOOK_E2E_LANES ?? 3);
 if (!Number.isInteger(laneCount) || laneCount < 1) {
