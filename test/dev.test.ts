@@ -35,7 +35,8 @@ describe('runbook dev', () => {
   it('serves the UI on 8233, writes dev.json, runs a worker, and stops everything on SIGINT', async function () {
     this.timeout(5 * 60_000);
     dir = mkdtempSync(join(tmpdir(), 'runbook-dev-'));
-    const { RUNBOOK_CONFIG: _config, TEMPORAL_ADDRESS: _address, ...cleanEnv } = process.env;
+    // `runbook dev` serves its own Temporal, with only the default namespace (a lane's namespace is on the lanes' stack).
+    const { RUNBOOK_CONFIG: _config, TEMPORAL_ADDRESS: _address, TEMPORAL_NAMESPACE: _namespace, ...cleanEnv } = process.env;
     const dev = execa(process.execPath, [cliPath, 'dev'], { cwd: dir, env: cleanEnv, extendEnv: false, reject: false });
     let output = '';
     dev.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));

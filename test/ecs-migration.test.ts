@@ -42,7 +42,7 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   beforeEach(async () => {
-    sandbox().migrations.tasks.configure({ runMs: 1_500, pullFailure: false });
+    await sandbox().migrations.tasks.configure({ runMs: 1_500, pullFailure: false });
     await worker().start();
   });
 
@@ -69,9 +69,9 @@ describe('ecs-migration on the sandbox', function () {
   }
 
   /** A migration only the next run's image carries (a test's "next commit"). */
-  function addMigration(sql = `CREATE TABLE test_table_${++added} (id int)`): string {
+  async function addMigration(sql = `CREATE TABLE test_table_${++added} (id int)`): Promise<string> {
     const version = `20250101${String(++added).padStart(6, '0')}_test_${added}`;
-    sandbox().migrations.catalog.add(SANDBOX_COMMITS.migrating, { version, sql });
+    await sandbox().migrations.catalog.add(SANDBOX_COMMITS.migrating, { version, sql });
     return version;
   }
 
@@ -120,7 +120,7 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   it('--dry-run pins the revision and reads the table, and runs nothing', async () => {
-    const version = addMigration();
+    const version = await addMigration();
     const before = await appliedVersions();
     const tasks = (await oneOffTasks()).length;
     const run = await runbook(['start', 'ecs-migration', '--env', 'sandbox', '--dry-run', '--wait']);
@@ -141,7 +141,7 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   it('runs the migration as a one-off Fargate task, follows its log, and succeeds on exit code 0', async () => {
-    const version = addMigration();
+    const version = await addMigration();
     const before = await appliedVersions();
     const run = await runbook(['start', 'ecs-migration', '--env', 'sandbox', '--wait']);
     assert.equal(run.exitCode, 0, run.stdout + run.stderr);
@@ -185,8 +185,8 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   it('a failing migration ends `failed` with the log tail, the migrations before it applied', async () => {
-    const good = addMigration();
-    const bad = addMigration('ALTER TABLE no_such_table ADD COLUMN x int');
+    const good = await addMigration();
+    const bad = await addMigration('ALTER TABLE no_such_table ADD COLUMN x int');
     try {
       const run = await runbook(['start', 'ecs-migration', '--env', 'sandbox', '--wait']);
       assert.equal(run.exitCode, 1, run.stdout + run.stderr);
@@ -200,14 +200,14 @@ describe('ecs-migration on the sandbox', function () {
       assert.ok(applied.includes(good), 'the migration before the failing one stays applied');
       assert.ok(!applied.includes(bad));
     } finally {
-      sandbox().migrations.catalog.remove(SANDBOX_COMMITS.migrating, bad);
+      await sandbox().migrations.catalog.remove(SANDBOX_COMMITS.migrating, bad);
     }
   });
 
   it('a task that never starts ends `failed` naming its stopped reason, schema unchanged', async () => {
-    const version = addMigration();
+    const version = await addMigration();
     const before = await appliedVersions();
-    sandbox().migrations.tasks.configure({ pullFailure: true });
+    await sandbox().migrations.tasks.configure({ pullFailure: true });
     const run = await runbook(['start', 'ecs-migration', '--env', 'sandbox', '--wait']);
     assert.equal(run.exitCode, 1, run.stdout + run.stderr);
     const status = await finalStatus(idOf('sandbox'));
@@ -222,9 +222,9 @@ describe('ecs-migration on the sandbox', function () {
 
   it('a SIGKILLed worker while the migration runs resumes following it and never starts a second task', async function () {
     this.timeout(240_000);
-    const version = addMigration();
+    const version = await addMigration();
     // Long enough to kill the worker mid-wait and for the server to notice (heartbeat timeout 10 s).
-    sandbox().migrations.tasks.configure({ runMs: 25_000 });
+    await sandbox().migrations.tasks.configure({ runMs: 25_000 });
     const tasksBefore = new Set((await oneOffTasks()).map((t) => t.taskArn));
     const start = await runbook(['start', 'ecs-migration', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
@@ -250,8 +250,8 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   it('a cancel while the migration runs does not stop it', async () => {
-    const version = addMigration();
-    sandbox().migrations.tasks.configure({ runMs: 6_000 });
+    const version = await addMigration();
+    await sandbox().migrations.tasks.configure({ runMs: 6_000 });
     const start = await runbook(['start', 'ecs-migration', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
     await waitUntil(async () => (await pendingActivities(idOf('sandbox'))).includes('followMigrationTask'), {
@@ -270,7 +270,7 @@ describe('ecs-migration on the sandbox', function () {
   });
 
   it('production migrates an image only after staging did, and only once approved by someone else', async () => {
-    addMigration();
+    await addMigration();
     const refused = await runbook(['start', 'ecs-migration', '--env', 'production', '--set', 'stagingEnv=staging']);
     assert.equal(refused.exitCode, 2, refused.stdout + refused.stderr);
     assert.match(
@@ -285,7 +285,7 @@ describe('ecs-migration on the sandbox', function () {
     const staging = await runbook(['start', 'ecs-migration', '--env', 'staging', '--wait']);
     assert.equal(staging.exitCode, 0, staging.stdout + staging.stderr);
 
-    const version = addMigration();
+    const version = await addMigration();
     const waiting = await runbook(['start', 'ecs-migration', '--env', 'production', '--set', 'stagingEnv=staging', '--wait']);
     assert.equal(waiting.exitCode, 0, waiting.stdout + waiting.stderr);
     const atCheckpoint = await waitForStatus(idOf('production'), (s) => s.waitingFor?.checkpoint === 'run-migration');

@@ -237,12 +237,14 @@ describe('engine, through the CLI', () => {
   it('approves by signal from the Temporal CLI too', async () => {
     const name = freshName('signal');
     const id = await startToCheckpoint(name);
-    const { temporalCli, temporalAddress } = testStack();
+    const { temporalCli, temporalAddress, namespace } = testStack();
     await execa(temporalCli, [
       'workflow',
       'signal',
       '--address',
       temporalAddress,
+      '--namespace',
+      namespace,
       '--workflow-id',
       id,
       '--name',
@@ -260,12 +262,14 @@ describe('engine, through the CLI', () => {
   it('records a refused signal instead of acting on it', async () => {
     const name = freshName('badsignal');
     const id = await startToCheckpoint(name, 'guarded', 'alice');
-    const { temporalCli, temporalAddress } = testStack();
+    const { temporalCli, temporalAddress, namespace } = testStack();
     await execa(temporalCli, [
       'workflow',
       'signal',
       '--address',
       temporalAddress,
+      '--namespace',
+      namespace,
       '--workflow-id',
       id,
       '--name',

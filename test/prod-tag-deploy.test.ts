@@ -56,7 +56,7 @@ describe('prod-tag-deploy on the sandbox', function () {
   });
 
   beforeEach(async () => {
-    sandbox().ecs.configure({ healthDelayMs: 1_000, failNewTasks: false, failNextTasks: 0 });
+    await sandbox().ecs.configure({ healthDelayMs: 1_000, failNewTasks: false, failNextTasks: 0 });
     await worker().start();
   });
 
@@ -166,7 +166,7 @@ describe('prod-tag-deploy on the sandbox', function () {
   it('a bad image stops at the first new task and is undone: no old task replaced, prod tag back', async () => {
     const stoppedBefore = new Set((await webTasks('STOPPED')).map((t) => t.arn));
     const before = (await serving(plain)).map((t) => t.arn).sort();
-    sandbox().deploys.images.markBad(digest(migrating));
+    await sandbox().deploys.images.markBad(digest(migrating));
     try {
       const capacity = sampleCapacity();
       const run = await deploy(['--set', `commit=${migrating}`]);
@@ -195,7 +195,7 @@ describe('prod-tag-deploy on the sandbox', function () {
         'no task that served before the deploy was stopped',
       );
     } finally {
-      sandbox().deploys.images.markBad(digest(migrating), false);
+      await sandbox().deploys.images.markBad(digest(migrating), false);
     }
   });
 
@@ -231,7 +231,7 @@ describe('prod-tag-deploy on the sandbox', function () {
 
   it('rollback after a migration ran since the target was prod is refused with exit 2 naming the migrations', async () => {
     const version = `20250301000000_prod_deploy_test_${Date.now()}`;
-    sandbox().migrations.catalog.add(migrating, { version, sql: 'CREATE TABLE deploy_test_marker (id int)' });
+    await sandbox().migrations.catalog.add(migrating, { version, sql: 'CREATE TABLE deploy_test_marker (id int)' });
     const migration = await runbook(['start', 'ecs-migration', '--env', 'sandbox', '--wait']);
     assert.equal(migration.exitCode, 0, migration.stdout + migration.stderr);
 
@@ -248,7 +248,7 @@ describe('prod-tag-deploy on the sandbox', function () {
   it('a second runbook on the same service is refused, naming the run that holds it', async () => {
     await waitClosed(ID);
     // A restart of web that is still waiting for its new tasks holds the service.
-    sandbox().ecs.configure({ healthDelayMs: 120_000 });
+    await sandbox().ecs.configure({ healthDelayMs: 120_000 });
     const restart = await runbook([
       'start',
       'rolling-restart',
@@ -270,7 +270,7 @@ describe('prod-tag-deploy on the sandbox', function () {
       assert.equal(await prodDigest(), digest(migrating), 'nothing changed');
     } finally {
       await runbook(['cancel', 'rolling-restart:sandbox:web', '--wait']);
-      sandbox().ecs.configure({ healthDelayMs: 1_000 });
+      await sandbox().ecs.configure({ healthDelayMs: 1_000 });
     }
   });
 
@@ -279,9 +279,9 @@ describe('prod-tag-deploy on the sandbox', function () {
     await serving(migrating);
     // A broken release whose app migrates at boot: its first task changes the schema, then fails.
     const version = `20250401000000_boot_migration_${Date.now()}`;
-    sandbox().migrations.catalog.add(plain, { version, sql: 'CREATE TABLE boot_migration_marker (id int)' });
-    sandbox().deploys.images.markBad(digest(plain));
-    sandbox().deploys.images.migrateOnStart(digest(plain));
+    await sandbox().migrations.catalog.add(plain, { version, sql: 'CREATE TABLE boot_migration_marker (id int)' });
+    await sandbox().deploys.images.markBad(digest(plain));
+    await sandbox().deploys.images.migrateOnStart(digest(plain));
     try {
       const run = await deploy(['--set', `commit=${plain}`]);
       assert.equal(run.exitCode, 1, run.stdout + run.stderr);
@@ -299,9 +299,9 @@ describe('prod-tag-deploy on the sandbox', function () {
       );
       assert.equal(await prodDigest(), digest(plain), 'the tag stays where the deploy put it');
     } finally {
-      sandbox().deploys.images.markBad(digest(plain), false);
-      sandbox().deploys.images.migrateOnStart(digest(plain), false);
-      sandbox().migrations.catalog.remove(plain, version);
+      await sandbox().deploys.images.markBad(digest(plain), false);
+      await sandbox().deploys.images.migrateOnStart(digest(plain), false);
+      await sandbox().migrations.catalog.remove(plain, version);
     }
     // Rolling forward: once the image is fixed, ECS finishes the deployment it kept retrying.
     await serving(plain);

@@ -61,7 +61,7 @@ describe('rolling-restart on the sandbox', function () {
   });
 
   beforeEach(async () => {
-    sandbox().ecs.configure({ healthDelayMs: HEALTH_DELAY_MS, failNewTasks: false, failNextTasks: 0 });
+    await sandbox().ecs.configure({ healthDelayMs: HEALTH_DELAY_MS, failNewTasks: false, failNextTasks: 0 });
     await worker().start();
     await steadyState();
   });
@@ -262,7 +262,7 @@ describe('rolling-restart on the sandbox', function () {
 
   it('tolerates one new task failing its health checks', async () => {
     const before = await steadyState();
-    sandbox().ecs.configure({ failNextTasks: 1 });
+    await sandbox().ecs.configure({ failNextTasks: 1 });
     const run = await runbook(['start', 'rolling-restart', '--env', 'sandbox', '--wait']);
     assert.equal(run.exitCode, 0, run.stdout + run.stderr);
     const result = (await finalStatus()).result as RollingRestartResult;
@@ -274,14 +274,14 @@ describe('rolling-restart on the sandbox', function () {
   it('rolls back when the new tasks fail: new tasks stopped, counts restored, old tasks still serving', async () => {
     await setAsgDesired(2);
     const before = await steadyState();
-    sandbox().ecs.configure({ failNewTasks: true });
+    await sandbox().ecs.configure({ failNewTasks: true });
     const run = await runbook(['start', 'rolling-restart', '--env', 'sandbox', '--wait']);
     assert.equal(run.exitCode, 1, run.stdout + run.stderr);
 
     const status = await finalStatus();
     assert.equal(status.phase, 'rolled-back');
     assert.match(status.error ?? '', /new tasks failed/);
-    sandbox().ecs.configure({ failNewTasks: false });
+    await sandbox().ecs.configure({ failNewTasks: false });
     const after = await steadyState();
     assert.deepEqual(
       after.running.map((t) => t.arn),
@@ -300,7 +300,7 @@ describe('rolling-restart on the sandbox', function () {
     await setAsgDesired(2);
     const before = await steadyState();
     // Long enough that the wait still runs after the first kills (each costs the server's ~10 s sticky timeout).
-    sandbox().ecs.configure({ healthDelayMs: 40_000 });
+    await sandbox().ecs.configure({ healthDelayMs: 40_000 });
     const start = await runbook(['start', 'rolling-restart', '--env', 'sandbox']);
     assert.equal(start.exitCode, 0, start.stdout + start.stderr);
     const killAndRestart = async () => {

@@ -4,26 +4,27 @@
  * one prebuilt workflow bundle and one worker process for the whole test run.
  * The unit (test/unit/) and workflow (test/workflows/) tiers do not load this file.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { bundleWorkflowCode } from '@temporalio/worker';
+import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { execa } from 'execa';
-import { installRuntime, workflowsEntry } from '../src/worker.js';
-import { loadPlugins } from '../src/plugins.js';
-import { MOTO_AWS_ENV, resolveTemporalCli, startStack, defaultToolsDir, type Stack } from '../src/stack/index.js';
-import { seedSandbox, type Sandbox } from '../src/stack/sandbox/index.js';
+import { installRuntime } from '../src/worker.js';
+import { MOTO_AWS_ENV } from '../src/stack/index.js';
 import { REGIONS_CREDENTIAL } from '../src/stack/sandbox/regions.js';
 import { SANDBOX_SOURCE } from '../src/stack/sandbox/db.js';
 import { freePorts } from '../src/stack/ports.js';
 import { startSharedWorker, stopSharedWorker } from './helpers/worker.js';
 import { startWebhook, type Webhook } from './helpers/webhook.js';
-import { quietBundlerLogger } from './helpers/quiet-logger.js';
+import { fixturePluginPath, SHARED_STACK_ENV, startSharedStack, type SharedStack, type SharedStackInfo } from './helpers/shared-stack.js';
+import { remoteSandbox, type TestSandbox } from './helpers/sandbox-control.js';
+
+export { fixturePluginPath };
 
 export interface TestStack {
   temporalAddress: string;
+  /** This process's Temporal namespace: its lane's, or `default` when the file runs alone. */
+  namespace: string;
   uiUrl: string;
   awsEndpoint: string;
   postgresUrl: string;
@@ -37,12 +38,13 @@ export interface TestStack {
   dir: string;
 }
 
-export const fixturePluginPath = fileURLToPath(new URL('./fixtures/plugin.js', import.meta.url));
-
-let stack: Stack | undefined;
-let sandboxHandle: Sandbox | undefined;
+/** The stack this process started (a file run alone); undefined when it attached to a lane runner's. */
+let ownStack: SharedStack | undefined;
+let sandboxHandle: TestSandbox | undefined;
 let shared: TestStack | undefined;
 let webhookReceiver: Webhook | undefined;
+let lastMark = Date.now();
+const fileMs: Record<string, number> = {};
 
 /** What runs posted to the `notified` environment's webhook. */
 export function webhook(): Webhook {
@@ -55,7 +57,7 @@ export function testStack(): TestStack {
   return shared;
 }
 
-export function sandbox(): Sandbox {
+export function sandbox(): TestSandbox {
   if (!sandboxHandle) throw new Error('the sandbox is not seeded');
   return sandboxHandle;
 }
@@ -89,7 +91,7 @@ function withTestTerraformDirs(env: Record<string, unknown>, root: string): Reco
   return { ...env, credentials, terraform: { ...terraform, dirs: { ...terraform.dirs, ...dirs } } };
 }
 
-function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string, sandbox: Sandbox): Record<string, unknown> {
+function testEnvironments(sandboxEnv: Record<string, unknown>, webhookUrl: string, sandbox: TestSandbox): Record<string, unknown> {
   const aws = sandboxEnv.aws;
   const runbooks = sandboxEnv.runbooks as Record<string, Record<string, unknown>>;
   const { credentials, databaseTls } = sandboxEnv;
@@ -144,17 +146,20 @@ export const mochaHooks = {
     this.timeout(15 * 60_000); // a cold machine builds the Temporal CLI first
     installRuntime();
     const dir = mkdtempSync(join(tmpdir(), 'runbook-test-'));
-    const temporalCli = await resolveTemporalCli(defaultToolsDir, (line) => console.log(line));
-    const [started, bundle] = await Promise.all([
-      startStack({ dataDir: join(dir, 'stack'), log: () => {} }),
-      loadPlugins([fixturePluginPath]).then((plugins) =>
-        bundleWorkflowCode({ workflowsPath: workflowsEntry(plugins), logger: quietBundlerLogger }),
-      ),
-    ]);
-    stack = started;
+    // A lane of the e2e runner attaches to the runner's stack; a file run alone starts its own.
+    const attachTo = process.env[SHARED_STACK_ENV];
+    let info: SharedStackInfo;
+    if (attachTo) {
+      info = JSON.parse(readFileSync(attachTo, 'utf8')) as SharedStackInfo;
+      sandboxHandle = remoteSandbox(info.sandbox, info.postgresUrl, info.sandboxControlUrl!);
+    } else {
+      ownStack = await startSharedStack(dir);
+      info = ownStack.info;
+      sandboxHandle = ownStack.sandbox;
+    }
     Object.assign(process.env, MOTO_AWS_ENV, { AWS_REGION: 'us-east-1' });
+    const namespace = process.env.TEMPORAL_NAMESPACE ?? 'default';
     webhookReceiver = await startWebhook();
-    sandboxHandle = await seedSandbox({ awsEndpoint: stack.awsEndpoint, postgresUrl: stack.postgresUrl, postgresCa: stack.postgresCa });
 
     const configPath = join(dir, 'runbooks.config.yaml');
     writeFileSync(
@@ -172,27 +177,27 @@ export const mochaHooks = {
         },
       }),
     );
-    const workflowBundlePath = join(dir, 'workflow-bundle.js');
-    writeFileSync(workflowBundlePath, bundle.code);
     const ledgerDir = join(dir, 'ledger');
     shared = {
-      temporalAddress: stack.temporalAddress,
-      uiUrl: stack.uiUrl,
-      awsEndpoint: stack.awsEndpoint,
-      postgresUrl: stack.postgresUrl,
-      pgBinDir: stack.pgBinDir,
+      temporalAddress: info.temporalAddress,
+      namespace,
+      uiUrl: info.uiUrl,
+      awsEndpoint: info.awsEndpoint,
+      postgresUrl: info.postgresUrl,
+      pgBinDir: info.pgBinDir,
       configPath,
-      temporalCli,
+      temporalCli: info.temporalCli,
       ledgerDir,
-      workflowBundlePath,
+      workflowBundlePath: info.workflowBundlePath,
       dir,
       env: {
         ...MOTO_AWS_ENV,
         AWS_REGION: 'us-east-1',
-        TEMPORAL_ADDRESS: stack.temporalAddress,
-        TEMPORAL_UI_URL: stack.uiUrl,
+        TEMPORAL_ADDRESS: info.temporalAddress,
+        TEMPORAL_NAMESPACE: namespace,
+        TEMPORAL_UI_URL: info.uiUrl,
         RUNBOOK_CONFIG: configPath,
-        RUNBOOK_WORKFLOW_BUNDLE: workflowBundlePath,
+        RUNBOOK_WORKFLOW_BUNDLE: info.workflowBundlePath,
         FIXTURE_LEDGER_DIR: ledgerDir,
         RUNBOOK_USER: 'tester',
         // The chat webhook's URL reaches the worker only through its environment, as a secret would.
@@ -204,15 +209,27 @@ export const mochaHooks = {
       },
     };
     await startSharedWorker();
+    lastMark = Date.now();
+  },
+
+  /** Time per file (its hooks and tests), printed at the end for the lane runner to balance lanes by. */
+  afterEach(this: Mocha.Context) {
+    const file = this.currentTest?.file;
+    if (!file) return;
+    const name = basename(file, '.test.js');
+    fileMs[name] = (fileMs[name] ?? 0) + (Date.now() - lastMark);
+    lastMark = Date.now();
   },
 
   async afterAll(this: Mocha.Context) {
     this.timeout(60_000);
+    console.log(
+      `e2e-file-times ${JSON.stringify(Object.fromEntries(Object.entries(fileMs).map(([f, ms]) => [f, Math.round(ms / 1000)])))}`,
+    );
     await stopSharedWorker();
     if (shared && process.env.RUNBOOK_RECORD_HISTORIES) await recordHistories(shared, process.env.RUNBOOK_RECORD_HISTORIES);
-    await sandboxHandle?.stop();
     await webhookReceiver?.close();
-    await stack?.stop();
+    await ownStack?.stop();
     if (shared && !process.env.RUNBOOK_KEEP_TEST_DIR) rmSync(shared.dir, { recursive: true, force: true });
   },
 };
@@ -223,7 +240,8 @@ export const mochaHooks = {
  */
 async function recordHistories(stack: TestStack, dir: string): Promise<void> {
   mkdirSync(dir, { recursive: true });
-  const cli = (...args: string[]) => execa(stack.temporalCli, [...args, '--address', stack.temporalAddress, '-o', 'json']);
+  const cli = (...args: string[]) =>
+    execa(stack.temporalCli, [...args, '--address', stack.temporalAddress, '--namespace', stack.namespace, '-o', 'json']);
   const runs = JSON.parse((await cli('workflow', 'list', '--limit', '1000')).stdout || '[]') as Array<{
     execution: { workflowId: string; runId: string };
   }>;
@@ -231,5 +249,5 @@ async function recordHistories(stack: TestStack, dir: string): Promise<void> {
     const history = await cli('workflow', 'show', '-w', execution.workflowId, '-r', execution.runId);
     writeFileSync(join(dir, `${execution.workflowId.replace(/[^\w.-]+/g, '_')}-${execution.runId.slice(0, 8)}.json`), history.stdout);
   }
-  console.log(`recorded ${runs.length} histories in ${dir}`);
+  console.log(`recorded ${runs.length} histories of namespace ${stack.namespace} in ${dir}`);
 }

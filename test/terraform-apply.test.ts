@@ -26,7 +26,7 @@ const idFor = (workspace: string) => `terraform-apply:sandbox:sandbox.${workspac
 describe('terraform-apply on the sandbox', function () {
   this.timeout(5 * 60_000);
   let s3: S3Client;
-  let infra: SandboxTerraform;
+  let infra: Omit<SandboxTerraform, 'stop'>;
   /** aws_s3_bucket with the real provider, terraform_data for the stand-in. */
   let type: string;
 

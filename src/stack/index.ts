@@ -32,6 +32,8 @@ export interface StackOptions {
   persistTemporal?: boolean;
   /** Progress lines. Default: stderr. */
   log?: (line: string) => void;
+  /** Temporal namespaces to create besides `default`, each with the runbook search attributes (test lanes use one each). */
+  namespaces?: string[];
 }
 
 export interface Stack {
@@ -71,6 +73,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         port: temporalPort,
         uiPort,
         dbFile: options.persistTemporal ? join(options.dataDir, 'temporal.db') : undefined,
+        namespaces: options.namespaces,
         logFile: join(logDir, 'temporal.log'),
       }),
       startMoto({ port: motoPort, logFile: join(logDir, 'moto.log'), toolsDir, log }),

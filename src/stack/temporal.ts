@@ -81,6 +81,8 @@ export interface TemporalOptions {
   /** SQLite file that keeps workflows across restarts; in memory when absent. */
   dbFile?: string;
   logFile: string;
+  /** Created at launch besides `default`; the dev server registers the search attributes in each. */
+  namespaces?: string[];
 }
 
 export interface TemporalServer extends ManagedServer {
@@ -119,6 +121,7 @@ function devServerArgs(options: TemporalOptions): string[] {
     '--ui-port',
     String(options.uiPort),
     ...(options.dbFile ? ['--db-filename', options.dbFile] : []),
+    ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),
     '--log-level',
     'warn',
     '--color',

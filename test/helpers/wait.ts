@@ -9,7 +9,10 @@ export { waitUntil };
 let client: Client | undefined;
 
 export async function temporalClient(): Promise<Client> {
-  if (!client) client = new Client({ connection: await Connection.connect({ address: testStack().temporalAddress }) });
+  if (!client) {
+    const { temporalAddress, namespace } = testStack();
+    client = new Client({ connection: await Connection.connect({ address: temporalAddress }), namespace });
+  }
   return client;
 }
 

@@ -80,13 +80,17 @@ export interface SandboxDatabases {
   stop(): Promise<void>;
 }
 
+/** Superuser URL of instance `instance`'s database on the local server (a pure function, so test processes can compute it too). */
+export function instanceDatabaseUrl(postgresUrl: string, instance: string): string {
+  return Object.assign(new URL(postgresUrl), { pathname: `/${encodeURIComponent(instance)}` }).toString();
+}
+
 export async function seedDatabases(options: { awsEndpoint: string; postgresUrl: string; region: string }): Promise<SandboxDatabases> {
   const config = { endpoint: options.awsEndpoint, region: options.region, credentials: MOTO_CREDENTIALS };
   const server = new URL(options.postgresUrl);
   const adminPassword = decodeURIComponent(server.password);
   const appPassword = randomBytes(18).toString('base64url');
-  const databaseUrl = (instance: string) =>
-    Object.assign(new URL(options.postgresUrl), { pathname: `/${encodeURIComponent(instance)}` }).toString();
+  const databaseUrl = (instance: string) => instanceDatabaseUrl(options.postgresUrl, instance);
 
   const secrets = new SecretsManagerClient(config);
   const s3 = new S3Client({ ...config, forcePathStyle: true });
