@@ -82,8 +82,13 @@ export async function decideCommand(
   }
 
   const handle = client.workflow.getHandle(workflowId, execution.runId);
-  const { decision: _decision, ...payload } = args;
-  await handle.signal(args.decision === 'approved' ? approveSignal : rejectSignal, payload as never);
+  if (args.decision === 'approved') {
+    const { decision: _decision, ...approval } = args;
+    await handle.signal(approveSignal, approval);
+  } else {
+    const { decision: _decision, ...rejection } = args;
+    await handle.signal(rejectSignal, rejection);
+  }
 
   const outcome = await awaitOutcome(ctx, workflowId, args.requestId!);
   if ('reason' in outcome) throw new UsageError(`refused: ${outcome.reason}`);
