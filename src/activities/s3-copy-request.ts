@@ -9,9 +9,10 @@
  * bucket), credentials from its provider chain, the SHA-256 from its config,
  * the signature from the SDK's SigV4 signer, the clock offset from the client's
  * own skew correction (which this path updates the way the SDK does). Requests
- * go out through an undici pool of kept-alive connections: per request it costs
- * a fraction of node's `http.request` (bench/copy-profile.ts). Failures become `S3ServiceException`s with the
- * same name and `$metadata` the SDK would give, so the copier's throttling,
+ * go out through an undici pool of kept-alive connections rather than node's
+ * `http.request` (bench/copy-profile.ts, 2,000 x 4 KB at 64 in flight: 505
+ * objects/s against 393). Failures become `S3ServiceException`s with the same
+ * name and `$metadata` the SDK would give, so the copier's throttling,
  * retry and failure mapping treat both paths alike. Anything unusual (a
  * signing scheme other than SigV4, endpoint headers) returns undefined from
  * `leanCopyRequests`, and the copier uses the SDK.
