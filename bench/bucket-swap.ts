@@ -34,11 +34,14 @@ import { startS3Proxy, type S3Proxy, type S3ProxyCounts } from '../src/stack/s3-
 
 const REGION = 'us-east-1';
 const MiB = 2 ** 20;
-const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 64);
+/** The runbook's ceiling: the catalog's most, as many as s5cmd's workers. */
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 256);
 const S5CMD_WORKERS = Number(process.env.BENCH_S5CMD_WORKERS ?? 256);
 const SMALL_COUNT = Number(process.env.BENCH_SMALL ?? 10_000);
 const MEDIUM_COUNT = Number(process.env.BENCH_MEDIUM ?? 1000);
 const MIXES = (process.env.BENCH_MIXES ?? 'small,medium,large').split(',');
+/** Which copiers run (awscli is slow: leave it out while tuning). */
+const TOOLS = new Set((process.env.BENCH_TOOLS ?? 'runbook,s5cmd,awscli').split(','));
 const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x').map((v, i) => (i === 0 ? Number(v) : parseBytes(v))) as [
   number,
   number,
@@ -46,8 +49,11 @@ const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x
 /** A reference tool that runs longer than this fails the bench rather than hanging it. */
 const TOOL_TIMEOUT_MS = Number(process.env.BENCH_TOOL_TIMEOUT_S ?? 900) * 1000;
 const RSS_OBJECTS = Number(process.env.BENCH_RSS_OBJECTS ?? 100_000);
-/** The runbook's plan for the large mix: 64 MiB parts, so a 1 GiB object is 16 parallel UploadPartCopy requests. */
-const LARGE_PLAN = { multipartThreshold: 64 * MiB, partSize: 64 * MiB };
+/**
+ * The runbook's plan for the large mix: copied in parts (the catalog's default copies objects up to 5 GiB whole),
+ * BENCH_PART_SIZE each (16 MiB: a 1 GiB object is 64 UploadPartCopy requests, at most 16 in flight for all objects).
+ */
+const LARGE_PLAN = { multipartThreshold: 64 * MiB, partSize: parseBytes(process.env.BENCH_PART_SIZE ?? '16MiB') };
 const DEFAULT_PLAN = { multipartThreshold: 5 * 2 ** 30, partSize: 512 * MiB };
 
 interface Mix {
@@ -154,41 +160,53 @@ async function benchMix(
   };
   const activities = createS3Activities({ aws: awsClients });
   const aws = { region: REGION, endpoint };
-  await measure(`runbook copy (${CONCURRENCY} in flight at most)`, `${key}-runbook`, async () => {
-    const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, {
-      aws,
-      source,
-      target: `${key}-runbook`,
-      concurrency: CONCURRENCY,
-      ...mix.plan,
-    });
-    return `${result.copied} whole, ${result.multipart} in parts; limit ${result.throttling?.current} (lowest ${result.throttling?.lowest}), ${result.throttling?.throttled} throttled`;
-  });
-  await measure('runbook verify (of that copy)', undefined, async () => {
-    const verified: VerifiedCopy = await new MockActivityEnvironment().run(activities.verifyBucketCopy, {
-      aws,
-      source,
-      target: `${key}-runbook`,
-      ...mix.plan,
-    });
-    return `${verified.objects} objects match (${verified.multipart} by size and part count)`;
-  });
-  await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, `${key}-s5cmd`, async () => {
-    await execa(
-      tools.s5cmd,
-      ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`],
-      { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS },
-    );
-    return undefined;
-  });
-  await measure('aws s3 sync (awscli defaults)', `${key}-awscli`, async () => {
-    await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], {
-      env: FAST_S3_CREDENTIALS,
-      timeout: TOOL_TIMEOUT_MS,
-    });
-    return undefined;
-  });
+  if (TOOLS.has('runbook')) await measureRunbook();
+  if (TOOLS.has('s5cmd')) await measureS5cmd();
+  if (TOOLS.has('awscli')) await measureAwscli();
   return measured;
+
+  async function measureRunbook(): Promise<void> {
+    await measure(`runbook copy (${CONCURRENCY} in flight at most)`, `${key}-runbook`, async () => {
+      const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, {
+        aws,
+        source,
+        target: `${key}-runbook`,
+        concurrency: CONCURRENCY,
+        ...mix.plan,
+      });
+      return `${result.copied} whole, ${result.multipart} in parts; limit ${result.throttling?.current} (lowest ${result.throttling?.lowest}), ${result.throttling?.throttled} throttled`;
+    });
+    await measure('runbook verify (of that copy)', undefined, async () => {
+      const verified: VerifiedCopy = await new MockActivityEnvironment().run(activities.verifyBucketCopy, {
+        aws,
+        source,
+        target: `${key}-runbook`,
+        ...mix.plan,
+      });
+      return `${verified.objects} objects match (${verified.multipart} by size and part count)`;
+    });
+  }
+
+  async function measureS5cmd(): Promise<void> {
+    await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, `${key}-s5cmd`, async () => {
+      await execa(
+        tools.s5cmd,
+        ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`],
+        { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS },
+      );
+      return undefined;
+    });
+  }
+
+  async function measureAwscli(): Promise<void> {
+    await measure('aws s3 sync (awscli defaults)', `${key}-awscli`, async () => {
+      await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], {
+        env: FAST_S3_CREDENTIALS,
+        timeout: TOOL_TIMEOUT_MS,
+      });
+      return undefined;
+    });
+  }
 }
 
 /** `count` objects of `size` bytes under a few prefixes; large ones uploaded by s5cmd (multipart) from one local file. */

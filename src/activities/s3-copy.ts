@@ -83,6 +83,11 @@ export interface CopyResult extends Omit<CopyCheckpoint, 'token' | 'lastKey' | '
 const WINDOW_PAGES = 2;
 /** Large objects copied in parts at once (their parts share the request limit with whole copies). */
 const MULTIPART_OBJECTS = 4;
+/**
+ * UploadPartCopy requests in flight across all large objects. Each moves up to a part's bytes inside S3; past a
+ * few dozen they only queue on the server's disks (awscli's 10 parts of 8 MiB beat 64 parts of 64 MiB at once).
+ */
+export const PARTS_IN_FLIGHT = 16;
 /** The catalog's ceiling; the S3 client keeps at least this many sockets open (aws.ts). */
 export const MAX_REQUESTS_IN_FLIGHT = 256;
 /** Sends of one request by the copier, each with the SDK's own retries inside. */
@@ -109,8 +114,10 @@ export async function copyObjects(s3: S3Client, args: CopyObjectsArgs): Promise<
   const heartbeat = () => context.heartbeat(checkpoint);
   heartbeat(); // so that a retry knows where the first page starts even if no page completes
   const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
-  // Every request in flight listens for cancellation on this one signal; that many listeners are expected.
-  setMaxListeners(MAX_REQUESTS_IN_FLIGHT + 16, context.cancellationSignal);
+  // Every request in flight listens for cancellation on this one signal; that many listeners are expected, and twice
+  // that for a moment: undici lets go of a request's listener when its answer's body closes, a tick after the next
+  // request on that slot has added its own.
+  setMaxListeners(2 * MAX_REQUESTS_IN_FLIGHT + 16, context.cancellationSignal);
   // Whole copies skip the SDK's pipeline, which costs most of the CPU of a small object's copy (s3-copy-request.ts).
   const lean = await leanCopyRequests(s3, args.target, context.cancellationSignal);
   const copier = new ObjectCopier(s3, args, context.cancellationSignal, lean);
@@ -277,6 +284,7 @@ class ObjectCopier {
   private stopped = false;
   /** Large objects in parts at once: each opens a multipart upload, and their parts fill the request limit anyway. */
   private readonly multipartObjects = pLimit(MULTIPART_OBJECTS);
+  private readonly partCopies = pLimit(PARTS_IN_FLIGHT);
 
   constructor(
     private readonly s3: S3Client,
@@ -374,8 +382,8 @@ class ObjectCopier {
   }
 
   /**
-   * UploadPartCopy for objects above the threshold, every part sent at once
-   * into the request limit. A multipart upload starts empty, so the object's
+   * UploadPartCopy for objects above the threshold, the parts of all large
+   * objects at most PARTS_IN_FLIGHT at once, within the request limit. A multipart upload starts empty, so the object's
    * headers, metadata and tags are read from the source and given to it;
    * every part is copied only if the source is still the version listed
    * (CopySourceIfMatch), so parts never mix two versions.
@@ -414,16 +422,18 @@ class ObjectCopier {
       const partSize = partSizeFor(size, this.plan);
       const parts = await Promise.all(
         byteRanges(size, partSize).map(async (range, i) => {
-          const answer = await this.send((s3, options) =>
-            s3.send(
-              new UploadPartCopyCommand({
-                ...upload,
-                PartNumber: i + 1,
-                CopySource: copySource(args.source, entry.key),
-                CopySourceRange: `bytes=${range.first}-${range.last}`,
-                CopySourceIfMatch: etag,
-              }),
-              options,
+          const answer = await this.partCopies(() =>
+            this.send((s3, options) =>
+              s3.send(
+                new UploadPartCopyCommand({
+                  ...upload,
+                  PartNumber: i + 1,
+                  CopySource: copySource(args.source, entry.key),
+                  CopySourceRange: `bytes=${range.first}-${range.last}`,
+                  CopySourceIfMatch: etag,
+                }),
+                options,
+              ),
             ),
           );
           return { PartNumber: i + 1, ETag: answer.CopyPartResult?.ETag };
@@ -443,7 +453,20 @@ class ObjectCopier {
 /** A request not sent because the copy stopped at another's failure. */
 class Stopped extends Error {}
 
-const NETWORK_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'TimeoutError', 'RequestTimeout']);
+const NETWORK_ERRORS = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNREFUSED',
+  'TimeoutError',
+  'RequestTimeout',
+  // undici's (the lean CopyObject's client): the connection closed or timed out before the answer.
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
 
 function errorName(err: unknown): string {
   const e = err as { name?: string; code?: string };
@@ -463,10 +486,15 @@ function isThrottling(err: unknown): boolean {
   );
 }
 
-/** Worth sending again: throttling, a server error or a connection lost before the answer (every copy request is idempotent). */
+/**
+ * Worth sending again: throttling, a server error, a connection lost before the answer (every copy request is
+ * idempotent), or a signature refused for a clock that has just been corrected from the server's Date.
+ */
 function isTransient(err: unknown): boolean {
   if (isThrottling(err) || NETWORK_ERRORS.has(errorName(err))) return true;
-  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode ?? 0;
+  const metadata = (err as { $metadata?: { httpStatusCode?: number; clockSkewCorrected?: boolean } }).$metadata;
+  if (metadata?.clockSkewCorrected) return true;
+  const status = metadata?.httpStatusCode ?? 0;
   if (status >= 500) return true;
   // A connection dropped mid-answer surfaces without an HTTP status.
   return status === 0 && /socket hang up|ECONNRESET|EPIPE|other side closed|premature close/i.test((err as Error).message ?? '');
