@@ -917,7 +917,7 @@ describe('bucket-swap on the sandbox', function () {
           'terraform.dir=elsewhere',
           'terraform.address=aws_s3_bucket.static',
         ],
-        /terraform\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: .*swap-guard, swap-apply\)/,
+        /terraform\.dir: 'elsewhere' is not a Terraform directory of sandbox \(allowed: [^)]*\bswap-guard, swap-apply\b/,
       ],
     ];
 

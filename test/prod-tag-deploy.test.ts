@@ -17,6 +17,7 @@ import type { RunStatus } from '../src/messages.js';
 import { SANDBOX_COMMITS } from '../src/stack/sandbox/app-migrations.js';
 import { DIGEST_TAG } from '../src/stack/sandbox/service-images.js';
 import { withClient } from '../src/stack/sandbox/pg.js';
+import { SIMULATOR_DEFAULTS } from '../src/stack/sandbox/ecs-simulator.js';
 import type { ProdTagDeployResult } from '../src/workflows/prod-tag-deploy.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook, runbookJson } from './helpers/cli.js';
@@ -60,8 +61,9 @@ describe('prod-tag-deploy on the sandbox', function () {
     await worker().start();
   });
 
-  after(() => {
+  after(async () => {
     for (const client of [ecs, ecr, elbv2]) client?.destroy();
+    await sandbox().ecs.configure(SIMULATOR_DEFAULTS);
   });
 
   // --- the sandbox as an operator sees it ------------------------------------------------------------

@@ -14,6 +14,7 @@ import {
 import type { RunStatus } from '../src/messages.js';
 import type { RollingRestartResult } from '../src/workflows/rolling-restart.js';
 import { sandbox, testStack } from './setup.js';
+import { SIMULATOR_DEFAULTS } from '../src/stack/sandbox/ecs-simulator.js';
 import { runbook, runbookJson } from './helpers/cli.js';
 import { temporalClient, waitForStatus, waitUntil } from './helpers/wait.js';
 import { worker } from './helpers/worker.js';
@@ -66,8 +67,10 @@ describe('rolling-restart on the sandbox', function () {
     await steadyState();
   });
 
-  after(() => {
+  after(async () => {
     for (const client of [ecs, autoScaling, elbv2]) client?.destroy();
+    // The next file in this lane finds the simulator as the sandbox seeds it, not with this file's last health delay.
+    await sandbox().ecs.configure(SIMULATOR_DEFAULTS);
   });
 
   // --- reading the sandbox -------------------------------------------------------------------------

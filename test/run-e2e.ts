@@ -27,7 +27,7 @@ interface Group {
 /** Files that share sandbox resources; each group runs in one lane, in this order. */
 const GROUPS: Group[] = [
   {
-    // In the serial run's order: a file leaves the simulator as its last test set it (rolling-restart: a 40 s health delay).
+    // In the serial run's order; each file puts the simulator back to its defaults when done (SIMULATOR_DEFAULTS).
     files: ['ecs-migration', 'prod-tag-deploy', 'region-data-update', 'rolling-restart', 'trust-boundary'],
     why:
       "the ECS simulator's settings are global (health delay, failing tasks); the `app` service is restarted by rolling-restart, " +

@@ -52,6 +52,9 @@ export interface EcsSimulatorSettings {
   failNextTasks?: number;
 }
 
+/** What a new simulator starts with: healthy at once; a test that changes it puts this back when done. */
+export const SIMULATOR_DEFAULTS: Required<EcsSimulatorSettings> = { healthDelayMs: 0, failNewTasks: false, failNextTasks: 0 };
+
 export interface EcsSimulatorOptions {
   /** Pause between reconciliations. Default 250 ms. */
   tickMs?: number;
@@ -75,9 +78,9 @@ export class EcsSimulator {
   private readonly tickMs: number;
   private readonly oneOffTasks: OneOffTasks | undefined;
   private readonly images: ServiceImages | undefined;
-  private healthDelayMs = 0;
-  private failNewTasks = false;
-  private failNextTasks = 0;
+  private healthDelayMs = SIMULATOR_DEFAULTS.healthDelayMs;
+  private failNewTasks = SIMULATOR_DEFAULTS.failNewTasks;
+  private failNextTasks = SIMULATOR_DEFAULTS.failNextTasks;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = true;
