@@ -111,7 +111,10 @@ describe('prod-tag-deploy on the sandbox', function () {
     let maxRunning = 0;
     const sampling = (async () => {
       while (!stopped) {
-        const [tasks, healthy] = await Promise.all([webTasks(), healthyIps()]);
+        // Tasks first, then target health: read the other way round (or at once), a sample can pair the targets from
+        // before a new task registered with the tasks from after the old one stopped, and count one serving task short.
+        const tasks = await webTasks();
+        const healthy = await healthyIps();
         minServing = Math.min(minServing, tasks.filter((t) => t.ip && healthy.has(t.ip)).length);
         maxRunning = Math.max(maxRunning, tasks.length);
         await new Promise((resolve) => setTimeout(resolve, 100));
