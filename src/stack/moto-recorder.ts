@@ -30,14 +30,7 @@ export class MotoRecorder {
   /** Stops recording; returns what was recorded since `start`. */
   async stop(): Promise<RecordedRequest[]> {
     await this.call('stop-recording', 'POST');
-    const text = await this.call('download-recording', 'GET');
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const { method, url, headers } = JSON.parse(line) as RecordedRequest;
-        return { method, url, headers };
-      });
+    return recordedRequests(await this.call('download-recording', 'GET'));
   }
 
   private async call(action: string, method: 'GET' | 'POST'): Promise<string> {
@@ -46,6 +39,39 @@ export class MotoRecorder {
     if (!response.ok) throw new Error(`moto recorder ${action}: HTTP ${response.status} ${text}`);
     return text;
   }
+}
+
+/**
+ * The requests in a moto recording. moto writes each entry and its newline
+ * in two writes from the server thread that handled the request, so under
+ * concurrent requests (other lanes of a shared stack) a line can hold two
+ * entries back to back, and a write still under way can leave the last
+ * entry unfinished. Entries are therefore read by their braces, not by
+ * lines; an unfinished last entry is a request that arrived after `stop`.
+ */
+export function recordedRequests(text: string): RecordedRequest[] {
+  const requests: RecordedRequest[] = [];
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  let start = -1;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c === '\\') escaped = true;
+      else if (c === '"') inString = false;
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === '{') {
+      if (depth++ === 0) start = i;
+    } else if (c === '}' && --depth === 0) {
+      const { method, url, headers } = JSON.parse(text.slice(start, i + 1)) as RecordedRequest;
+      requests.push({ method, url, headers });
+    }
+  }
+  return requests;
 }
 
 /** Which S3 operation a path-style request was, from its method, path, query and headers. */

@@ -214,7 +214,10 @@ export class EcsSimulator {
     if (serving > desired || (serving >= desired && old.some((t) => !isServing(t)))) {
       // Old tasks that do not serve go first, then the oldest.
       const victim = [...old].sort((a, b) => Number(isServing(a)) - Number(isServing(b)) || a.startedAt - b.startedAt)[0]!;
-      await this.stopTask(victim.arn, `Task replaced by deployment ${service.deployments?.[0]?.id ?? ''} (simulated scheduler)`);
+      await this.stopTask(
+        victim.arn,
+        `Task replaced by deployment ${service.deployments?.[0]?.id ?? ''} of ${short(rollout.digest)}; it ran ${short(victim.digest)} (simulated scheduler)`,
+      );
       return tasks.filter((t) => t !== victim);
     }
     const maximum = desired + Math.max(1, Math.floor(desired / 4));
@@ -334,6 +337,11 @@ export async function launchServiceTasks(
     );
   }
   return tasks;
+}
+
+/** A digest as people compare them: its first hex digits. */
+function short(digest: string | undefined): string {
+  return digest ? digest.replace(/^sha256:/, '').slice(0, 12) : 'no known image';
 }
 
 export function taskAddress(task: Task): string | undefined {
