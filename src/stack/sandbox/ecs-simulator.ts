@@ -56,8 +56,14 @@ export interface EcsSimulatorSettings {
 export const SIMULATOR_DEFAULTS: Required<EcsSimulatorSettings> = { healthDelayMs: 0, failNewTasks: false, failNextTasks: 0 };
 
 export interface EcsSimulatorOptions {
-  /** Pause between reconciliations. Default 250 ms. */
+  /** Pause between reconciliations while anything is changing (tasks starting, stopping, a deployment). Default 250 ms. */
   tickMs?: number;
+  /**
+   * Pause once every service is settled (its tasks at the desired count, all
+   * serving, nothing to replace). Default 1 s. Every tick costs moto a dozen
+   * requests, and moto serves every lane of the tests on one core.
+   */
+  idleTickMs?: number;
   /** Runs the cluster's one-off tasks (RunTask outside any service), e.g. migrations. Unset, they are left alone. */
   oneOffTasks?: OneOffTasks;
   /**
@@ -71,11 +77,14 @@ export interface EcsSimulatorOptions {
 /** Credentials moto accepts; the simulator only ever talks to the emulator. */
 const MOTO_CREDENTIALS = { accessKeyId: 'test', secretAccessKey: 'test' };
 const RUN_TASK_LIMIT = 10;
+/** DescribeTasks takes at most this many tasks. */
+const DESCRIBE_TASKS_LIMIT = 100;
 
 export class EcsSimulator {
   private readonly ecs: ECSClient;
   private readonly elbv2: ElasticLoadBalancingV2Client;
   private readonly tickMs: number;
+  private readonly idleTickMs: number;
   private readonly oneOffTasks: OneOffTasks | undefined;
   private readonly images: ServiceImages | undefined;
   private healthDelayMs = SIMULATOR_DEFAULTS.healthDelayMs;
@@ -97,6 +106,7 @@ export class EcsSimulator {
     this.ecs = new ECSClient(config);
     this.elbv2 = new ElasticLoadBalancingV2Client(config);
     this.tickMs = options.tickMs ?? 250;
+    this.idleTickMs = options.idleTickMs ?? 1_000;
     this.oneOffTasks = options.oneOffTasks;
     this.images = options.images;
   }
@@ -120,19 +130,31 @@ export class EcsSimulator {
     await this.running;
   }
 
-  /** One pass over every service of the cluster (the loop calls this; tests may too). */
-  async reconcile(): Promise<void> {
-    for (const service of await this.activeServices()) await this.reconcileService(service);
-    await this.oneOffTasks?.reconcile(this.ecs, this.cluster);
+  /**
+   * One pass over every service of the cluster, on one reading of its tasks
+   * (the loop calls this; tests may too). Resolves true when the cluster is
+   * settled: nothing was done and nothing is under way.
+   */
+  async reconcile(): Promise<boolean> {
+    const services = await this.activeServices();
+    const tasks = await this.clusterTasks();
+    let settled = true;
+    for (const service of services) {
+      const own = tasks.filter((t) => t.group === `service:${service.serviceName}`).map((t) => this.simulated(t));
+      if (!(await this.reconcileService(service, own))) settled = false;
+    }
+    if (this.oneOffTasks && !(await this.oneOffTasks.reconcile(this.ecs, this.cluster, tasks))) settled = false;
+    return settled;
   }
 
   private schedule(delayMs: number): void {
     this.timer = setTimeout(() => {
+      let settled = false;
       this.running = this.reconcile()
-        .then(() => (this.lastError = undefined))
+        .then((s) => ((settled = s), (this.lastError = undefined)))
         .catch((err: Error) => (this.lastError = err))
         .then(() => {
-          if (!this.stopped) this.schedule(this.tickMs);
+          if (!this.stopped) this.schedule(settled ? this.idleTickMs : this.tickMs);
         });
     }, delayMs);
     // The simulator serves whoever runs it; it must not keep a finished process alive.
@@ -146,13 +168,16 @@ export class EcsSimulator {
     return services.filter((s) => s.status === 'ACTIVE');
   }
 
-  private async reconcileService(service: Service): Promise<void> {
+  /** Resolves true when the service is settled: nothing done, no task waiting for its health checks, nothing to replace. */
+  private async reconcileService(service: Service, running: SimulatedTask[]): Promise<boolean> {
     const targetGroups = await this.targetGroupsOf(service);
     const isServing = (task: SimulatedTask) => Boolean(task.ip) && targetGroups.every((g) => g.registered.has(task.ip!));
-    let tasks = await this.serviceTasks(service.serviceName!);
+    let tasks = running;
+    let acted = false;
 
     // Health checks: a task whose delay has passed either joins its target groups or is stopped as failed.
     const now = Date.now();
+    const checking = tasks.some((t) => t.checkedAt > now && !isServing(t));
     for (const task of tasks.filter((t) => t.checkedAt <= now && !isServing(t))) {
       if (task.planned === 'failing') {
         await this.stopTask(
@@ -160,10 +185,12 @@ export class EcsSimulator {
           `Task failed ELB health checks in ${targetGroups.map((g) => g.name).join(', ') || 'its target group'} (simulated)`,
         );
         tasks = tasks.filter((t) => t !== task);
+        acted = true;
       } else if (task.ip) {
         for (const group of targetGroups.filter((g) => !g.registered.has(task.ip!))) {
           await this.elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: group.arn, Targets: [{ Id: task.ip, Port: group.port }] }));
           group.registered.add(task.ip);
+          acted = true;
         }
       }
     }
@@ -171,26 +198,34 @@ export class EcsSimulator {
     const desired = service.desiredCount ?? 0;
     const rollout = await this.images?.rolloutOf(this.ecs, service);
     const replacing = rollout ? await this.replaceOneAtATime(service, tasks, rollout, isServing) : undefined;
-    if (replacing) tasks = replacing;
-    else if (tasks.length < desired) await this.runTasks(service, desired - tasks.length, rollout);
-    else if (tasks.length > desired) {
+    if (replacing) {
+      tasks = replacing;
+      acted = true;
+    } else if (tasks.length < desired) {
+      await this.runTasks(service, desired - tasks.length, rollout);
+      acted = true;
+    } else if (tasks.length > desired) {
       // Scale in the tasks that serve least: not yet healthy first, then the newest.
       const servingLeastFirst = [...tasks].sort((a, b) => Number(isServing(a)) - Number(isServing(b)) || b.startedAt - a.startedAt);
       for (const task of servingLeastFirst.slice(0, tasks.length - desired)) {
         await this.stopTask(task.arn, 'Service scaled in (simulated scheduler)');
         tasks = tasks.filter((t) => t !== task);
       }
+      acted = true;
     }
 
     // A stopped task leaves its target groups, as ECS deregisters it.
-    const running = new Set(tasks.flatMap((t) => (t.ip ? [t.ip] : [])));
+    const addresses = new Set(tasks.flatMap((t) => (t.ip ? [t.ip] : [])));
     for (const group of targetGroups) {
-      const gone = [...group.registered].filter((ip) => !running.has(ip));
-      if (gone.length)
+      const gone = [...group.registered].filter((ip) => !addresses.has(ip));
+      if (gone.length) {
         await this.elbv2.send(
           new DeregisterTargetsCommand({ TargetGroupArn: group.arn, Targets: gone.map((Id) => ({ Id, Port: group.port })) }),
         );
+        acted = true;
+      }
     }
+    return !acted && !checking;
   }
 
   /**
@@ -262,11 +297,16 @@ export class EcsSimulator {
     return this.failNewTasks ? 'failing' : 'healthy';
   }
 
-  private async serviceTasks(serviceName: string): Promise<SimulatedTask[]> {
+  /** Every task of the cluster that is meant to run, services' and one-off, with their tags. */
+  private async clusterTasks(): Promise<Task[]> {
     const { taskArns = [] } = await this.ecs.send(new ListTasksCommand({ cluster: this.cluster, desiredStatus: 'RUNNING' }));
-    if (!taskArns.length) return [];
-    const { tasks = [] } = await this.ecs.send(new DescribeTasksCommand({ cluster: this.cluster, tasks: taskArns, include: ['TAGS'] }));
-    return tasks.filter((t) => t.group === `service:${serviceName}` && t.lastStatus !== 'STOPPED').map((t) => this.simulated(t));
+    const tasks: Task[] = [];
+    for (let i = 0; i < taskArns.length; i += DESCRIBE_TASKS_LIMIT) {
+      const page = taskArns.slice(i, i + DESCRIBE_TASKS_LIMIT);
+      const described = await this.ecs.send(new DescribeTasksCommand({ cluster: this.cluster, tasks: page, include: ['TAGS'] }));
+      tasks.push(...(described.tasks ?? []));
+    }
+    return tasks.filter((t) => t.lastStatus !== 'STOPPED');
   }
 
   private simulated(task: Task): SimulatedTask {

@@ -12,14 +12,7 @@
  * to start stops with an image pull error and no exit code, as ECS reports one.
  */
 import { CloudWatchLogsClient, CreateLogStreamCommand, PutLogEventsCommand } from '@aws-sdk/client-cloudwatch-logs';
-import {
-  DescribeTaskDefinitionCommand,
-  DescribeTasksCommand,
-  ListTasksCommand,
-  StopTaskCommand,
-  type ECSClient,
-  type Task,
-} from '@aws-sdk/client-ecs';
+import { DescribeTaskDefinitionCommand, StopTaskCommand, type ECSClient, type Task } from '@aws-sdk/client-ecs';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { recordedTaskKey, type RecordedTask } from '../../activities/task-facts.js';
 import type { AppMigrations } from './app-migrations.js';
@@ -67,13 +60,20 @@ export class OneOffTasks {
   }
 
   /** Starts what is new, stops what has finished. */
-  async reconcile(ecs: ECSClient, cluster: string): Promise<void> {
-    for (const task of await oneOffTasks(ecs, cluster)) {
+  /**
+   * Starts and finishes the cluster's one-off tasks among `clusterTasks` (those
+   * meant to run, as the ECS simulator read them this tick). Resolves true
+   * when none runs.
+   */
+  async reconcile(ecs: ECSClient, cluster: string, clusterTasks: Task[]): Promise<boolean> {
+    const tasks = clusterTasks.filter((t) => !t.group?.startsWith('service:'));
+    for (const task of tasks) {
       const arn = task.taskArn!;
       const known = this.running.get(arn);
       if (!known) this.running.set(arn, await this.start(ecs, task));
       else if (Date.now() >= known.exitAt) await this.finish(ecs, cluster, task, known);
     }
+    return tasks.length === 0;
   }
 
   private async start(ecs: ECSClient, task: Task): Promise<Running> {
@@ -145,9 +145,3 @@ export class OneOffTasks {
 }
 
 /** Running tasks of the cluster that no service owns. */
-async function oneOffTasks(ecs: ECSClient, cluster: string): Promise<Task[]> {
-  const { taskArns = [] } = await ecs.send(new ListTasksCommand({ cluster, desiredStatus: 'RUNNING' }));
-  if (!taskArns.length) return [];
-  const { tasks = [] } = await ecs.send(new DescribeTasksCommand({ cluster, tasks: taskArns }));
-  return tasks.filter((t) => !t.group?.startsWith('service:') && t.lastStatus !== 'STOPPED');
-}
