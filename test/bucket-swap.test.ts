@@ -369,7 +369,9 @@ describe('bucket-swap on the sandbox', function () {
 
   it('a dry run reads the buckets and records what it would do, changing nothing', async () => {
     await worker().start();
-    const bucketsBefore = await bucketNames();
+    // Other lanes make and remove buckets of their own meanwhile: compare the sandbox's buckets and the source's objects.
+    const sandboxBuckets = async () => (await bucketNames()).filter((name) => name.startsWith('sandbox-'));
+    const [bucketsBefore, objectsBefore] = await Promise.all([sandboxBuckets(), listAll(s3, 'sandbox-uploads')]);
     // The sandbox's own defaults: sandbox-uploads -> sandbox-uploads-v2, mode aws.
     const result = await runbook(['start', 'bucket-swap', '--env', 'sandbox', '--dry-run', '--wait']);
     assert.equal(result.exitCode, 0, result.stdout + result.stderr);
@@ -382,7 +384,8 @@ describe('bucket-swap on the sandbox', function () {
     );
     for (const step of ['create-bucket', 'copy-objects', 'verify', 'delete-old', 'delete-old-bucket'])
       assert.match(stepDetail(status, step), /^would /, step);
-    assert.deepEqual(await bucketNames(), bucketsBefore);
+    assert.deepEqual(await sandboxBuckets(), bucketsBefore, 'no bucket made or removed');
+    assert.deepEqual(await listAll(s3, 'sandbox-uploads'), objectsBefore, 'the source unchanged');
   });
 
   it('an object changed or removed in the new bucket before verification: nothing deleted, the run fails naming them', async function () {
@@ -924,11 +927,11 @@ describe('bucket-swap on the sandbox', function () {
     for (const [what, sets, message] of cases) {
       it(`refuses ${what}`, async () => {
         const fresh = unique(`fresh-${what.split(' ').at(-1)}`);
-        const bucketsBefore = await bucketNames();
         const result = await runbook(['start', 'bucket-swap', '--env', 'sandbox', ...sets(fresh).flatMap((set) => ['--set', set])]);
         assert.equal(result.exitCode, 2, result.stdout + result.stderr);
         assert.match(result.stdout + result.stderr, message);
-        assert.deepEqual(await bucketNames(), bucketsBefore, 'no bucket created or deleted');
+        // Other lanes make and remove buckets meanwhile: the run could only have made the target or emptied the others.
+        assert.ok(!(await bucketNames()).includes(fresh), `no bucket ${fresh} made`);
         assert.deepEqual(
           (await listAll(s3, source)).map((o) => o.key),
           ['a.txt'],

@@ -32,6 +32,8 @@ export interface CopyObjectRequest {
 export interface LeanCopyRequests {
   /** One CopyObject; resolves once S3 confirms the copy, rejects as the SDK would. */
   copyObject(request: CopyObjectRequest): Promise<{ $metadata: { attempts: number; httpStatusCode: number } }>;
+  /** Lets the connections go once the requests in flight have their answers. */
+  close(): Promise<void>;
 }
 
 /** SHA-256 of an empty body: CopyObject sends none. */
@@ -43,7 +45,7 @@ const CONNECTIONS = 300;
  * One request per connection at a time (no pipelining: S3 does not promise it). S3 closes idle connections after
  * about 20 s; undici retires ours before that, so no request is sent on a socket S3 is closing.
  */
-const agent = new Agent({ connections: CONNECTIONS, pipelining: 1, keepAliveTimeout: 4_000, keepAliveMaxTimeout: 15_000 });
+const AGENT_OPTIONS = { connections: CONNECTIONS, pipelining: 1, keepAliveTimeout: 4_000, keepAliveMaxTimeout: 15_000 };
 
 /** The SDK corrects its clock when the server's differs by this much (AwsSdkSigV4Signer). */
 const CLOCK_SKEW_THRESHOLD_MS = 240_000;
@@ -74,13 +76,22 @@ interface ClientConfig {
 
 /**
  * CopyObject requests into `bucket` for this client, or undefined when its endpoint or signing is not the plain
- * SigV4 this path implements. Aborting `signal` aborts every request in flight (one listener for all of them).
+ * SigV4 this path implements. Aborting `signal` aborts every request in flight: the requests share a pool that the
+ * abort destroys, so there is one listener for all of them (a listener per request cost 4 % of the copy's CPU, and
+ * as much again in garbage).
  */
 export async function leanCopyRequests(s3: S3Client, bucket: string, signal: AbortSignal): Promise<LeanCopyRequests | undefined> {
   const endpoint = await bucketEndpoint(s3, bucket);
   if (!endpoint) return undefined;
+  const pool = new Agent(AGENT_OPTIONS);
+  const abort = () => void pool.destroy(abortError()).catch(() => undefined);
+  signal.addEventListener('abort', abort, { once: true });
   return {
-    copyObject: (request) => copyObject(endpoint, request, signal),
+    copyObject: (request) => copyObject(pool, endpoint, request, signal),
+    close: async () => {
+      signal.removeEventListener('abort', abort);
+      if (!pool.destroyed && !pool.closed) await pool.close();
+    },
   };
 }
 
@@ -147,6 +158,7 @@ export async function signedCopyObject(endpoint: BucketEndpoint, request: CopyOb
 }
 
 async function copyObject(
+  pool: Agent,
   endpoint: BucketEndpoint,
   request: CopyObjectRequest,
   signal: AbortSignal,
@@ -155,12 +167,11 @@ async function copyObject(
   const offsetBefore = endpoint.clock.systemClockOffset ?? 0;
   const sentAt = Date.now();
   const signed = await signedCopyObject(endpoint, request, new Date(sentAt + offsetBefore));
-  const answer = await agent.request({
+  const answer = await pool.request({
     origin: endpoint.url.origin,
     method: 'PUT',
     path: signed.path,
     headers: signed.headers,
-    signal,
   });
   const body = await answer.body.text();
   // S3 may answer a copy 200 and report its failure in the body.

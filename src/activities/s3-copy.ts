@@ -114,9 +114,9 @@ export async function copyObjects(s3: S3Client, args: CopyObjectsArgs): Promise<
   const heartbeat = () => context.heartbeat(checkpoint);
   heartbeat(); // so that a retry knows where the first page starts even if no page completes
   const ticker = setInterval(heartbeat, HEARTBEAT_EVERY_MS);
-  // Every request in flight listens for cancellation on this one signal; that many listeners are expected, and twice
-  // that for a moment: undici lets go of a request's listener when its answer's body closes, a tick after the next
-  // request on that slot has added its own.
+  // Every SDK request in flight (listings, parts, and whole copies where the lean path is off) listens for cancellation
+  // on this one signal; that many listeners are expected, and twice that for a moment: a request's listener goes when
+  // its answer's body closes, a tick after the next request on that slot has added its own.
   setMaxListeners(2 * MAX_REQUESTS_IN_FLIGHT + 16, context.cancellationSignal);
   // Whole copies skip the SDK's pipeline, which costs most of the CPU of a small object's copy (s3-copy-request.ts).
   const lean = await leanCopyRequests(s3, args.target, context.cancellationSignal);
@@ -135,6 +135,7 @@ export async function copyObjects(s3: S3Client, args: CopyObjectsArgs): Promise<
     return { ...counts, attempt, abortedUploads, throttling: { ...copier.requests.snapshot(), resent: copier.resent } };
   } finally {
     clearInterval(ticker);
+    await lean?.close();
   }
 }
 

@@ -72,6 +72,7 @@ describe('CopyObject without the SDK pipeline: clock skew', () => {
     assert.equal(copied.$metadata.httpStatusCode, 200);
     assert.equal(seen.length, 2);
     assert.ok(Math.abs(seen[1]! - (Date.now() + HOUR)) < 5_000, "the re-sent request was signed with the server's time");
+    await lean.close();
     s3.destroy();
   });
 });
