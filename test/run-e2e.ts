@@ -39,8 +39,12 @@ const GROUPS: Group[] = [
     why: 'the SANDBOX_SOURCE instance (and its default new instance), its `app-writer` service and the deploy pipeline',
   },
   { files: ['dev', 'stack'], why: 'each starts a stack of its own; `runbook dev` binds port 8233' },
-  { files: ['bucket-swap'], why: 'its own buckets and writer services; Terraform dirs are per lane' },
-  { files: ['terraform-apply'], why: "the sandbox's Terraform directory and workspaces" },
+  {
+    files: ['bucket-swap', 'terraform-apply'],
+    why:
+      "each counts requests with moto's recorder, which is one for all of moto (starting it forgets what another file " +
+      "recorded); bucket-swap: its own buckets and writer services; terraform-apply: the sandbox's Terraform directory and workspaces",
+  },
   { files: ['engine'], why: 'fixture runbooks only' },
   { files: ['bucket-swap-copy'], why: 'buckets of its own, through its own proxy' },
   { files: ['credentials'], why: 'dry runs and refusals only: changes nothing shared' },
