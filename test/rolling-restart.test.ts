@@ -164,10 +164,16 @@ describe('rolling-restart on the sandbox', function () {
     assert.equal(after.serviceDesired, before.serviceDesired, 'desired count restored');
     assert.equal(after.running.length, before.running.length);
     for (const task of after.running) assert.ok(!oldArns.includes(task.arn), `pre-run task ${task.arn} still runs`);
+    const gone = result.newTaskArns.filter((arn) => !after.running.some((t) => t.arn === arn));
+    const goneWhy: string[] = gone.length
+      ? ((await ecs.send(new DescribeTasksCommand({ cluster: CLUSTER, tasks: gone }))).tasks?.map(
+          (t) => `${t.taskArn!.split('/').at(-1)} ${t.lastStatus}: ${t.stoppedReason ?? 'no reason'}`,
+        ) ?? [])
+      : [];
     assert.deepEqual(
       after.running.map((t) => t.arn),
       [...result.newTaskArns].sort(),
-      'the tasks running now are the new ones the run reported',
+      `the tasks running now are the new ones the run reported${goneWhy.length ? ` (reported, gone: ${goneWhy.join('; ')})` : ''}`,
     );
     return after;
   }
