@@ -5,7 +5,7 @@
  * PostgreSQL with its own CA and with another.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -172,69 +172,78 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
   it('connects with verify-full to the sandbox PostgreSQL with its CA, and refuses a certificate another CA did not sign, naming the host', async () => {
     const { host, port } = pgAddress();
     const dir = mkdtempSync(join(tmpdir(), 'other-ca-'));
-    const otherCa = join(dir, 'other-ca.crt');
-    await execa('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=some other CA',
-      '-keyout',
-      join(dir, 'other-ca.key'),
-      '-out',
-      otherCa,
-    ]);
-    const ref = sandbox().regions.credentialRef;
-    const sandboxCa = (sandbox().environment as { databaseTls: { ca: string } }).databaseTls.ca;
-    const activities = (ca: string) =>
-      createRegionConfigActivities({
-        environments: workerConfig({
-          databaseTls: { mode: 'verify-full', ca },
-          credentials: { regions: { ref, allowedHosts: [`${host}:${port}`] } },
-        }),
-      });
-    const db = { aws: (sandbox().environment as { aws: { region: string } }).aws, login: login(host, port, 'regions', true) };
+    try {
+      const otherCa = join(dir, 'other-ca.crt');
+      await execa('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=some other CA',
+        '-keyout',
+        join(dir, 'other-ca.key'),
+        '-out',
+        otherCa,
+      ]);
+      const ref = sandbox().regions.credentialRef;
+      const sandboxCa = (sandbox().environment as { databaseTls: { ca: string } }).databaseTls.ca;
+      const activities = (ca: string) =>
+        createRegionConfigActivities({
+          environments: workerConfig({
+            databaseTls: { mode: 'verify-full', ca },
+            credentials: { regions: { ref, allowedHosts: [`${host}:${port}`] } },
+          }),
+        });
+      const db = { aws: (sandbox().environment as { aws: { region: string } }).aws, login: login(host, port, 'regions', true) };
 
-    // Secrets Manager calls take the activity's cancellation signal: run them in an activity context.
-    const read = (ca: string) => new MockActivityEnvironment().run(activities(ca).readRegions, { db, ids: ['PA'] }) as Promise<RegionRow[]>;
-    const rows = await read(sandboxCa);
-    assert.deepEqual(
-      rows.map((r) => r.id),
-      ['PA'],
-      'verify-full with the CA that signed the server',
-    );
+      // Secrets Manager calls take the activity's cancellation signal: run them in an activity context.
+      const read = (ca: string) =>
+        new MockActivityEnvironment().run(activities(ca).readRegions, { db, ids: ['PA'] }) as Promise<RegionRow[]>;
+      const rows = await read(sandboxCa);
+      assert.deepEqual(
+        rows.map((r) => r.id),
+        ['PA'],
+        'verify-full with the CA that signed the server',
+      );
 
-    const rejected = await failure(read(otherCa));
-    assert.equal(rejected.type, 'DatabaseCertificateRejected');
-    assert.equal(rejected.nonRetryable, true);
-    assert.match(
-      rejected.message,
-      new RegExp(
-        `the TLS certificate of ${host.replaceAll('.', '\\.')}:${port} does not verify against the CA bundle ${otherCa.replaceAll('.', '\\.')}`,
-      ),
-    );
+      const rejected = await failure(read(otherCa));
+      assert.equal(rejected.type, 'DatabaseCertificateRejected');
+      assert.equal(rejected.nonRetryable, true);
+      assert.match(
+        rejected.message,
+        new RegExp(
+          `the TLS certificate of ${host.replaceAll('.', '\\.')}:${port} does not verify against the CA bundle ${otherCa.replaceAll('.', '\\.')}`,
+        ),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses to start a worker whose CA bundle is malformed: a config error naming file and field, exit 2', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bad-ca-'));
-    const bundle = join(dir, 'bundle.pem');
-    writeFileSync(bundle, 'not a certificate\n');
-    const configPath = join(dir, 'config.yaml');
-    writeFileSync(
-      configPath,
-      stringify({
-        environments: { dev: { aws: { region: 'us-east-1', endpoint: testStack().awsEndpoint }, databaseTls: { ca: bundle } } },
-      }),
-    );
-    const result = await runbook(['worker', '--config', configPath]);
-    assert.equal(result.exitCode, 2, result.stdout + result.stderr);
-    assert.match(
-      result.stderr,
-      new RegExp(`environments\\.dev\\.databaseTls\\.ca: CA bundle ${bundle.replaceAll('.', '\\.')} holds no PEM certificate`),
-    );
+    try {
+      const bundle = join(dir, 'bundle.pem');
+      writeFileSync(bundle, 'not a certificate\n');
+      const configPath = join(dir, 'config.yaml');
+      writeFileSync(
+        configPath,
+        stringify({
+          environments: { dev: { aws: { region: 'us-east-1', endpoint: testStack().awsEndpoint }, databaseTls: { ca: bundle } } },
+        }),
+      );
+      const result = await runbook(['worker', '--config', configPath]);
+      assert.equal(result.exitCode, 2, result.stdout + result.stderr);
+      assert.match(
+        result.stderr,
+        new RegExp(`environments\\.dev\\.databaseTls\\.ca: CA bundle ${bundle.replaceAll('.', '\\.')} holds no PEM certificate`),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

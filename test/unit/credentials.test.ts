@@ -1,6 +1,6 @@
 /** Credentials bound to destinations, env: prefixes and database TLS settings in the environments file. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkWorkerFiles, ConfigError, databaseTls, environment, parseConfig } from '../../src/config.js';
@@ -137,24 +137,28 @@ describe('credentials bound to destinations', () => {
 
   it('checks CA bundles when the worker starts: unreadable, not PEM, or a broken certificate is a config error naming file, field and line', () => {
     const dir = mkdtempSync(join(tmpdir(), 'ca-test-'));
-    const notPem = join(dir, 'not-pem.txt');
-    writeFileSync(notPem, 'hello\n');
-    const broken = join(dir, 'broken.pem');
-    writeFileSync(broken, '# bundle\n\n-----BEGIN CERTIFICATE-----\nTUlJQm9vcHM=\n-----END CERTIFICATE-----\n');
-    const withCa = (ca: string) =>
-      parseConfig(config(`  dev:\n    aws: { region: us-east-1 }\n    databaseTls: { ca: ${ca} }`), '/etc/runbooks.yaml');
-    assert.throws(
-      () => checkWorkerFiles(withCa(join(dir, 'missing.pem'))),
-      (err: Error) =>
-        err instanceof ConfigError &&
-        /config \/etc\/runbooks\.yaml: environments\.dev\.databaseTls\.ca: CA bundle .*missing\.pem cannot be read: ENOENT/.test(
-          err.message,
-        ),
-    );
-    assert.throws(
-      () => checkWorkerFiles(withCa(notPem)),
-      /environments\.dev\.databaseTls\.ca: CA bundle .*not-pem\.txt holds no PEM certificate/,
-    );
-    assert.throws(() => checkWorkerFiles(withCa(broken)), /CA bundle .*broken\.pem line 3: not a valid certificate/);
+    try {
+      const notPem = join(dir, 'not-pem.txt');
+      writeFileSync(notPem, 'hello\n');
+      const broken = join(dir, 'broken.pem');
+      writeFileSync(broken, '# bundle\n\n-----BEGIN CERTIFICATE-----\nTUlJQm9vcHM=\n-----END CERTIFICATE-----\n');
+      const withCa = (ca: string) =>
+        parseConfig(config(`  dev:\n    aws: { region: us-east-1 }\n    databaseTls: { ca: ${ca} }`), '/etc/runbooks.yaml');
+      assert.throws(
+        () => checkWorkerFiles(withCa(join(dir, 'missing.pem'))),
+        (err: Error) =>
+          err instanceof ConfigError &&
+          /config \/etc\/runbooks\.yaml: environments\.dev\.databaseTls\.ca: CA bundle .*missing\.pem cannot be read: ENOENT/.test(
+            err.message,
+          ),
+      );
+      assert.throws(
+        () => checkWorkerFiles(withCa(notPem)),
+        /environments\.dev\.databaseTls\.ca: CA bundle .*not-pem\.txt holds no PEM certificate/,
+      );
+      assert.throws(() => checkWorkerFiles(withCa(broken)), /CA bundle .*broken\.pem line 3: not a valid certificate/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
