@@ -176,9 +176,15 @@ describe('terraform-apply on the sandbox', function () {
   it("plans into the run's folder, waits at review with counts, addresses and hash; approve applies exactly that plan, then deletes it", async () => {
     const workspace = await newWorkspace('approve');
     const id = (current = idFor(workspace));
-    const started = await start(workspace, 'vars.extra_buckets=["logs"]', `secretVars.deploy_token=${SANDBOX_DEPLOY_TOKEN.credential}`);
+    const started = await start(
+      workspace,
+      'vars.extra_buckets=["logs"]',
+      `secretVars.deploy_token=${SANDBOX_DEPLOY_TOKEN.credential}`,
+      'checkImage=sandbox-app:prod',
+    );
     assert.equal(started.exitCode, 0, started.stdout + started.stderr);
     assert.match(started.stdout, /Waiting at checkpoint 'review'/);
+    assert.match(stepDetail(await finalStatus(id), 'check-image'), /^sandbox-app:prod is sha256:[0-9a-f]{64}$/);
 
     const waiting = await finalStatus(id);
     const plan = savedPlan(waiting);
@@ -201,16 +207,10 @@ describe('terraform-apply on the sandbox', function () {
     assert.equal(watched.exitCode, 0, watched.stdout + watched.stderr);
     const status = await finalStatus(id);
     assert.equal(status.phase, 'succeeded', status.error ?? '');
-    assert.deepEqual(stepStates(status, ['init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up']), [
-      'done',
-      'done',
-      'skipped',
-      'done',
-      'done',
-      'done',
-      'done',
-      'done',
-    ]);
+    assert.deepEqual(
+      stepStates(status, ['check-image', 'init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up']),
+      ['done', 'done', 'done', 'skipped', 'done', 'done', 'done', 'done', 'done'],
+    );
     const result = status.result as { tool: string; applied: boolean; sha256: string };
     assert.match(result.tool, /^(Terraform|OpenTofu) v\d+\.\d+/);
     assert.equal(result.sha256, plan.sha256);
@@ -264,7 +264,7 @@ describe('terraform-apply on the sandbox', function () {
     if (infra.realProvider) assert.equal(await bucketExists(`sandbox-tf-${workspace}-old`), true, 'the bucket is still there');
   });
 
-  it('refuses a workspace that does not exist (never creating it), and a directory not in the allowlist, with exit 2', async () => {
+  it('refuses a workspace that does not exist (never creating it), an image not published in ECR, and a directory not in the allowlist, with exit 2', async () => {
     const missing = `t${process.pid}-nope`;
     current = idFor(missing);
     const unknown = await start(missing);
@@ -274,6 +274,13 @@ describe('terraform-apply on the sandbox', function () {
       new RegExp(`workspace: no workspace '${missing}' in .* \\(it has: .*staging.*\\); workspaces are never created by a run`),
     );
     assert.doesNotMatch(await tf(['workspace', 'list']), new RegExp(missing), 'the workspace was not created');
+
+    // Seed 003: an image that was never pushed stops the run before Terraform runs at all.
+    current = idFor('staging');
+    const unpublished = await start('staging', 'checkImage=sandbox-app:never-pushed');
+    assert.equal(unpublished.exitCode, 2, unpublished.stdout + unpublished.stderr);
+    assert.match(unpublished.stdout + unpublished.stderr, /checkImage: sandbox-app:never-pushed is not published in ECR/);
+    assert.deepEqual(stepStates(await finalStatus(idFor('staging')), ['init', 'plan']), ['skipped', 'skipped'], 'nothing ran');
 
     const otherDir = await runbook(['start', 'terraform-apply', '--env', 'sandbox', '--set', 'dir=elsewhere']);
     assert.equal(otherDir.exitCode, 2);

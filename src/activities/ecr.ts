@@ -67,6 +67,20 @@ export function createEcrActivities(deps: { ecr?: EcrClientFactory } = {}) {
       };
     },
 
+    /** The image `repository:tag` names; null when the repository or the tag does not exist. */
+    async publishedImage({
+      aws,
+      repository,
+      tag,
+    }: {
+      aws: AwsConnection;
+      repository: string;
+      tag: string;
+    }): Promise<{ digest: string } | null> {
+      const image = await imageByTag(ecr(aws), repository, tag);
+      return image ? { digest: image.digest } : null;
+    },
+
     /** Points `tag` at the image with `digest`. */
     async moveTag({
       aws,
@@ -115,7 +129,7 @@ async function imageByTag(client: ECRClient, repository: string, tag: string): P
     const image = imageDetails[0];
     return image?.imageDigest ? { digest: image.imageDigest, tags: image.imageTags ?? [] } : null;
   } catch (err) {
-    if ((err as Error).name === 'ImageNotFoundException') return null;
+    if ((err as Error).name === 'ImageNotFoundException' || (err as Error).name === 'RepositoryNotFoundException') return null;
     throw awsFailure(err, `find ${repository}:${tag}`);
   }
 }

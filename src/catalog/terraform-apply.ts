@@ -41,6 +41,11 @@ const params = z
       .describe(
         'secret variables by logical credential name (terraform.credentials in the config), e.g. --set secretVars.db_password=app-db; passed to Terraform as TF_VAR_<name> inside the plan only',
       ),
+    checkImage: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9._/-]{0,255}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/, 'must be <ECR repository>:<tag>, e.g. app:abc123')
+      .optional()
+      .describe('seed 003: refuse before planning unless this image is published in ECR, e.g. --set checkImage=app:abc123'),
     allow: z
       .array(z.string().min(1))
       .default([])
@@ -86,8 +91,14 @@ export const terraformApplyRunbook = defineRunbook({
       vars: p.vars,
       secretVars: Object.fromEntries(Object.entries(p.secretVars).map(([variable, credential]) => [variable, t.credentials[credential]!])),
       allow: p.allow,
+      ...(p.checkImage ? { checkImage: imageRef(p.checkImage) } : {}),
     };
   },
 });
+
+function imageRef(image: string): { repository: string; tag: string } {
+  const at = image.lastIndexOf(':');
+  return { repository: image.slice(0, at), tag: image.slice(at + 1) };
+}
 
 export type TerraformApplyInputs = z.input<typeof params>;

@@ -2,6 +2,7 @@
  * Seed 002, "Updating the Infrastructure" (and seed 003 "Terraform", the core
  * of seed 000): change infrastructure through Terraform, on the right workspace.
  *
+ *   the image tag being deployed is published in ECR   (seed 003; when checkImage names one)
  *   terraform init
  *   terraform workspace select staging        "it is crucial you are on the correct workspace"
  *   terraform plan -out tfplan
@@ -18,9 +19,10 @@
 import { CancellationScope } from '@temporalio/workflow';
 import type { AwsConnection } from '../config.js';
 import type { RunbookInput } from '../messages.js';
+import type { EcrActivities } from '../activities/ecr.js';
 import type { SavedPlan, TerraformActivities, TerraformDir } from '../activities/terraform.js';
 import { describeChanges, describeCounts, planCounts, planProblems, type PlanCounts } from '../terraform-plan.js';
-import { definePlan, refuseIf, runRunbook, stepActivities, TOOL_RETRY, type RunbookOf } from './engine/index.js';
+import { API_RETRY, definePlan, refuseIf, runRunbook, stepActivities, TOOL_RETRY, type RunbookOf } from './engine/index.js';
 
 export interface TerraformApplyParams {
   /** Where the AWS APIs are (for s3:// var files and secretsmanager: references); credentials stay with the worker. */
@@ -40,6 +42,8 @@ export interface TerraformApplyParams {
   secretVars: Record<string, string>;
   /** Addresses the plan may destroy or replace; nothing else. */
   allow: string[];
+  /** Seed 003: the image the change deploys must be published in ECR before anything is planned. */
+  checkImage?: { repository: string; tag: string };
 }
 
 export interface TerraformApplyResult {
@@ -56,7 +60,7 @@ export interface TerraformApplyResult {
 }
 
 export const terraformApplyPlan = definePlan({
-  steps: ['init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up'],
+  steps: ['check-image', 'init', 'workspace', 'var-files', 'plan', 'guard', 'review', 'apply', 'clean-up'],
   checkpoints: ['review'],
 });
 
@@ -64,6 +68,8 @@ export const terraformApplyPlan = definePlan({
 type Apply = RunbookOf<TerraformApplyParams, typeof terraformApplyPlan>;
 
 const PLAN_FILE = 'terraform-apply.tfplan';
+
+const ecr = stepActivities<EcrActivities>({ startToCloseTimeout: '1 minute', retry: API_RETRY });
 
 const tf = stepActivities<TerraformActivities>({
   startToCloseTimeout: '2 hours',
@@ -75,6 +81,7 @@ export async function terraformApply(input: RunbookInput): Promise<TerraformAppl
   return runRunbook(input, terraformApplyPlan, async (rb: Apply) => {
     const p = rb.params;
     const where: TerraformDir = { dir: p.dir, workspace: p.workspace, ...(p.cliConfig ? { cliConfig: p.cliConfig } : {}) };
+    await checkImage(rb);
     const { tool } = await rb.read(
       'init',
       `terraform init in ${p.dirName} (${p.dir}), lock file read-only`,
@@ -130,6 +137,23 @@ export async function terraformApply(input: RunbookInput): Promise<TerraformAppl
       );
     }
   });
+}
+
+/** Seed 003: "make sure the image tag you are deploying is published in ECR", before anything is planned. */
+async function checkImage(rb: Apply): Promise<void> {
+  const p = rb.params;
+  if (!p.checkImage) return rb.skip('check-image', 'no image named (checkImage)');
+  const { repository, tag } = p.checkImage;
+  await rb.read(
+    'check-image',
+    `check that ${repository}:${tag} is published in ECR`,
+    async () => {
+      const image = await ecr.publishedImage({ aws: p.aws, repository, tag });
+      refuseIf(!image, 'checkImage', `${repository}:${tag} is not published in ECR: push the image before applying`);
+      return image!;
+    },
+    { detail: (image) => `${repository}:${tag} is ${image.digest}` },
+  );
 }
 
 async function fetchVarFiles(rb: Apply): Promise<string[]> {
