@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { execa } from 'execa';
 import { stringify } from 'yaml';
 import { TASK_QUEUE } from '../src/messages.js';
 import { readRun } from '../src/cli/run-status.js';
@@ -20,6 +19,7 @@ import { createRegionConfigActivities, type RegionRow } from '../src/activities/
 import type { Login } from '../src/activities/pg-connect.js';
 import { sandbox, testStack } from './setup.js';
 import { runbook } from './helpers/cli.js';
+import { makePki } from './helpers/tls-front.js';
 import { temporalClient } from './helpers/wait.js';
 
 const PASSWORD = 'probe-password-7f3a9c';
@@ -173,22 +173,8 @@ describe('credentials bound to destinations, verified TLS to databases', () => {
     const { host, port } = pgAddress();
     const dir = mkdtempSync(join(tmpdir(), 'other-ca-'));
     try {
-      const otherCa = join(dir, 'other-ca.crt');
-      await execa('openssl', [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=some other CA',
-        '-keyout',
-        join(dir, 'other-ca.key'),
-        '-out',
-        otherCa,
-      ]);
+      // A CA of its own, which did not sign the sandbox server's certificate.
+      const otherCa = makePki(dir).ca;
       const ref = sandbox().regions.credentialRef;
       const sandboxCa = (sandbox().environment as { databaseTls: { ca: string } }).databaseTls.ca;
       const activities = (ca: string) =>

@@ -169,10 +169,10 @@ export class EcsSimulator {
   }
 
   /** Resolves true when the service is settled: nothing done, no task waiting for its health checks, nothing to replace. */
-  private async reconcileService(service: Service, running: SimulatedTask[]): Promise<boolean> {
+  private async reconcileService(service: Service, tasksOfService: SimulatedTask[]): Promise<boolean> {
     const targetGroups = await this.targetGroupsOf(service);
     const isServing = (task: SimulatedTask) => Boolean(task.ip) && targetGroups.every((g) => g.registered.has(task.ip!));
-    let tasks = running;
+    let tasks = tasksOfService;
     let acted = false;
 
     // Health checks: a task whose delay has passed either joins its target groups or is stopped as failed.
