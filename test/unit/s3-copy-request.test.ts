@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { CopyObjectCommand, S3Client, type StorageClass } from '@aws-sdk/client-s3';
+import { SignatureV4 } from '@smithy/signature-v4';
 import { bucketEndpoint, keyPath, serviceError, signedCopyObject } from '../../src/activities/s3-copy-request.js';
 import { copySource } from '../../src/activities/s3-objects.js';
 
@@ -47,6 +48,18 @@ async function sdkRequest(s3: S3Client, bucket: string, key: string, source: str
   return captured!;
 }
 
+/** The SDK's own SigV4 signer, configured as the client signs S3 requests. */
+async function sdkSigner(s3: S3Client): Promise<SignatureV4> {
+  const config = s3.config as unknown as { credentials: never; sha256: never; region: () => Promise<string> };
+  return new SignatureV4({
+    credentials: config.credentials,
+    sha256: config.sha256,
+    region: await config.region(),
+    service: 's3',
+    uriEscapePath: false,
+  });
+}
+
 const KEYS = ['plain/key.txt', 'with space/and+plus', "odd!'()*chars/é ü 日本", 'a//double/slash', '~tilde_-.ok', 'percent%20kept'];
 
 const CLIENTS: [string, () => S3Client][] = [
@@ -55,6 +68,10 @@ const CLIENTS: [string, () => S3Client][] = [
     () => new S3Client({ endpoint: 'http://127.0.0.1:9000', region: 'us-east-1', forcePathStyle: true, credentials }),
   ],
   ['AWS, virtual-hosted', () => new S3Client({ region: 'eu-west-1', credentials })],
+  [
+    'temporary credentials',
+    () => new S3Client({ region: 'us-west-2', credentials: { ...credentials, sessionToken: 'FwoGZXIvYXdzEJr//////////session+token=' } }),
+  ],
 ];
 
 describe('CopyObject without the SDK pipeline', () => {
@@ -88,7 +105,8 @@ describe('CopyObject without the SDK pipeline', () => {
         // The same signature over the headers the SDK signed: host, path and encoding all agree with the SDK's.
         const sdkAuth = sdk.headers.authorization!;
         const signedHeaders = /SignedHeaders=([^,]+)/.exec(sdkAuth)![1]!.split(';');
-        const resigned = await endpoint.signer.sign(
+        const signer = await sdkSigner(s3);
+        const resigned = await signer.sign(
           {
             ...sdk,
             protocol: ours.protocol,
@@ -99,9 +117,14 @@ describe('CopyObject without the SDK pipeline', () => {
         );
         assert.equal(resigned.headers.authorization, sdkAuth, `the SDK's signature recomputed for ${key}`);
         const ourSigned = /SignedHeaders=([^,]+)/.exec(ours.headers.authorization!)![1]!.split(';');
-        const ourResigned = await endpoint.signer.sign({ ...ours, headers: pick(ours.headers, ourSigned) }, { signingDate });
+        const ourResigned = await signer.sign(
+          { ...ours, protocol: endpoint.url.protocol, hostname: endpoint.url.hostname, query: {}, headers: pick(ours.headers, ourSigned) },
+          { signingDate },
+        );
         assert.equal(ourResigned.headers.authorization, ours.headers.authorization);
         assert.ok(ourSigned.includes('host') && ourSigned.includes('x-amz-copy-source') && ourSigned.includes('x-amz-content-sha256'));
+        assert.equal(ours.headers['x-amz-security-token'], sdk.headers['x-amz-security-token'], `session token sent for ${key}`);
+        assert.equal(ourSigned.includes('x-amz-security-token'), signedHeaders.includes('x-amz-security-token'));
       }
       s3.destroy();
     });
