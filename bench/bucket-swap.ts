@@ -1,14 +1,16 @@
 /**
  * bucket-swap's copy engine against s5cmd and `aws s3 sync`, on a fast real
  * S3 server (versitygw, posix backend; installed on first use, see
- * src/stack/fast-s3.ts), the same objects, one run. Every tool's requests go
- * through one counting proxy (src/stack/s3-proxy.ts), so they are counted the
- * same way, from outside; BENCH_DIRECT=1 times them straight against the
- * server instead (requests then not counted).
+ * src/stack/fast-s3.ts), the same objects, one run. Every tool's requests are
+ * counted the same way, from outside, by the server's own access log; the CPU
+ * each side spent (the copier, the server, the machine) is printed with them.
  *
  * Mixes: 10,000 x 4 KB, 1,000 x 1 MB, 4 x 1 GB (the runbook copies those in
  * parallel UploadPartCopy parts), then the worker's memory over a 100,000-
  * object copy.
+ *
+ * Each tool runs BENCH_ROUNDS times (2) per mix, taking turns, and the
+ * table compares each tool's best run.
  *
  *   npm run bench:bucket-swap
  *   BENCH_MIXES=small,medium BENCH_RSS_OBJECTS=0 npm run bench:bucket-swap   # a subset
@@ -27,10 +29,17 @@ import { awsClients } from '../src/activities/aws.js';
 import { createS3Activities, type CopyResult, type VerifiedCopy } from '../src/activities/s3.js';
 import { parseBytes } from '../src/bytes.js';
 import { formatBytes } from '../src/format.js';
-import { FAST_S3_CREDENTIALS, resolveFastS3Tools, startFastS3, type FastS3Tools } from '../src/stack/fast-s3.js';
+import {
+  FAST_S3_CREDENTIALS,
+  resolveFastS3Tools,
+  startFastS3,
+  type AnsweredRequests,
+  type FastS3Server,
+  type FastS3Tools,
+} from '../src/stack/fast-s3.js';
 import { defaultToolsDir } from '../src/stack/index.js';
 import { freePorts } from '../src/stack/ports.js';
-import { startS3Proxy, type S3Proxy, type S3ProxyCounts } from '../src/stack/s3-proxy.js';
+import { cpuMeter, type CpuSpent } from './cpu-time.js';
 
 const REGION = 'us-east-1';
 const MiB = 2 ** 20;
@@ -48,6 +57,8 @@ const [LARGE_COUNT, LARGE_SIZE] = (process.env.BENCH_LARGE ?? '4x1GiB').split('x
 ];
 /** A reference tool that runs longer than this fails the bench rather than hanging it. */
 const TOOL_TIMEOUT_MS = Number(process.env.BENCH_TOOL_TIMEOUT_S ?? 900) * 1000;
+/** Runs of each tool per mix, taking turns (A B B A): the table compares each tool's best. */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const RSS_OBJECTS = Number(process.env.BENCH_RSS_OBJECTS ?? 100_000);
 /**
  * The runbook's plan for the large mix: copied in parts (the catalog's default copies objects up to 5 GiB whole),
@@ -69,7 +80,10 @@ interface Measurement {
   objects: number;
   bytes: number;
   seconds: number;
-  requests?: S3ProxyCounts;
+  requests: AnsweredRequests;
+  cpu: CpuSpent;
+  /** Whether the CPU under `self` is the copier's (the runbook) or the copier is another process (s5cmd, awscli). */
+  copierInProcess: boolean;
   note?: string;
 }
 
@@ -89,9 +103,9 @@ async function main(): Promise<void> {
     port: port!,
     dataDir: join(dir, 'data'),
     logFile: join(dir, 'versitygw.log'),
+    accessLog: join(dir, 'access.log'),
   });
-  const proxy = await startS3Proxy(server.endpoint);
-  const endpoint = process.env.BENCH_DIRECT ? server.endpoint : proxy.endpoint;
+  const { endpoint } = server;
   Object.assign(process.env, FAST_S3_CREDENTIALS, { AWS_REGION: REGION });
   const s3 = new S3Client({ endpoint: server.endpoint, region: REGION, forcePathStyle: true });
   const results: Measurement[] = [];
@@ -103,13 +117,12 @@ async function main(): Promise<void> {
     for (const name of MIXES) {
       const mix = MIX_DEFS[name];
       if (!mix) throw new Error(`unknown mix ${name} (small, medium, large)`);
-      results.push(...(await benchMix(s3, tools, proxy, endpoint, name, mix, log)));
+      results.push(...(await benchMix(s3, tools, server, join(dir, 'data'), name, mix, log)));
       printMix(results.filter((r) => r.mix === mix.name));
     }
     if (RSS_OBJECTS > 0) rss = await benchMemory(s3, endpoint, log);
   } finally {
     s3.destroy();
-    await proxy.close();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -121,13 +134,14 @@ async function main(): Promise<void> {
 async function benchMix(
   s3: S3Client,
   tools: FastS3Tools,
-  proxy: S3Proxy,
-  endpoint: string,
+  server: FastS3Server,
+  dataDir: string,
   key: string,
   mix: Mix,
   log: (line: string) => void,
 ): Promise<Measurement[]> {
   const source = `src-${key}`;
+  const { endpoint } = server;
   log(`\n[${mix.name}] writing s3://${source}...`);
   await fill(s3, source, mix.count, mix.size, tools, endpoint);
   const bytes = mix.count * mix.size;
@@ -135,11 +149,13 @@ async function benchMix(
   const measure = async (tool: string, target: string | undefined, run: () => Promise<string | undefined>) => {
     if (target) await s3.send(new CreateBucketCommand({ Bucket: target }));
     log(`[${mix.name}] ${tool}...`);
-    await proxy.reset();
+    await server.requestsAnswered();
+    const cpuSpent = await cpuMeter(server.pid);
     const started = process.hrtime.bigint();
     const note = await run();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    const requests = process.env.BENCH_DIRECT ? undefined : await proxy.counts();
+    const cpu = await cpuSpent();
+    const requests = await server.requestsAnswered();
     if (target) {
       const copied = await countObjects(s3, target);
       if (copied !== mix.count) throw new Error(`${tool} copied ${copied} of ${mix.count} objects`);
@@ -150,40 +166,52 @@ async function benchMix(
       objects: mix.count,
       bytes,
       seconds,
-      ...(requests ? { requests } : {}),
+      requests,
+      cpu,
+      copierInProcess: tool.startsWith('runbook'),
       ...(note ? { note } : {}),
     };
     measured.push(measurement);
     log(
-      `[${mix.name}] ${tool}: ${seconds.toFixed(2)} s, ${(mix.count / seconds).toFixed(0)} objects/s${requests ? `; ${requestSummary(requests)}` : ''}${note ? `; ${note}` : ''}`,
+      `[${mix.name}] ${tool}: ${seconds.toFixed(2)} s, ${(mix.count / seconds).toFixed(0)} objects/s; ${requestSummary(requests)}${note ? `; ${note}` : ''}`,
     );
   };
+  // A bucket of the posix backend is a folder: dropping a copy's target this way keeps the disk from filling up
+  // (4 GiB per copy of the large mix) without sending the server requests between measurements.
+  const dropBucket = (bucket: string) => rmSync(join(dataDir, bucket), { recursive: true, force: true });
   const activities = createS3Activities({ aws: awsClients });
   const aws = { region: REGION, endpoint };
-  if (TOOLS.has('runbook')) await measureRunbook();
-  if (TOOLS.has('s5cmd')) await measureS5cmd();
-  if (TOOLS.has('awscli')) await measureAwscli();
+  const runs: Record<string, (round: number) => Promise<void>> = { runbook: measureRunbook, s5cmd: measureS5cmd, awscli: measureAwscli };
+  const order = ['runbook', 's5cmd', 'awscli'].filter((tool) => TOOLS.has(tool));
+  // Both the server and the copiers get faster as they warm up, so each tool runs ROUNDS times, in turns that
+  // alternate who goes first (A B B A ...), and the table compares each tool's best run.
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const tool of round % 2 === 0 ? order : [...order].reverse()) await runs[tool]!(round);
+  }
   return measured;
 
-  async function measureRunbook(): Promise<void> {
+  async function measureRunbook(round: number): Promise<void> {
     if (mix.plan !== DEFAULT_PLAN) {
       // What an operator gets without setting multipartThreshold: objects up to 5 GiB copied whole, as s5cmd copies them.
-      await measure('runbook copy, catalog default plan', `${key}-runbook-default`, async () => {
+      const target = `${key}-runbook-default-${round}`;
+      await measure('runbook copy, catalog default plan', target, async () => {
         const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, {
           aws,
           source,
-          target: `${key}-runbook-default`,
+          target,
           concurrency: CONCURRENCY,
           ...DEFAULT_PLAN,
         });
         return `${result.copied} whole, ${result.multipart} in parts`;
       });
+      dropBucket(target);
     }
-    await measure(`runbook copy (${CONCURRENCY} in flight at most)`, `${key}-runbook`, async () => {
+    const target = `${key}-runbook-${round}`;
+    await measure(`runbook copy (${CONCURRENCY} in flight at most)`, target, async () => {
       const result: CopyResult = await new MockActivityEnvironment().run(activities.copyBucketObjects, {
         aws,
         source,
-        target: `${key}-runbook`,
+        target,
         concurrency: CONCURRENCY,
         ...mix.plan,
       });
@@ -193,32 +221,37 @@ async function benchMix(
       const verified: VerifiedCopy = await new MockActivityEnvironment().run(activities.verifyBucketCopy, {
         aws,
         source,
-        target: `${key}-runbook`,
+        target,
         ...mix.plan,
       });
       return `${verified.objects} objects match (${verified.multipart} by size and part count)`;
     });
+    dropBucket(target);
   }
 
-  async function measureS5cmd(): Promise<void> {
-    await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, `${key}-s5cmd`, async () => {
+  async function measureS5cmd(round: number): Promise<void> {
+    const target = `${key}-s5cmd-${round}`;
+    await measure(`s5cmd cp (${S5CMD_WORKERS} workers)`, target, async () => {
       await execa(
         tools.s5cmd,
-        ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${key}-s5cmd/`],
+        ['--endpoint-url', endpoint, '--numworkers', String(S5CMD_WORKERS), 'cp', `s3://${source}/*`, `s3://${target}/`],
         { env: FAST_S3_CREDENTIALS, timeout: TOOL_TIMEOUT_MS },
       );
       return undefined;
     });
+    dropBucket(target);
   }
 
-  async function measureAwscli(): Promise<void> {
-    await measure('aws s3 sync (awscli defaults)', `${key}-awscli`, async () => {
-      await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${key}-awscli`], {
+  async function measureAwscli(round: number): Promise<void> {
+    const target = `${key}-awscli-${round}`;
+    await measure('aws s3 sync (awscli defaults)', target, async () => {
+      await execa(tools.aws, ['--endpoint-url', endpoint, 's3', 'sync', '--only-show-errors', `s3://${source}`, `s3://${target}`], {
         env: FAST_S3_CREDENTIALS,
         timeout: TOOL_TIMEOUT_MS,
       });
       return undefined;
     });
+    dropBucket(target);
   }
 }
 
@@ -310,32 +343,49 @@ async function countObjects(s3: S3Client, bucket: string): Promise<number> {
   return count;
 }
 
+/** Each tool's best run of the mix, with the times of all its runs. */
 function printMix(results: Measurement[]): void {
   if (!results.length) return;
-  console.log(
-    `\n${results[0]!.mix} (${formatBytes(results[0]!.bytes)}) on versitygw${process.env.BENCH_DIRECT ? '' : ', requests counted by the proxy in front of it'}`,
-  );
-  const s5cmd = results.find((r) => r.tool.startsWith('s5cmd'));
-  const copy = results.find((r) => r.tool.startsWith('runbook copy ('));
-  for (const r of results) {
+  console.log(`\n${results[0]!.mix} (${formatBytes(results[0]!.bytes)}) on versitygw, requests counted by its access log`);
+  const tools = [...new Set(results.map((r) => r.tool))];
+  const best = (tool: string | undefined) =>
+    results.filter((r) => r.tool === tool).reduce<Measurement | undefined>((b, r) => (!b || r.seconds < b.seconds ? r : b), undefined);
+  const s5cmd = best(tools.find((t) => t.startsWith('s5cmd')));
+  const awscli = best(tools.find((t) => t.startsWith('aws ')));
+  const copy = best(tools.find((t) => t.startsWith('runbook copy (')));
+  for (const tool of tools) {
+    const r = best(tool)!;
+    const runs = results.filter((m) => m.tool === tool).map((m) => m.seconds.toFixed(2));
     const perSecond = r.objects / r.seconds;
-    const ratio = s5cmd && r !== s5cmd && !r.tool.includes('verify') ? `, ${(s5cmd.seconds / r.seconds).toFixed(2)}x s5cmd` : '';
+    const against = (other: Measurement | undefined, name: string) =>
+      other && r !== other && !r.tool.includes('verify') ? `, ${(other.seconds / r.seconds).toFixed(2)}x ${name}` : '';
     const share = copy && r.tool.includes('verify') ? `, ${((100 * r.seconds) / copy.seconds).toFixed(0)}% of the copy's time` : '';
     console.log(
-      `  ${r.tool.padEnd(36)} ${r.seconds.toFixed(2).padStart(7)} s ${perSecond.toFixed(0).padStart(6)} objects/s ${(r.bytes / 1e6 / r.seconds).toFixed(1).padStart(8)} MB/s${ratio}${share}`,
+      `  ${r.tool.padEnd(36)} ${r.seconds.toFixed(2).padStart(7)} s ${perSecond.toFixed(perSecond < 10 ? 2 : 0).padStart(6)} objects/s ` +
+        `${(r.bytes / 1e6 / r.seconds).toFixed(1).padStart(8)} MB/s${against(s5cmd, 's5cmd')}${r.tool.startsWith('runbook') ? against(awscli, 'awscli') : ''}${share}`,
     );
-    if (r.requests) console.log(`      requests: ${requestSummary(r.requests)}`);
+    if (runs.length > 1) console.log(`      best of ${runs.length} runs: ${runs.join(' s, ')} s`);
+    console.log(`      requests: ${requestSummary(r.requests)}`);
+    console.log(`      CPU: ${cpuSummary(r)}`);
     if (r.note) console.log(`      ${r.note}`);
   }
 }
 
-function requestSummary(counts: S3ProxyCounts): string {
-  const answered = Object.entries(counts.answered).sort(([, a], [, b]) => b - a);
+function requestSummary(counts: AnsweredRequests): string {
+  const answered = Object.entries(counts.byOperation).sort(([, a], [, b]) => b - a);
   const total = answered.reduce((sum, [, n]) => sum + n, 0);
-  const peak = Object.entries(counts.peakInFlight)
-    .map(([op, n]) => `${op} ${n}`)
-    .join(', ');
-  return `${total} (${answered.map(([op, n]) => `${op} ${n}`).join(', ')}); most in flight: ${peak}`;
+  const errors = Object.entries(counts.errors).map(([error, n]) => `${error} x${n}`);
+  return `${total} (${answered.map(([op, n]) => `${op} ${n}`).join(', ')})${errors.length ? `; errors: ${errors.join(', ')}` : ''}`;
+}
+
+/** The copier's CPU per object (for s5cmd and awscli: the machine's less the server's and this idle process's). */
+function cpuSummary({ cpu, copierInProcess, objects }: Measurement): string {
+  const copier = copierInProcess ? cpu.self : cpu.machine - cpu.server - cpu.self;
+  const perObject = (seconds: number) => `${((1000 * seconds) / objects).toFixed(objects < 100 ? 0 : 2)} ms/object`;
+  return (
+    `copier ${copier.toFixed(1)} s (${perObject(copier)}), server ${cpu.server.toFixed(1)} s (${perObject(cpu.server)}), ` +
+    `machine ${cpu.machine.toFixed(1)} of ${cpu.available.toFixed(1)} s`
+  );
 }
 
 main().catch((err: unknown) => {

@@ -49,6 +49,7 @@ async function main(): Promise<void> {
     port: port!,
     dataDir: join(dir, 'data'),
     logFile: join(dir, 'versitygw.log'),
+    accessLog: join(dir, 'access.log'),
   });
   const proxy = process.env.PROFILE_PROXY ? await startS3Proxy(server.endpoint) : undefined;
   Object.assign(process.env, FAST_S3_CREDENTIALS, { AWS_REGION: REGION });

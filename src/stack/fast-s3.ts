@@ -11,7 +11,7 @@
  * - awscli: the one on PATH, else from PyPI into the same venv.
  */
 import { execa } from 'execa';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findOnPath, isExecutable } from './executables.js';
 import { logTail } from './ports.js';
@@ -87,10 +87,30 @@ async function resolveFromPip(
 
 export interface FastS3Server extends ManagedServer {
   endpoint: string;
+  /** The requests the server has answered since the last call (or its start), from its access log. */
+  requestsAnswered(): Promise<AnsweredRequests>;
 }
 
-/** versitygw serving `dataDir` (each bucket a folder) on 127.0.0.1:`port`. */
-export async function startFastS3(options: { versitygw: string; port: number; dataDir: string; logFile: string }): Promise<FastS3Server> {
+export interface AnsweredRequests {
+  /** Answered requests by operation (ListObjectsV2, CopyObject, ...). */
+  byOperation: Record<string, number>;
+  /** Of those, answered with an error, by operation and code. */
+  errors: Record<string, number>;
+}
+
+/**
+ * versitygw serving `dataDir` (each bucket a folder) on 127.0.0.1:`port`, writing a line per answered request to
+ * `accessLog` in S3's server access log format: the requests every copier sends are counted by the server itself,
+ * with no proxy in their path to take CPU from the copiers (a counting proxy on the same two cores cost the
+ * copiers 5-10 % of their speed, and not the same share for each).
+ */
+export async function startFastS3(options: {
+  versitygw: string;
+  port: number;
+  dataDir: string;
+  logFile: string;
+  accessLog: string;
+}): Promise<FastS3Server> {
   const endpoint = `http://127.0.0.1:${options.port}`;
   await mkdir(options.dataDir, { recursive: true });
   const server = await startServer({
@@ -98,6 +118,8 @@ export async function startFastS3(options: { versitygw: string; port: number; da
     command: options.versitygw,
     args: [
       '--quiet',
+      '--access-log',
+      options.accessLog,
       // Off by default in versitygw: every answer says "Connection: close", so every request of every tool
       // paid a TCP handshake (7 % of the runbook's CPU per CopyObject). S3 keeps connections open.
       '--keep-alive',
@@ -113,7 +135,42 @@ export async function startFastS3(options: { versitygw: string; port: number; da
     logFile: options.logFile,
     ready: { what: `versitygw on ${endpoint}`, timeoutMs: 30_000, check: () => answers(endpoint) },
   });
-  return Object.assign(server, { endpoint });
+  let readUpTo = 0;
+  // versitygw writes a request's line before it sends the answer, so once a copier has its answers, its lines are there.
+  const requestsAnswered = async (): Promise<AnsweredRequests> => {
+    const file = await open(options.accessLog).catch(() => undefined);
+    if (!file) return countAccessLog('');
+    try {
+      const { size } = await file.stat();
+      const { buffer } = await file.read(Buffer.alloc(size - readUpTo), 0, size - readUpTo, readUpTo);
+      const complete = buffer.subarray(0, buffer.lastIndexOf(0x0a) + 1);
+      readUpTo += complete.length;
+      return countAccessLog(complete.toString('utf8'));
+    } finally {
+      await file.close();
+    }
+  };
+  return Object.assign(server, { endpoint, requestsAnswered });
+}
+
+/**
+ * Requests by operation in S3 server access log lines: owner, bucket, [time], remote IP, requester, request ID,
+ * operation, key, request URI, HTTP status, error code, ... (versitygw names operations s3_CopyObject; the
+ * benchmark's keys hold no spaces).
+ */
+export function countAccessLog(text: string): AnsweredRequests {
+  const counts: AnsweredRequests = { byOperation: {}, errors: {} };
+  for (const line of text.split('\n')) {
+    const fields = /^\S+ \S+ \[[^\]]*\] \S+ \S+ \S+ (\S+) \S+ \S+ (\d{3}) (\S+)/.exec(line);
+    if (!fields) continue;
+    const operation = fields[1]!.replace(/^s3_/, '');
+    counts.byOperation[operation] = (counts.byOperation[operation] ?? 0) + 1;
+    if (Number(fields[2]) >= 300) {
+      const error = `${operation} ${fields[2]} ${fields[3]}`;
+      counts.errors[error] = (counts.errors[error] ?? 0) + 1;
+    }
+  }
+  return counts;
 }
 
 async function answers(endpoint: string): Promise<boolean> {
