@@ -9,7 +9,7 @@
  * bucket), credentials from its provider chain, the clock offset from the client's
  * own skew correction (which this path updates the way the SDK does). The
  * signature is SigV4 as the SDK computes it, by a signer for this one request
- * shape (s3-request-signer.ts) that costs a tenth of the SDK's. Requests
+ * shape (s3-request-signer.ts) at under half the SDK's CPU. Requests
  * go out through an undici pool of kept-alive connections rather than node's
  * `http.request` (bench/copy-profile.ts, 2,000 x 4 KB at 64 in flight: 505
  * objects/s against 393). Failures become `S3ServiceException`s with the same
@@ -175,7 +175,7 @@ interface Answer {
 
 /**
  * One request and its whole (small) answer, through the pool's dispatcher with a handler of our own: undici's
- * `request()` wraps every answer in a readable stream, which cost as much CPU as the rest of the request.
+ * `request()` wraps every answer in a readable stream (and its promises) for a body of a few hundred bytes.
  */
 function exchange(pool: Dispatcher, options: Dispatcher.DispatchOptions): Promise<Answer> {
   return new Promise((resolve, reject) => {
