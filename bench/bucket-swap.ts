@@ -82,8 +82,6 @@ interface Measurement {
   seconds: number;
   requests: AnsweredRequests;
   cpu: CpuSpent;
-  /** Whether the CPU under `self` is the copier's (the runbook) or the copier is another process (s5cmd, awscli). */
-  copierInProcess: boolean;
   note?: string;
 }
 
@@ -168,7 +166,6 @@ async function benchMix(
       seconds,
       requests,
       cpu,
-      copierInProcess: tool.startsWith('runbook'),
       ...(note ? { note } : {}),
     };
     measured.push(measurement);
@@ -379,8 +376,9 @@ function requestSummary(counts: AnsweredRequests): string {
 }
 
 /** The copier's CPU per object (for s5cmd and awscli: the machine's less the server's and this idle process's). */
-function cpuSummary({ cpu, copierInProcess, objects }: Measurement): string {
-  const copier = copierInProcess ? cpu.self : cpu.machine - cpu.server - cpu.self;
+function cpuSummary({ tool, cpu, objects }: Measurement): string {
+  // The runbook copies in this process; s5cmd and awscli are processes of their own.
+  const copier = tool.startsWith('runbook') ? cpu.self : cpu.machine - cpu.server - cpu.self;
   const perObject = (seconds: number) => `${((1000 * seconds) / objects).toFixed(objects < 100 ? 0 : 2)} ms/object`;
   return (
     `copier ${copier.toFixed(1)} s (${perObject(copier)}), server ${cpu.server.toFixed(1)} s (${perObject(cpu.server)}), ` +

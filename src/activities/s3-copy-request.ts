@@ -131,7 +131,7 @@ export function keyPath(key: string): string {
     .join('/');
 }
 
-/** The request CopyObject sends, signed (exported for the unit test, which compares it with the SDK's). */
+/** The request CopyObject sends to `endpoint.url`'s origin, signed (exported for the unit test, which compares it with the SDK's). */
 export async function signedCopyObject(endpoint: BucketEndpoint, request: CopyObjectRequest, signingDate?: Date) {
   const { url } = endpoint;
   const base = url.pathname.endsWith('/') ? url.pathname : `${url.pathname}/`;
@@ -144,8 +144,7 @@ export async function signedCopyObject(endpoint: BucketEndpoint, request: CopyOb
     'x-amz-tagging-directive': 'COPY',
   };
   if (request.storageClass) headers['x-amz-storage-class'] = request.storageClass;
-  const signed = await endpoint.signer.sign('PUT', `${base}${keyPath(request.key)}`, headers, signingDate ?? new Date());
-  return { ...signed, protocol: url.protocol, hostname: url.hostname, port: url.port ? Number(url.port) : undefined };
+  return endpoint.signer.sign('PUT', `${base}${keyPath(request.key)}`, headers, signingDate ?? new Date());
 }
 
 async function copyObject(

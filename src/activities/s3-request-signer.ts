@@ -4,9 +4,9 @@
  * own SHA-256 and HMAC. The SDK's signer costs 50-70 µs of CPU per request
  * (generic canonicalization, an HMAC of the credentials to find its key cache,
  * a promise per hash), which at 2,000 copies/s is over a tenth of a core; this
- * one costs 20-30 (measured side by side in one process). The unit test re-signs what this signer signs with the SDK's
- * signer and requires the same Authorization, for every key shape and for
- * temporary credentials.
+ * one costs 20-30 (measured side by side in one process). The unit test
+ * re-signs what this signer signs with the SDK's signer and requires the same
+ * Authorization, for every key shape and for temporary credentials.
  */
 import { createHash, createHmac } from 'node:crypto';
 
